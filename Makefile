@@ -1,0 +1,41 @@
+# peftlab: `make demo` and `make test` are the two commands a learner needs.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Offline unless the user names a hub model (PEFT_LAB_MODEL=org/name).
+export HF_HUB_OFFLINE ?= $(if $(PEFT_LAB_MODEL),0,1)
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: setup demo test lab base-model bench lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name peftlab --display-name "Python (peftlab)" >/dev/null
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/peftlab demo
+
+test: setup
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/01_full_ft_vs_peft.ipynb
+
+base-model: setup
+	$(BIN)/peftlab build-base-model
+
+bench: setup
+	for b in benchmarks/*.py; do $(BIN)/python $$b || exit 1; done
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs site .pytest_cache

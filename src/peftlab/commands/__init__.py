@@ -1,0 +1,1 @@
+"""Subcommands of the `peftlab` command line, one module each."""
