@@ -1,0 +1,473 @@
+"""Parameter counts and training-memory math for transformer language models.
+
+Everything here is arithmetic on a transformers config, so a 70B model costs nothing to
+"measure". Sizes are bytes; formatting (GB = 1e9, GiB = 2**30) happens at the edges.
+
+Sources for the per-parameter costs (see each function's docstring):
+- ZeRO (Rajbhandari et al., arXiv 1910.02054, section 3.1): mixed-precision Adam keeps
+  16-bit weights (2), 16-bit gradients (2) and K = 12 bytes of optimizer state (fp32 master
+  weights 4 + momentum 4 + variance 4): 16 bytes per parameter.
+- Hugging Face, "Model training anatomy": weights 6 (fp32 + 16-bit copy), gradients 4,
+  AdamW 8: 18 bytes per parameter.
+- Korthikanti et al., "Reducing activation recomputation" (arXiv 2205.05198): activations.
+- QLoRA (Dettmers et al., arXiv 2305.14314): NF4 blocks of 64, double quantization.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+METHODS = ("full", "lora", "qlora")
+PRECISIONS = ("mixed", "bf16", "fp32")
+OPTIMIZERS = ("adamw", "adamw8bit", "sgd_momentum", "sgd")
+ACCOUNTINGS = ("zero", "hf")
+
+NF4_BLOCKSIZE = 64
+DOUBLE_QUANT_BLOCKSIZE = 256
+NF4_BYTES_PER_PARAM = 0.5
+FP32_BYTES = 4
+HALF_BYTES = 2
+
+# Nominal capacity as the card reports it (nvidia-smi shows GiB: 24 GB cards have 24 GiB).
+GPUS: dict[str, int] = {
+    "24 GB consumer (RTX 3090/4090)": 24 * 2**30,
+    "A100 40 GB": 40 * 2**30,
+    "A100 80 GB": 80 * 2**30,
+    "H100 80 GB": 80 * 2**30,
+}
+
+_LLAMA_LIKE = ("llama", "mistral", "qwen2")
+_ASSETS = Path(__file__).resolve().parent / "assets"
+
+# Published shapes (from each model's config.json on the Hugging Face hub).
+_PRESETS: dict[str, dict[str, Any]] = {
+    "llama-2-7b": dict(
+        model_type="llama", vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+    ),
+    "llama-2-13b": dict(
+        model_type="llama", vocab_size=32000, hidden_size=5120, intermediate_size=13824,
+        num_hidden_layers=40, num_attention_heads=40, num_key_value_heads=40,
+    ),
+    "llama-2-70b": dict(
+        model_type="llama", vocab_size=32000, hidden_size=8192, intermediate_size=28672,
+        num_hidden_layers=80, num_attention_heads=64, num_key_value_heads=8,
+    ),
+    "mistral-7b": dict(
+        model_type="mistral", vocab_size=32000, hidden_size=4096, intermediate_size=14336,
+        num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8,
+    ),
+    "smollm2-135m": dict(
+        model_type="llama", vocab_size=49152, hidden_size=576, intermediate_size=1536,
+        num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2", vocab_size=151936, hidden_size=896, intermediate_size=4864,
+        num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+}  # fmt: skip
+EMBEDDED_PRESET = "peftlab-base"
+PRESETS = (*_PRESETS, EMBEDDED_PRESET)
+
+
+@dataclass(frozen=True)
+class LinearShape:
+    """`count` linear layers called `name`, each mapping `d_in` features to `d_out`."""
+
+    name: str
+    d_in: int
+    d_out: int
+    bias: bool
+    count: int
+
+    @property
+    def params(self) -> int:
+        return self.count * (self.d_in * self.d_out + (self.d_out if self.bias else 0))
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Training memory in bytes, one field per term; `total` is their sum."""
+
+    frozen_weights: int
+    trainable_weights: int
+    gradients: int
+    optimizer_states: int
+    master_weights: int
+    activations: int
+    quantization_constants: int
+
+    @property
+    def total(self) -> int:
+        return sum(asdict(self).values())
+
+    def to_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total": self.total}
+
+
+def preset(name: str | os.PathLike | Any) -> Any:
+    """Return a transformers config for a preset name, a config.json path or folder, or a config.
+
+    Presets: llama-2-7b, llama-2-13b, llama-2-70b, mistral-7b, smollm2-135m, qwen2.5-0.5b and
+    peftlab-base (the embedded model, read from src/peftlab/assets/base-model/config.json).
+    """
+    from transformers import AutoConfig, PretrainedConfig
+
+    if isinstance(name, PretrainedConfig):
+        return name
+    if not isinstance(name, (str, os.PathLike)):
+        raise ValueError(f"{name!r}: expected a preset name, a config.json path or a config")
+    key = str(name).lower()
+    if key in _PRESETS:
+        fields = dict(_PRESETS[key])
+        return AutoConfig.for_model(fields.pop("model_type"), **fields)
+    path = _ASSETS / "base-model" if key == EMBEDDED_PRESET else Path(name)
+    if path.is_dir():
+        path = path / "config.json"
+    if path.is_file():
+        fields = json.loads(path.read_text(encoding="utf-8"))
+        if "model_type" not in fields:
+            raise ValueError(f"{path}: config.json has no 'model_type'")
+        return AutoConfig.for_model(fields.pop("model_type"), **fields)
+    raise ValueError(
+        f"model {str(name)!r}: unknown; use a preset ({', '.join(PRESETS)}) "
+        "or a path to a config.json"
+    )
+
+
+def linear_layers(config: Any) -> list[LinearShape]:
+    """The adaptable linear layers of the decoder (the output head excluded, as peft does)."""
+    config = preset(config)
+    kind = config.model_type
+    if kind in _LLAMA_LIKE:
+        return _llama_linears(config)
+    if kind == "gpt2":
+        return _gpt2_linears(config)
+    return _meta_linears(config)
+
+
+def count_params(config: Any) -> int:
+    """Exact parameter count: linear layers + embeddings + norms (+ untied output head)."""
+    config = preset(config)
+    kind = config.model_type
+    linears = sum(layer.params for layer in linear_layers(config))
+    if kind in _LLAMA_LIKE:
+        h, n_layers, vocab = config.hidden_size, config.num_hidden_layers, config.vocab_size
+        norms = (2 * n_layers + 1) * h  # RMSNorm: one weight vector each
+        head = 0 if config.tie_word_embeddings else vocab * h
+        return vocab * h + linears + norms + head
+    if kind == "gpt2":
+        h, n_layers = config.n_embd, config.n_layer
+        embeddings = config.vocab_size * h + config.n_positions * h
+        norms = (2 * n_layers + 1) * 2 * h  # LayerNorm: weight and bias
+        head = 0 if config.tie_word_embeddings else config.vocab_size * h
+        return embeddings + linears + norms + head
+    return _meta_count(config)
+
+
+def default_targets(config: Any) -> list[str]:
+    """peft's default LoRA targets for this architecture (q_proj, v_proj for Llama)."""
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
+
+    config = preset(config)
+    if config.model_type not in targets:
+        raise ValueError(f"{config.model_type}: no default LoRA targets; name target_modules")
+    return list(targets[config.model_type])
+
+
+def lora_params(config: Any, r: int, target_modules: str | list[str] | tuple[str, ...]) -> int:
+    """Trainable LoRA parameters: r * (d_in + d_out) for every adapted matrix (Hu et al., 2021).
+
+    `target_modules` is a list of module names (matched on the last name, as peft does for
+    plain names) or "all-linear" (every linear layer but the output head).
+    """
+    return sum(
+        r * (t.d_in + t.d_out) * t.count for t in _targeted(preset(config), r, target_modules)
+    )
+
+
+def estimate(
+    config: Any,
+    method: str = "full",
+    r: int = 8,
+    target_modules: str | list[str] | tuple[str, ...] | None = None,
+    precision: str = "mixed",
+    optimizer: str = "adamw",
+    batch_size: int = 1,
+    seq_len: int = 512,
+    gradient_checkpointing: bool = False,
+    double_quant: bool = True,
+    accounting: str = "zero",
+) -> Breakdown:
+    """Bytes needed to train `config` with `method`, term by term (see Breakdown).
+
+    Ψ = all parameters, T = trainable ones (Ψ for full, lora_params for LoRA/QLoRA).
+    - frozen_weights: 0 (full); Ψ_base * w (LoRA), w = 2 for mixed/bf16, 4 for fp32; QLoRA:
+      0.5 byte per quantized linear weight (NF4) and w bytes for the rest (embeddings, norms,
+      output head, biases), as transformers + bitsandbytes load them.
+    - trainable_weights: T * w for full (the 16-bit working copy in mixed precision);
+      LoRA/QLoRA adapters are fp32 (4) in mixed precision because peft upcasts them.
+    - master_weights: full + mixed only: 4T (fp32 copy the optimizer updates).
+    - gradients: T * 2 (ZeRO, mixed) or T * 4 (HF accounting: fp32 .grad under torch AMP);
+      bf16: 2T; fp32: 4T; LoRA/QLoRA mixed: 4T (gradients match the fp32 adapters).
+    - optimizer_states: AdamW 2 states of 4 bytes (2 bytes in pure bf16); 8-bit AdamW 2 bytes;
+      SGD with momentum one state; SGD none.
+    - activations: Korthikanti et al.: per layer s*b*h*(34 + 5*a*s/h) bytes in 16-bit
+      (doubled in fp32); with gradient checkpointing 2*s*b*h per layer plus one layer
+      recomputed; plus fp32 logits s*b*V*4 for the loss.
+    - quantization_constants: QLoRA only: one fp32 absmax per 64 weights (0.5 bit/param), or
+      with double quantization one byte per block plus fp32 per 256 blocks (0.127 bit/param).
+    ZeRO's mixed AdamW sums to 16 bytes/param and HF's to 18 (`accounting="hf"`); the 2 bytes
+    between them are the gradients, 16-bit in ZeRO, fp32 in PyTorch AMP.
+    """
+    config = preset(config)
+    _check_choice("method", method, METHODS)
+    _check_choice("precision", precision, PRECISIONS)
+    _check_choice("optimizer", optimizer, OPTIMIZERS)
+    _check_choice("accounting", accounting, ACCOUNTINGS)
+    for label, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{label}={value}: must be a positive integer")
+
+    w = FP32_BYTES if precision == "fp32" else HALF_BYTES
+    total_params = count_params(config)
+    activations = activation_bytes(config, batch_size, seq_len, gradient_checkpointing)
+    if precision == "fp32":
+        activations *= 2
+
+    if method == "full":
+        trainable = total_params
+        grad_bytes = {"fp32": 4, "bf16": 2, "mixed": 4 if accounting == "hf" else 2}[precision]
+        return Breakdown(
+            frozen_weights=0,
+            trainable_weights=trainable * w,
+            gradients=trainable * grad_bytes,
+            optimizer_states=trainable * _optimizer_bytes(optimizer, precision),
+            master_weights=trainable * FP32_BYTES if precision == "mixed" else 0,
+            activations=activations,
+            quantization_constants=0,
+        )
+
+    if target_modules is None:
+        target_modules = default_targets(config)
+    targets = _targeted(config, r, target_modules)
+    trainable = sum(r * (t.d_in + t.d_out) * t.count for t in targets)
+    adapter_bytes = FP32_BYTES if precision in ("mixed", "fp32") else HALF_BYTES
+    if method == "lora":
+        frozen, constants = total_params * w, 0
+    else:
+        quantized = linear_layers(config)
+        n_quantized = sum(t.count * t.d_in * t.d_out for t in quantized)
+        frozen = int(n_quantized * NF4_BYTES_PER_PARAM) + (total_params - n_quantized) * w
+        constants = sum(
+            t.count * quant_constant_bytes(t.d_in * t.d_out, double_quant) for t in quantized
+        )
+    return Breakdown(
+        frozen_weights=frozen,
+        trainable_weights=trainable * adapter_bytes,
+        gradients=trainable * adapter_bytes,
+        optimizer_states=trainable * _optimizer_bytes(optimizer, precision, adapter_bytes),
+        master_weights=0,
+        activations=activations,
+        quantization_constants=constants,
+    )
+
+
+def quant_constant_bytes(numel: int, double_quant: bool = True) -> int:
+    """Bytes of NF4 scaling constants for one weight tensor of `numel` values (QLoRA, section 3).
+
+    Without double quantization: one fp32 absmax per block of 64. With it: the absmax values are
+    themselves quantized to 8 bits (one byte per block) with an fp32 constant per 256 blocks.
+    """
+    blocks = math.ceil(numel / NF4_BLOCKSIZE)
+    if not double_quant:
+        return blocks * FP32_BYTES
+    return blocks + math.ceil(blocks / DOUBLE_QUANT_BLOCKSIZE) * FP32_BYTES
+
+
+def activation_bytes(
+    config: Any, batch_size: int, seq_len: int, gradient_checkpointing: bool = False
+) -> int:
+    """16-bit activations kept for the backward pass (Korthikanti et al., 2022, table 2).
+
+    Per layer without recomputation: s*b*h*(34 + 5*a*s/h); with full recomputation only each
+    layer's input, 2*s*b*h, is kept, plus one layer's activations while it is recomputed.
+    The fp32 logits the loss keeps add s*b*V*4.
+    """
+    h, a, n_layers, vocab = _dims(preset(config))
+    s, b = seq_len, batch_size
+    per_layer = s * b * h * 34 + 5 * a * s * s * b
+    logits = s * b * vocab * FP32_BYTES
+    if gradient_checkpointing:
+        return n_layers * 2 * s * b * h + per_layer + logits
+    return n_layers * per_layer + logits
+
+
+def fits(total_bytes: int) -> dict[str, bool]:
+    """Which common GPUs hold `total_bytes` (nominal capacity; CUDA's own ~0.5-1 GB not counted)."""
+    return {gpu: total_bytes <= capacity for gpu, capacity in GPUS.items()}
+
+
+def held_bytes(model: Any, optimizer: Any = None) -> dict[str, int]:
+    """Bytes actually held by a model's tensors (and an optimizer's state), grouped like Breakdown.
+
+    Frozen and trainable parameters, `.grad` tensors, optimizer state tensors (the scalar `step`
+    counters excluded), and the NF4 absmax constants of bitsandbytes 4-bit weights.
+    """
+    held = dict(
+        frozen_weights=0,
+        trainable_weights=0,
+        gradients=0,
+        optimizer_states=0,
+        quantization_constants=0,
+    )
+    for param in model.parameters():
+        key = "trainable_weights" if param.requires_grad else "frozen_weights"
+        held[key] += _nbytes(param)
+        if param.grad is not None:
+            held["gradients"] += _nbytes(param.grad)
+        quant_state = getattr(param, "quant_state", None)
+        if quant_state is not None:
+            held["quantization_constants"] += _nbytes(quant_state.absmax)
+            if quant_state.nested:
+                held["quantization_constants"] += _nbytes(quant_state.state2.absmax)
+    if optimizer is not None:
+        for state in optimizer.state.values():
+            for name, value in state.items():
+                if name != "step" and hasattr(value, "element_size"):
+                    held["optimizer_states"] += _nbytes(value)
+    return held
+
+
+def _nbytes(tensor: Any) -> int:
+    return tensor.nelement() * tensor.element_size()
+
+
+def _optimizer_bytes(optimizer: str, precision: str, param_bytes: int | None = None) -> int:
+    """Bytes of optimizer state per trainable parameter (HF "Model training anatomy")."""
+    state_bytes = param_bytes or (HALF_BYTES if precision == "bf16" else FP32_BYTES)
+    return {"adamw": 2 * state_bytes, "adamw8bit": 2, "sgd_momentum": state_bytes, "sgd": 0}[
+        optimizer
+    ]
+
+
+def _check_choice(label: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{label}={value!r}: unknown; choose one of {', '.join(valid)}")
+
+
+def _dims(config: Any) -> tuple[int, int, int, int]:
+    """hidden size, attention heads, layers, vocabulary (names differ between families)."""
+    if config.model_type == "gpt2":
+        return config.n_embd, config.n_head, config.n_layer, config.vocab_size
+    return (
+        config.hidden_size,
+        config.num_attention_heads,
+        config.num_hidden_layers,
+        config.vocab_size,
+    )
+
+
+def _llama_linears(config: Any) -> list[LinearShape]:
+    h, n = config.hidden_size, config.num_hidden_layers
+    head_dim = getattr(config, "head_dim", None) or h // config.num_attention_heads
+    q_out = config.num_attention_heads * head_dim
+    kv_out = (config.num_key_value_heads or config.num_attention_heads) * head_dim
+    inter = config.intermediate_size
+    if config.model_type == "qwen2":
+        qkv_bias, o_bias, mlp_bias = True, False, False
+    else:
+        qkv_bias = o_bias = bool(getattr(config, "attention_bias", False))
+        mlp_bias = bool(getattr(config, "mlp_bias", False))
+    return [
+        LinearShape("q_proj", h, q_out, qkv_bias, n),
+        LinearShape("k_proj", h, kv_out, qkv_bias, n),
+        LinearShape("v_proj", h, kv_out, qkv_bias, n),
+        LinearShape("o_proj", q_out, h, o_bias, n),
+        LinearShape("gate_proj", h, inter, mlp_bias, n),
+        LinearShape("up_proj", h, inter, mlp_bias, n),
+        LinearShape("down_proj", inter, h, mlp_bias, n),
+    ]
+
+
+def _gpt2_linears(config: Any) -> list[LinearShape]:
+    h, n = config.n_embd, config.n_layer
+    inner = config.n_inner or 4 * h
+    return [
+        LinearShape("c_attn", h, 3 * h, True, n),  # Conv1D holding q, k and v side by side
+        LinearShape("c_proj", h, h, True, n),
+        LinearShape("c_fc", h, inner, True, n),
+        LinearShape("c_proj", inner, h, True, n),
+    ]
+
+
+def _meta_model(config: Any) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"):
+            return AutoModelForCausalLM.from_config(config)
+    except (ValueError, KeyError) as exc:
+        raise ValueError(f"{config.model_type}: cannot build this architecture ({exc})") from exc
+
+
+def _meta_count(config: Any) -> int:
+    return sum(p.numel() for p in _meta_model(config).parameters())
+
+
+def _meta_linears(config: Any) -> list[LinearShape]:
+    """Linear and Conv1D layers of a model built on the meta device, grouped by name and shape."""
+    import torch
+    from transformers.pytorch_utils import Conv1D
+
+    model = _meta_model(config)
+    head = model.get_output_embeddings()
+    groups: dict[tuple[str, int, int, bool], int] = {}
+    for full_name, module in model.named_modules():
+        if module is head:
+            continue
+        if isinstance(module, torch.nn.Linear):
+            d_in, d_out = module.in_features, module.out_features
+        elif isinstance(module, Conv1D):
+            d_in, d_out = module.weight.shape
+        else:
+            continue
+        key = (full_name.rsplit(".", 1)[-1], d_in, d_out, module.bias is not None)
+        groups[key] = groups.get(key, 0) + 1
+    return [LinearShape(name, i, o, b, count) for (name, i, o, b), count in groups.items()]
+
+
+def _targeted(config: Any, r: int, target_modules: Any) -> list[LinearShape]:
+    """The linear layers LoRA adapts, after checking the rank against each of them."""
+    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
+        raise ValueError(f"r={r}: LoRA rank must be a positive integer")
+    layers = linear_layers(config)
+    if isinstance(target_modules, str):
+        if target_modules.lower() != "all-linear":
+            target_modules = [target_modules]
+        else:
+            target_modules = sorted({t.name for t in layers})
+    names = {t.name for t in layers}
+    missing = [m for m in target_modules if m not in names]
+    if missing or not target_modules:
+        raise ValueError(
+            f"target_modules={list(target_modules)}: {config.model_type} has no "
+            f"{', '.join(missing) or 'targets'}; its linear layers are {', '.join(sorted(names))}"
+            " (or use 'all-linear')"
+        )
+    chosen = [t for t in layers if t.name in target_modules]
+    smallest = min(min(t.d_in, t.d_out) for t in chosen)
+    if r > smallest:
+        raise ValueError(
+            f"r={r}: rank exceeds the smallest dimension of a target layer ({smallest}); "
+            f"use r <= {smallest}"
+        )
+    return chosen

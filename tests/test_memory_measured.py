@@ -1,0 +1,114 @@
+"""Measured vs predicted: bytes held after one optimizer step equal estimate()'s terms."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+
+from peftlab import memory, seed_everything
+
+PEFT_DRIFT = pytest.mark.filterwarnings(
+    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+)
+CONFIG = LlamaConfig(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=160,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+)
+TARGETS = ["q_proj", "v_proj"]
+R = 4
+
+
+def one_step(model, autocast: bool = False):
+    """Forward, backward and one AdamW step on a random batch; returns the optimizer."""
+    seed_everything(0)
+    model.train()  # bitsandbytes repacks 4-bit weights for CPU inference in eval mode
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    ids = torch.randint(0, CONFIG.vocab_size, (2, 16))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    optimizer.step()
+    return optimizer
+
+
+def random_llama(dtype=torch.float32):
+    seed_everything(0)
+    return LlamaForCausalLM(CONFIG).to(dtype)
+
+
+def test_full_fp32():
+    model = random_llama()
+    held = memory.held_bytes(model, one_step(model))
+    est = memory.estimate(CONFIG, method="full", precision="fp32")
+    assert held["trainable_weights"] == est.trainable_weights
+    assert held["gradients"] == est.gradients
+    assert held["optimizer_states"] == est.optimizer_states
+    assert held["frozen_weights"] == est.frozen_weights == est.master_weights == 0
+
+
+def test_full_bf16():
+    model = random_llama(torch.bfloat16)
+    held = memory.held_bytes(model, one_step(model))
+    est = memory.estimate(CONFIG, method="full", precision="bf16")
+    assert (held["trainable_weights"], held["gradients"], held["optimizer_states"]) == (
+        est.trainable_weights,
+        est.gradients,
+        est.optimizer_states,
+    )
+
+
+def test_full_mixed_under_torch_amp_holds_hf_accounting():
+    """torch AMP keeps fp32 weights, fp32 grads and fp32 AdamW states; the 16-bit copy is
+    autocast's transient cache, so the persistent terms are HF's 4 + 4 + 8."""
+    model = random_llama()
+    held = memory.held_bytes(model, one_step(model, autocast=True))
+    est = memory.estimate(CONFIG, method="full", precision="mixed", accounting="hf")
+    assert held["trainable_weights"] == est.master_weights
+    assert held["gradients"] == est.gradients
+    assert held["optimizer_states"] == est.optimizer_states
+
+
+@PEFT_DRIFT
+@pytest.mark.parametrize(("precision", "upcast"), [("mixed", True), ("bf16", False)])
+def test_lora_on_bf16_base(precision, upcast):
+    base = random_llama(torch.bfloat16)
+    model = get_peft_model(
+        base, LoraConfig(r=R, target_modules=TARGETS), autocast_adapter_dtype=upcast
+    )
+    held = memory.held_bytes(model, one_step(model))
+    est = memory.estimate(CONFIG, "lora", r=R, target_modules=TARGETS, precision=precision)
+    for term in ("frozen_weights", "trainable_weights", "gradients", "optimizer_states"):
+        assert held[term] == getattr(est, term), term
+
+
+@PEFT_DRIFT
+@pytest.mark.parametrize("double_quant", [False, True])
+def test_qlora_nf4_base(tmp_path, double_quant):
+    random_llama().save_pretrained(tmp_path)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+    base = AutoModelForCausalLM.from_pretrained(
+        tmp_path, quantization_config=quantization, device_map="cpu", dtype=torch.bfloat16
+    )
+    footprint = base.get_memory_footprint()
+    model = get_peft_model(base, LoraConfig(r=R, target_modules=TARGETS))
+    held = memory.held_bytes(model, one_step(model))
+    est = memory.estimate(CONFIG, "qlora", r=R, target_modules=TARGETS, double_quant=double_quant)
+    for term in (
+        "frozen_weights",
+        "quantization_constants",
+        "trainable_weights",
+        "gradients",
+        "optimizer_states",
+    ):
+        assert held[term] == getattr(est, term), term
+    # get_memory_footprint counts parameters and buffers (rotary tables), not quant constants.
+    assert abs(footprint - est.frozen_weights) / footprint < 0.02
