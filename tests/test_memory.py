@@ -102,6 +102,14 @@ def test_lora_params_equals_peft_trainable_count(name, targets, r):
     assert memory.lora_params(config, r, targets) == trainable
 
 
+@pytest.mark.parametrize("name", list(tiny_configs()))
+def test_default_targets_are_peft_defaults(name):
+    from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as peft_map
+
+    config = tiny_configs()[name]
+    assert memory.default_targets(config) == peft_map[config.model_type]
+
+
 def test_gqa_keys_and_values_are_narrower():
     config = tiny_configs()["mistral-gqa"]  # 8 heads of 8, 2 key/value heads: k, v are 64 -> 16
     per_layer = 4 * (64 + 16)

@@ -42,6 +42,7 @@ GPUS: dict[str, int] = {
 }
 
 _LLAMA_LIKE = ("llama", "mistral", "qwen2")
+_DEFAULT_TARGETS = {kind: ("q_proj", "v_proj") for kind in _LLAMA_LIKE} | {"gpt2": ("c_attn",)}
 _ASSETS = Path(__file__).resolve().parent / "assets"
 
 # Published shapes (from each model's config.json on the Hugging Face hub).
@@ -174,9 +175,11 @@ def count_params(config: Any) -> int:
 
 def default_targets(config: Any) -> list[str]:
     """peft's default LoRA targets for this architecture (q_proj, v_proj for Llama)."""
+    config = preset(config)
+    if config.model_type in _DEFAULT_TARGETS:  # copied so the CLI need not import peft
+        return list(_DEFAULT_TARGETS[config.model_type])
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as targets
 
-    config = preset(config)
     if config.model_type not in targets:
         raise ValueError(f"{config.model_type}: no default LoRA targets; name target_modules")
     return list(targets[config.model_type])

@@ -1,12 +1,157 @@
-"""`peftlab memory`: not built yet (see the project's issues)."""
+"""`peftlab memory`: how much memory training a model takes, term by term, and which GPUs fit it."""
 
 import argparse
+import json
+
+GB = 10**9
+GIB = 2**30
+TERMS = (
+    "frozen_weights",
+    "trainable_weights",
+    "gradients",
+    "optimizer_states",
+    "master_weights",
+    "activations",
+    "quantization_constants",
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("memory", help="(not built yet)")
+    p = sub.add_parser(
+        "memory",
+        help="training-memory breakdown (GB and GiB) and GPU fit for full, LoRA or QLoRA",
+        description="Estimate the memory needed to fine-tune a model, term by term.",
+    )
+    p.add_argument("--model", default="llama-2-7b", help="preset name or path to a config.json")
+    p.add_argument("--method", default="full", help="full, lora or qlora (default: full)")
+    p.add_argument("--rank", type=int, default=8, help="LoRA rank r (default: 8)")
+    p.add_argument(
+        "--targets",
+        default=None,
+        help="comma-separated module names or all-linear (default: peft's, q_proj,v_proj on Llama)",
+    )
+    p.add_argument("--precision", default="mixed", help="mixed, bf16 or fp32 (default: mixed)")
+    p.add_argument(
+        "--optimizer",
+        default="adamw",
+        help="adamw, adamw8bit, sgd_momentum or sgd (default: adamw)",
+    )
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--no-double-quant", action="store_true", help="QLoRA without double quantization"
+    )
+    p.add_argument(
+        "--accounting", default="zero", help="zero (16 bytes/param) or hf (18) for full mixed"
+    )
+    p.add_argument("--compare", action="store_true", help="full, LoRA and QLoRA side by side")
+    p.add_argument("--json", action="store_true", help="every term in bytes, plus total")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise ValueError("'peftlab memory' is not built yet")
+    from peftlab import memory
+
+    config = memory.preset(args.model)
+    methods = memory.METHODS if args.compare else (args.method,)
+    results = {method: _one(memory, config, method, args) for method in methods}
+    settings = _settings(args)
+    if args.json:
+        payload = {"model": str(args.model), "params": memory.count_params(config), **settings}
+        if args.compare:
+            payload["methods"] = results
+        else:
+            payload.update(results[args.method])
+        print(json.dumps(payload, indent=2))
+        return 0
+    print(_header(memory, config, args, settings))
+    print(_table(results))
+    return 0
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    return {
+        "precision": args.precision,
+        "optimizer": args.optimizer,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "rank": args.rank,
+        "targets": args.targets or "default",
+    }
+
+
+def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
+    """The breakdown, trainable count and GPU fit of one method."""
+    targets = _parse_targets(args.targets)
+    breakdown = memory.estimate(
+        config,
+        method=method,
+        r=args.rank,
+        target_modules=targets,
+        precision=args.precision,
+        optimizer=args.optimizer,
+        batch_size=args.batch_size,
+        seq_len=args.seq_len,
+        gradient_checkpointing=args.gradient_checkpointing,
+        double_quant=not args.no_double_quant,
+        accounting=args.accounting,
+    )
+    if method == "full":
+        trainable = memory.count_params(config)
+    else:
+        targets = targets or memory.default_targets(config)
+        trainable = memory.lora_params(config, args.rank, targets)
+    return {
+        "method": method,
+        "trainable_params": trainable,
+        "bytes": breakdown.to_dict(),
+        "fits": memory.fits(breakdown.total),
+    }
+
+
+def _parse_targets(text: str | None) -> list[str] | str | None:
+    if text is None:
+        return None
+    if text.strip().lower() == "all-linear":
+        return "all-linear"
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise ValueError(f"--targets {text!r}: name modules like q_proj,v_proj or all-linear")
+    return names
+
+
+def _header(memory, config, args: argparse.Namespace, settings: dict) -> str:
+    n = memory.count_params(config)
+    ckpt = ", gradient checkpointing" if args.gradient_checkpointing else ""
+    return (
+        f"{args.model}: {n:,} parameters; {settings['precision']} precision, "
+        f"{settings['optimizer']}, batch {args.batch_size} x {args.seq_len} tokens{ckpt}\n"
+        f"(GB = 1e9 bytes, GiB = 2^30 bytes)\n"
+    )
+
+
+def _table(results: dict[str, dict]) -> str:
+    """Rows of terms, one GB column per method, GiB for the total, then trainable share and fit."""
+    methods = list(results)
+    width = 32
+    head = "".join(f"{m + ' GB':>14}" for m in methods)
+    lines = [f"{'term':<{width}}{head}"]
+    for term in (*TERMS, "total"):
+        cells = "".join(f"{results[m]['bytes'][term] / GB:>14.3f}" for m in methods)
+        lines.append(f"{term.replace('_', ' '):<{width}}{cells}")
+    lines.append(
+        f"{'total GiB':<{width}}"
+        + "".join(f"{results[m]['bytes']['total'] / GIB:>14.3f}" for m in methods)
+    )
+    lines.append(
+        f"{'trainable params':<{width}}"
+        + "".join(f"{results[m]['trainable_params']:>14,}" for m in methods)
+    )
+    lines.append("")
+    gpus = list(results[methods[0]]["fits"])
+    for gpu in gpus:
+        cells = "".join(f"{'fits' if results[m]['fits'][gpu] else 'no':>14}" for m in methods)
+        lines.append(f"{gpu:<{width}}{cells}")
+    return "\n".join(lines)

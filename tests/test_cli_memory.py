@@ -1,0 +1,111 @@
+"""`peftlab memory`: the table, --json, --compare, and one-line errors with exit code 2."""
+
+import json
+
+import pytest
+
+from peftlab import cli, memory
+
+
+@pytest.fixture(autouse=True)
+def only_memory_command(monkeypatch):
+    """Build the parser from this command alone, so other commands' state cannot break it."""
+    monkeypatch.setattr(cli, "COMMANDS", {"memory": "memory"})
+
+
+def run_json(capsys, *args: str) -> dict:
+    assert cli.main(["memory", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_json_has_every_term_in_bytes_and_the_total(capsys):
+    out = run_json(capsys, "--model", "llama-2-7b", "--method", "full")
+    expected = memory.estimate("llama-2-7b").to_dict()
+    assert out["bytes"] == expected
+    assert out["bytes"]["total"] == sum(v for k, v in expected.items() if k != "total")
+    assert out["params"] == out["trainable_params"] == 6_738_415_616
+    assert out["fits"] == {gpu: False for gpu in memory.GPUS}
+
+
+def test_json_passes_every_option_through(capsys, tmp_path):
+    memory.preset("mistral-7b").save_pretrained(tmp_path)
+    args = ["--model", str(tmp_path / "config.json"), "--method", "qlora", "--rank", "16"]
+    args += ["--targets", "all-linear", "--precision", "bf16", "--optimizer", "adamw8bit"]
+    args += ["--batch-size", "4", "--seq-len", "1024", "--gradient-checkpointing"]
+    args += ["--no-double-quant"]
+    out = run_json(capsys, *args)
+    expected = memory.estimate(
+        "mistral-7b",
+        method="qlora",
+        r=16,
+        target_modules="all-linear",
+        precision="bf16",
+        optimizer="adamw8bit",
+        batch_size=4,
+        seq_len=1024,
+        gradient_checkpointing=True,
+        double_quant=False,
+    )
+    assert out["bytes"] == expected.to_dict()
+    assert out["trainable_params"] == memory.lora_params("mistral-7b", 16, "all-linear")
+
+
+def test_targets_list_and_hf_accounting(capsys):
+    out = run_json(capsys, "--method", "lora", "--targets", "q_proj, k_proj,v_proj")
+    assert out["trainable_params"] == memory.lora_params(
+        "llama-2-7b", 8, ["q_proj", "k_proj", "v_proj"]
+    )
+    out = run_json(capsys, "--accounting", "hf", "--seq-len", "1")
+    per_param = (out["bytes"]["total"] - out["bytes"]["activations"]) / out["params"]
+    assert per_param == 18
+
+
+def test_table_shows_gb_gib_and_fit(capsys):
+    assert cli.main(["memory", "--model", "llama-2-7b", "--method", "qlora"]) == 0
+    text = capsys.readouterr().out
+    total = memory.estimate("llama-2-7b", method="qlora").total
+    assert f"{total / 1e9:.3f}" in text and f"{total / 2**30:.3f}" in text
+    fit_lines = [line for line in text.splitlines() if line.startswith("24 GB consumer")]
+    assert fit_lines and fit_lines[0].split()[-1] == "fits"
+    assert "H100 80 GB" in text
+
+
+def test_compare_puts_three_methods_side_by_side(capsys):
+    assert cli.main(["memory", "--compare", "--model", "llama-2-13b"]) == 0
+    text = capsys.readouterr().out
+    header = next(line for line in text.splitlines() if line.startswith("term"))
+    assert header.split() == ["term", "full", "GB", "lora", "GB", "qlora", "GB"]
+    out = run_json(capsys, "--compare", "--model", "llama-2-13b")
+    totals = [out["methods"][m]["bytes"]["total"] for m in memory.METHODS]
+    assert totals == sorted(totals, reverse=True)  # full > LoRA > QLoRA
+    consumer = [out["methods"][m]["fits"]["24 GB consumer (RTX 3090/4090)"] for m in memory.METHODS]
+    assert consumer == [False, False, True]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--method", "lora", "--rank", "0"], "r=0"),
+        (["--method", "lora", "--rank", "-3"], "r=-3"),
+        (["--method", "lora", "--rank", "5000"], "r=5000"),
+        (["--method", "prefix"], "full, lora, qlora"),
+        (["--precision", "fp8"], "mixed, bf16, fp32"),
+        (["--optimizer", "lion"], "adamw, adamw8bit, sgd_momentum, sgd"),
+        (["--batch-size", "0"], "batch_size=0"),
+        (["--seq-len", "-1"], "seq_len=-1"),
+        (["--model", "gpt-5"], "llama-2-7b"),
+        (["--method", "lora", "--targets", "query"], "q_proj"),
+        (["--method", "lora", "--targets", ","], "--targets"),
+        (["--batch-size", "two"], "invalid int value"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(capsys, args, needle):
+    try:
+        code = cli.main(["memory", *args])
+    except SystemExit as exc:  # argparse rejects non-integers before run() is called
+        code = exc.code
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.out == ""
+    assert len(captured.err.strip().splitlines()) == 1
+    assert needle in captured.err
