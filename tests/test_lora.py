@@ -2,6 +2,8 @@
 
 import json
 import math
+import runpy
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +13,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from peftlab import lora, seed_everything
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -341,3 +345,14 @@ def test_saving_a_model_without_lora_says_what_to_do(tmp_path):
     with pytest.raises(ValueError, match="no LoRA layers: call add_lora"):
         lora.save_adapter(tiny_llama(), tmp_path / "a")
     assert not (tmp_path / "a").exists()
+
+
+def test_overhead_benchmark_quick_run_writes_its_table(tmp_path, capsys):
+    bench = runpy.run_path(str(ROOT / "benchmarks" / "lora_overhead.py"))
+    out = tmp_path / "table.md"
+    assert bench["main"](["--quick", "--rounds", "1", "--out", str(out)]) == 0
+    table = out.read_text()
+    assert table == capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| 1") or line.startswith("| 2")]
+    assert [row.split(" |")[0] for row in rows] == ["| 128 x 128", "| 256 x 256"]
+    assert all(float(cell) > 0 for row in rows for cell in row.strip("|").split("|")[1:])
