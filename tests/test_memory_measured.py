@@ -23,16 +23,7 @@ R = 4
 
 
 def one_step(model, autocast: bool = False):
-    """Forward, backward and one AdamW step on a random batch; returns the optimizer."""
-    seed_everything(0)
-    model.train()  # bitsandbytes repacks 4-bit weights for CPU inference in eval mode
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
-    ids = torch.randint(0, CONFIG.vocab_size, (2, 16))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    optimizer.step()
-    return optimizer
+    return memory.train_step(model, batch_size=2, seq_len=16, autocast=autocast)
 
 
 def random_llama(dtype=torch.float32):

@@ -73,6 +73,17 @@ _PRESETS: dict[str, dict[str, Any]] = {
         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
         tie_word_embeddings=True,
     ),
+    # Shapes of our own, built with random weights to measure memory on a CPU.
+    "tiny-random-llama": dict(
+        model_type="llama", vocab_size=2048, hidden_size=192, intermediate_size=512,
+        num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "random-llama-100m": dict(
+        model_type="llama", vocab_size=32000, hidden_size=768, intermediate_size=2048,
+        num_hidden_layers=12, num_attention_heads=12, num_key_value_heads=4,
+        tie_word_embeddings=True,
+    ),
 }  # fmt: skip
 EMBEDDED_PRESET = "peftlab-base"
 PRESETS = (*_PRESETS, EMBEDDED_PRESET)
@@ -116,7 +127,8 @@ class Breakdown:
 def preset(name: str | os.PathLike | Any) -> Any:
     """Return a transformers config for a preset name, a config.json path or folder, or a config.
 
-    Presets: llama-2-7b, llama-2-13b, llama-2-70b, mistral-7b, smollm2-135m, qwen2.5-0.5b and
+    Presets: llama-2-7b, llama-2-13b, llama-2-70b, mistral-7b, smollm2-135m, qwen2.5-0.5b,
+    two random-weight shapes for CPU measurements (tiny-random-llama, random-llama-100m), and
     peftlab-base (the embedded model, read from src/peftlab/assets/base-model/config.json).
     """
     from transformers import AutoConfig, PretrainedConfig
@@ -347,6 +359,28 @@ def held_bytes(model: Any, optimizer: Any = None) -> dict[str, int]:
                 if name != "step" and hasattr(value, "element_size"):
                     held["optimizer_states"] += _nbytes(value)
     return held
+
+
+def train_step(
+    model: Any, batch_size: int = 2, seq_len: int = 32, autocast: bool = False, seed: int = 0
+) -> Any:
+    """One forward, backward and AdamW step on random tokens; returns the optimizer.
+
+    This is the smallest run after which every training tensor exists, so `held_bytes` can
+    be compared with `estimate`. The model is put in train mode (bitsandbytes repacks 4-bit
+    weights for CPU inference in eval mode).
+    """
+    import torch
+
+    torch.manual_seed(seed)
+    model.train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len))
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    optimizer.step()
+    return optimizer
 
 
 def _nbytes(tensor: Any) -> int:
