@@ -1,0 +1,222 @@
+"""The interview question bank: schema, key points covered, every numeric claim recomputed."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from peftlab import memory
+from peftlab.nf4 import NF4_CODE
+from peftlab.quiz import (
+    ANSWER_WORDS,
+    DIFFICULTIES,
+    LESSONS,
+    TOPICS,
+    check_answer,
+    load_bank,
+    load_topics,
+)
+
+BANK = Path(__file__).resolve().parents[1] / "lessons" / "interview"
+QUESTIONS = load_bank(BANK)
+IDS = [q.id for q in QUESTIONS]
+WITH_NUMBERS = [q for q in QUESTIONS if q.numbers]
+
+
+def _lora(name: str, r: int, targets) -> int:
+    return memory.lora_params(memory.preset(name), r, targets)
+
+
+def _linear_params(name: str) -> int:
+    return sum(t.params for t in memory.linear_layers(memory.preset(name)))
+
+
+def _truth() -> dict[str, float]:
+    """Every claim the bank may make, computed by peftlab.memory or from the published shapes."""
+    cfg = memory.preset("llama-2-7b")
+    params = memory.count_params(cfg)
+    qv = ["q_proj", "v_proj"]
+    lora_qv = _lora("llama-2-7b", 8, qv)
+    linear = _linear_params("llama-2-7b")
+    h, a, layers, vocab = cfg.hidden_size, cfg.num_attention_heads, 32, cfg.vocab_size
+    s, b = 512, 1
+    per_layer = s * b * h * (34 + 5 * a * s / h)  # Korthikanti et al., 16-bit, no recomputation
+    assert memory.activation_bytes(cfg, b, s) == layers * per_layer + s * b * vocab * 4
+
+    full = memory.estimate(cfg, "full")
+    full_hf = memory.estimate(cfg, "full", accounting="hf")
+    full_8bit = memory.estimate(cfg, "full", optimizer="adamw8bit")
+    model_state = full.total - full.activations
+    lora_state = memory.estimate(cfg, "lora", target_modules=qv)
+    qlora = memory.estimate(cfg, "qlora", target_modules=qv)
+    qlora_plain = memory.estimate(cfg, "qlora", target_modules=qv, double_quant=False)
+    unquantized = params - linear
+    nf4_linear = qlora.frozen_weights - unquantized * 2 + qlora.quantization_constants
+    numel = 64 * 256 * 16
+    embed_head = 2 * vocab * h
+    return {
+        "llama-2-7b params": params,
+        "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),
+        "llama-2-70b params": memory.count_params(memory.preset("llama-2-70b")),
+        "mistral-7b params": memory.count_params(memory.preset("mistral-7b")),
+        "llama-2-7b linear params": linear,
+        "llama-2-7b linear bf16 GB": linear * 2 / 1e9,
+        "llama-2-7b lora r8 q_proj+v_proj trainable": lora_qv,
+        "llama-2-7b lora r8 q_proj+v_proj all params": params + lora_qv,
+        "llama-2-7b lora r8 q_proj+v_proj trainable percent": 100 * lora_qv / params,
+        "llama-2-7b lora r8 q_proj+v_proj bf16 MB": lora_qv * 2 / 1e6,
+        "llama-2-7b lora r8 q_proj+v_proj 16 bytes per param MB": (
+            lora_state.trainable_weights + lora_state.gradients + lora_state.optimizer_states
+        )
+        / 1e6,
+        "50 llama-2-7b lora r8 q_proj+v_proj bf16 MB": 50 * lora_qv * 2 / 1e6,
+        "llama-2-7b lora r8 all-linear trainable": _lora("llama-2-7b", 8, "all-linear"),
+        "llama-2-7b lora r8 all-linear trainable percent": (
+            100 * _lora("llama-2-7b", 8, "all-linear") / params
+        ),
+        "llama-2-7b lora r64 all-linear trainable": _lora("llama-2-7b", 64, "all-linear"),
+        "llama-2-7b lora r64 all-linear bf16 MB": _lora("llama-2-7b", 64, "all-linear") * 2 / 1e6,
+        "mistral-7b lora r8 q_proj+v_proj trainable": _lora("mistral-7b", 8, qv),
+        "lora r8 per 4096x4096 matrix": 8 * (4096 + 4096),
+        "lora r8 per 4096x1024 matrix": 8 * (4096 + 1024),
+        "4096x4096 matrix params": 4096 * 4096,
+        "zero mixed-precision adam bytes per param": model_state / params,
+        "hf mixed-precision adamw bytes per param": (full_hf.total - full_hf.activations) / params,
+        "adamw state bytes per param": full.optimizer_states / params,
+        "adamw 8bit state bytes per param": full_8bit.optimizer_states / params,
+        "llama-2-7b adamw minus adamw8bit states GB": (
+            (full.optimizer_states - full_8bit.optimizer_states) / 1e9
+        ),
+        "llama-2-7b full ft zero GB": model_state / 1e9,
+        "llama-2-7b bf16 weights GB": memory.estimate(cfg, "lora", precision="bf16").frozen_weights
+        / 1e9,
+        "50 llama-2-7b bf16 copies GB": 50 * params * 2 / 1e9,
+        "7b rule of thumb low GB": 7e9 * 2 * 4 / 1e9,
+        "7b rule of thumb high GB": 7e9 * 2 * 6 / 1e9,
+        "llama-2-7b activations per layer s512 b1 MB": per_layer / 1e6,
+        "llama-2-7b activations s512 b1 GB": layers * per_layer / 1e9,
+        "nf4 levels": len(NF4_CODE),
+        "nf4 blocksize": memory.NF4_BLOCKSIZE,
+        "nf4 constants bits per param": memory.quant_constant_bytes(numel, False) * 8 / numel,
+        "nf4 double-quant constants bits per param": (
+            memory.quant_constant_bytes(numel, True) * 8 / numel
+        ),
+        "double-quant saving bits per param": (
+            memory.quant_constant_bytes(numel, False) - memory.quant_constant_bytes(numel, True)
+        )
+        * 8
+        / numel,
+        "llama-2-7b nf4 double-quant linear GB": nf4_linear / 1e9,
+        "llama-2-7b double-quant saving MB": (
+            qlora_plain.quantization_constants - qlora.quantization_constants
+        )
+        / 1e6,
+        "llama-2-7b embedding and head params": embed_head,
+        "llama-2-7b embedding and head bf16 GB": embed_head * 2 / 1e9,
+        "llama-2-7b embedding and head percent": 100 * embed_head / params,
+    }
+
+
+TRUTH = _truth()
+
+
+def test_published_figures_from_numbers_md():
+    """Independent anchors (shared/reference/numbers.md) for what peftlab.memory computes."""
+    assert TRUTH["llama-2-7b params"] == 6_738_415_616
+    assert TRUTH["llama-2-7b lora r8 q_proj+v_proj trainable"] == 4_194_304
+    assert TRUTH["llama-2-7b lora r8 q_proj+v_proj all params"] == 6_742_609_920
+    assert TRUTH["zero mixed-precision adam bytes per param"] == 2 + 2 + 12
+    assert TRUTH["hf mixed-precision adamw bytes per param"] == 6 + 4 + 8
+    assert TRUTH["nf4 constants bits per param"] == 32 / 64
+    assert TRUTH["nf4 double-quant constants bits per param"] == 8 / 64 + 32 / (64 * 256)
+    assert TRUTH["double-quant saving bits per param"] == 0.373046875
+
+
+def test_bank_size_and_topics():
+    assert len(QUESTIONS) >= 60
+    topics = load_topics(BANK)
+    assert [t.name for t in topics] == list(TOPICS)
+    for t in topics:
+        assert len(t.questions) >= 6, t.name
+        assert len({q.difficulty for q in t.questions}) >= 2, t.name
+    assert {q.difficulty for q in QUESTIONS} == set(DIFFICULTIES)
+    assert len(set(IDS)) == len(IDS)
+
+
+@pytest.mark.parametrize("q", QUESTIONS, ids=IDS)
+def test_question_schema(q):
+    lo, hi = ANSWER_WORDS
+    assert lo <= len(q.answer.split()) <= hi
+    assert 3 <= len(q.key_points) <= 6
+    assert q.difficulty in DIFFICULTIES
+    assert q.lesson in LESSONS
+    assert q.mistakes and q.follow_up.endswith("?") and q.question.endswith((".", "?"))
+
+
+@pytest.mark.parametrize("q", QUESTIONS, ids=IDS)
+def test_model_answer_covers_every_key_point(q):
+    result = check_answer(q, q.answer)
+    assert not result.missed, result.missing_concepts
+
+
+@pytest.mark.parametrize("q", WITH_NUMBERS, ids=[q.id for q in WITH_NUMBERS])
+def test_numbers_are_right_and_shown_in_the_answer(q):
+    for num in q.numbers:
+        claim, value, shown = num["claim"], num["value"], num["shown"]
+        assert claim in TRUTH, f"{q.id}: unknown claim {claim!r}; add it to _truth()"
+        assert math.isclose(value, TRUTH[claim], rel_tol=1e-5), (q.id, claim, TRUTH[claim])
+        assert shown in q.answer, f"{q.id}: {shown!r} does not appear in the answer"
+        match = re.search(r"\d[\d,]*(?:\.(\d+))?", shown)
+        assert match, shown
+        decimals = len(match.group(1) or "")
+        written = float(match.group(0).replace(",", ""))
+        assert abs(written - value) <= 0.5 * 10**-decimals, (q.id, shown, value)
+
+
+def test_every_claim_in_the_bank_is_checked_somewhere():
+    claims = {n["claim"] for q in QUESTIONS for n in q.numbers}
+    assert claims <= set(TRUTH)
+    assert len(claims) >= 25
+
+
+def test_schema_errors_name_file_and_question(tmp_path):
+    good = yaml.safe_load((BANK / "lora.yaml").read_text())
+    bad = dict(good, questions=[dict(good["questions"][0], difficulty="trivial")])
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ValueError, match=r"lora\.yaml: question 'lora-explain'.*difficulty"):
+        load_bank(tmp_path)
+
+    short = dict(good, questions=[dict(good["questions"][0], answer="LoRA adds matrices.")])
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(short))
+    with pytest.raises(ValueError, match=r"lora\.yaml: question 'lora-explain'.*3 words"):
+        load_bank(tmp_path)
+
+    one_concept = dict(good["questions"][0])
+    one_concept["key_points"] = [{"point": "x", "needs": ["lora"]}] * 3
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(dict(good, questions=[one_concept])))
+    with pytest.raises(ValueError, match="at least 2 concept words"):
+        load_bank(tmp_path)
+
+    (tmp_path / "lora.yaml").write_text("topic: lora\nquestions: [unclosed\n")
+    with pytest.raises(ValueError, match=r"lora\.yaml: not valid YAML"):
+        load_bank(tmp_path)
+
+
+def test_unknown_topic_file_and_duplicate_ids(tmp_path):
+    good = yaml.safe_load((BANK / "lora.yaml").read_text())
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(good))
+    (tmp_path / "gossip.yaml").write_text(yaml.safe_dump(good))
+    with pytest.raises(ValueError, match="gossip.yaml"):
+        load_bank(tmp_path)
+    (tmp_path / "gossip.yaml").unlink()
+    dup = dict(good, questions=good["questions"] + good["questions"][:1])
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(dup))
+    with pytest.raises(ValueError, match="duplicate question id 'lora-explain'"):
+        load_bank(tmp_path)
+
+
+def test_missing_bank_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no question bank"):
+        load_bank(tmp_path)
