@@ -1,0 +1,71 @@
+"""Checkers for the notebooks' exercises: the learner writes a function, the checker compares it
+with the package's own implementation and names the usual mistake when it differs."""
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from peftlab.lora import LoRALinear
+from peftlab.seed import seed_everything
+
+LoraForward = Callable[..., torch.Tensor]
+
+
+def _lora_case(r: int = 4, alpha: float = 8.0) -> tuple[LoRALinear, torch.Tensor]:
+    seed_everything(0)
+    layer = LoRALinear(nn.Linear(12, 10, bias=False), r=r, alpha=alpha)
+    nn.init.normal_(layer.lora_B.weight)  # a trained-looking B; with B = 0 any answer "works"
+    return layer, torch.randn(3, 12)
+
+
+def _usual_mistakes(x, w0, a, b, alpha: float, r: int) -> dict[str, torch.Tensor]:
+    """Wrong answers learners often write, each with the hint that fixes it."""
+    low_rank = x @ a.T @ b.T
+    return {
+        "scaled by alpha instead of alpha / r (a bug that once shipped in a popular book's code)": (
+            x @ w0.T + alpha * low_rank
+        ),
+        "the low-rank term is not scaled: multiply B A x by alpha / r": x @ w0.T + low_rank,
+        "scaled by alpha / sqrt(r): that is rsLoRA, the task is plain LoRA": (
+            x @ w0.T + alpha / r**0.5 * low_rank
+        ),
+        "the frozen term W0 x is missing: LoRA adds to the base output": alpha / r * low_rank,
+        "only W0 x: the low-rank update B A x is missing": x @ w0.T,
+    }
+
+
+def check_lora_forward(fn: LoraForward) -> bool:
+    """Check `fn(x, W0, A, B, alpha, r) -> h` against LoRALinear; print a verdict and a hint.
+
+    Shapes follow nn.Linear: x (batch, in), W0 (out, in), A (r, in), B (out, r).
+    """
+    layer, x = _lora_case()
+    w0 = layer.base_layer.weight.detach()
+    a, b = layer.lora_A.weight.detach(), layer.lora_B.weight.detach()
+    with torch.no_grad():
+        expected = layer(x)
+    try:
+        got = fn(x, w0, a, b, layer.alpha, layer.r)
+    except NotImplementedError:
+        print("Not written yet: replace `raise NotImplementedError` with the LoRA forward.")
+        return False
+    if not isinstance(got, torch.Tensor):
+        print(f"Return a torch.Tensor, not {type(got).__name__}.")
+        return False
+    if got.shape != expected.shape:
+        print(
+            f"Shape {tuple(got.shape)}, expected {tuple(expected.shape)}: x is (batch, in), "
+            "W0 is (out, in), A is (r, in), B is (out, r); multiply by transposes (x @ A.T)."
+        )
+        return False
+    if torch.allclose(got, expected, atol=1e-5):
+        print("Correct: h = W0 x + (alpha / r) B A x, equal to peftlab.lora.LoRALinear.")
+        return True
+    for hint, wrong in _usual_mistakes(x, w0, a, b, layer.alpha, layer.r).items():
+        if torch.allclose(got, wrong, atol=1e-5):
+            print(f"Not yet: {hint}.")
+            return False
+    error = (got - expected).abs().max().item()
+    print(f"Not yet: largest difference {error:.3g}; recall h = W0 x + (alpha / r) B A x.")
+    return False

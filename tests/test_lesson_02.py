@@ -1,0 +1,51 @@
+"""Lesson 02's helpers: the exercise checker and the figures."""
+
+import pytest
+import torch
+
+from peftlab import plots_lora
+from peftlab.exercises import check_lora_forward
+
+
+def right(x, w0, a, b, alpha, r):
+    return x @ w0.T + (alpha / r) * (x @ a.T @ b.T)
+
+
+@pytest.mark.parametrize(
+    ("fn", "verdict"),
+    [
+        (right, "Correct"),
+        (lambda x, w0, a, b, alpha, r: x @ w0.T + alpha * (x @ a.T @ b.T), "instead of alpha / r"),
+        (lambda x, w0, a, b, alpha, r: x @ w0.T + x @ a.T @ b.T, "is not scaled"),
+        (lambda x, w0, a, b, alpha, r: x @ w0.T + alpha / r**0.5 * (x @ a.T @ b.T), "rsLoRA"),
+        (lambda x, w0, a, b, alpha, r: (alpha / r) * (x @ a.T @ b.T), "W0 x is missing"),
+        (lambda x, w0, a, b, alpha, r: x @ w0.T, "B A x is missing"),
+        (lambda x, w0, a, b, alpha, r: x @ a.T, "Shape (3, 4), expected (3, 10)"),
+        (lambda x, w0, a, b, alpha, r: right(x, w0, a, b, alpha, r) + 1, "largest difference 1"),
+        (lambda x, w0, a, b, alpha, r: [0.0], "Return a torch.Tensor, not list"),
+    ],
+)
+def test_check_lora_forward_accepts_the_equation_and_names_each_mistake(fn, verdict, capsys):
+    assert check_lora_forward(fn) is (verdict == "Correct")
+    assert verdict in capsys.readouterr().out
+
+
+def test_check_lora_forward_waits_for_an_unwritten_exercise(capsys):
+    def stub(x, w0, a, b, alpha, r):
+        raise NotImplementedError
+
+    assert check_lora_forward(stub) is False
+    assert "Not written yet" in capsys.readouterr().out
+
+
+def test_figures_draw_the_numbers_they_are_given():
+    fig = plots_lora.plot_params_vs_rank([1, 2, 4], {"q, v": [10, 20, 40]}, total=1000)
+    ax = fig.axes[0]
+    assert list(ax.lines[0].get_ydata()) == [10, 20, 40]
+    assert list(ax.lines[1].get_ydata()) == [1000, 1000]
+
+    fig = plots_lora.plot_losses({"ours": [(1, 3.0), (2, 2.5)], "peft": [(1, 3.1), (2, 2.4)]})
+    assert [list(line.get_ydata()) for line in fig.axes[0].lines] == [[3.0, 2.5], [3.1, 2.4]]
+
+    fig = plots_lora.plot_singular_values({"LoRA": torch.tensor([4.0, 2.0, 0.0])}, r=2)
+    assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([1.0, 0.5, 1e-8])
