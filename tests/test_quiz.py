@@ -1,0 +1,200 @@
+"""Quiz engine: honest answer checking, Leitner scheduling, progress that survives corruption."""
+
+import json
+from statistics import mean
+
+import pytest
+
+from peftlab import quiz
+from peftlab.quiz import (
+    BOX_INTERVAL_SESSIONS,
+    Progress,
+    check_answer,
+    choose,
+    load_bank,
+    load_progress,
+    normalize,
+    save_progress,
+    stem,
+)
+
+BANK = load_bank()
+BY_ID = {q.id: q for q in BANK}
+OFF_TOPIC = (
+    "Preheat the oven to two hundred degrees, whisk the eggs with sugar until pale, fold in the "
+    "flour gently and bake the sponge for twenty five minutes before letting it cool on a rack."
+)
+
+
+@pytest.mark.parametrize("text", ["", "   ", OFF_TOPIC, "I don't know."])
+def test_empty_or_off_topic_answers_cover_nothing(text):
+    for q in BANK:
+        result = check_answer(q, text)
+        assert result.covered == [], (q.id, [kp.point for kp in result.covered])
+        assert not result.passed and result.score == 0.0
+
+
+def test_other_questions_answers_rarely_pass():
+    """A model answer to a different topic's question must not count as knowing this one."""
+    scores = [
+        check_answer(q, other.answer).score
+        for q in BANK
+        for other in BANK
+        if other.topic != q.topic
+    ]
+    assert mean(scores) < 0.1
+    assert sum(s >= quiz.PASS_SCORE for s in scores) / len(scores) < 0.01
+
+
+def test_repeating_the_question_does_not_pass():
+    assert all(not check_answer(q, q.question).passed for q in BANK)
+
+
+def test_stems_and_synonyms_make_wording_irrelevant():
+    assert stem("quantized") == stem("quantizing") == stem("quantization") == stem("quantizes")
+    assert stem("merging") == stem("merged") == stem("merge")
+    assert stem("stopping") == stem("stop") and stem("copied") == stem("copies")
+    assert normalize("frozen weights") == normalize("freeze weight") == normalize("fixed weights")
+    assert normalize("matrices") == normalize("matrix")
+    assert normalize("6,738,415,616 params") == ["6738415616", stem("parameter")]
+    assert normalize("quantised") == normalize("quantized")
+
+
+def test_paraphrase_covers_points_in_other_words():
+    q = BY_ID["lora-explain"]
+    paraphrase = (
+        "You keep the original matrix fixed and train a low rank update made of two thin "
+        "matrices; B is initialised to zeros so you start from the pretrained model. The "
+        "output is scaled by alpha over r in the forward computation. Afterwards the update can "
+        "be merged, so inference is as fast as before."
+    )
+    result = check_answer(q, paraphrase)
+    assert result.missed == [], result.missing_concepts
+    assert result.passed
+
+
+def test_partial_answer_names_what_is_missing():
+    q = BY_ID["qlora-double-quant"]
+    partial = "Each block of 64 weights has an fp32 absmax, which costs 0.5 bits per parameter."
+    result = check_answer(q, partial)
+    covered = {kp.point for kp in result.covered}
+    assert covered == {"One fp32 absmax per block of 64 = 0.5 bits per parameter"}
+    assert not result.passed
+    missed = result.missing_concepts["Quantize constants to 8-bit, second-level blocks of 256"]
+    assert "256" in missed
+
+
+def test_key_point_needs_every_concept():
+    q = BY_ID["full-ft-memory-7b-breakdown"]
+    point = "16 bytes per parameter in total"
+    with_all = check_answer(q, "In total it is 16 bytes per parameter.")
+    without_unit = check_answer(q, "In total it is 16 per parameter.")
+    assert point in {kp.point for kp in with_all.covered}
+    assert point not in {kp.point for kp in without_unit.covered}
+
+
+def _progress_after(records: dict[str, list[bool]]) -> Progress:
+    p = Progress()
+    for session_answers in zip(*records.values(), strict=True):
+        p.start_session()
+        for qid, knew in zip(records, session_answers, strict=True):
+            p.record(qid, knew)
+    return p
+
+
+def test_leitner_boxes_move_up_and_drop_to_one():
+    p = _progress_after({"lora-explain": [True, True, False], "qlora-nf4": [True, True, True]})
+    assert p.cards["lora-explain"].box == 1
+    assert p.cards["qlora-nf4"].box == 4
+    assert p.cards["qlora-nf4"].seen == 3 and p.cards["qlora-nf4"].correct == 3
+    p.start_session()
+    assert p.is_due("lora-explain")
+    assert not p.is_due("qlora-nf4")
+    for _ in range(BOX_INTERVAL_SESSIONS[4] - 1):
+        p.start_session()
+    assert p.is_due("qlora-nf4")
+
+
+def test_missed_questions_come_back_first():
+    lora = [q for q in BANK if q.topic == "lora"]
+    p = Progress()
+    p.start_session()
+    for q in lora[:4]:
+        p.record(q.id, knew=q.id != lora[2].id)
+    p.start_session()
+    picked = choose(BANK, p, n=3, topic="lora", seed=1)
+    assert picked[0].id == lora[2].id
+    assert all(q.id not in {x.id for x in lora[:4]} for q in picked[1:])  # then unseen ones
+    everything = choose(BANK, p, n=len(lora), topic="lora", seed=1)
+    known = {lora[0].id, lora[1].id, lora[3].id}
+    assert {q.id for q in everything[-3:]} == known  # known cards wait for their box interval
+
+
+def test_choose_filters_and_validates():
+    p = Progress()
+    hard_qlora = choose(BANK, p, n=50, topic="qlora", difficulty="hard")
+    assert hard_qlora and all(q.topic == "qlora" and q.difficulty == "hard" for q in hard_qlora)
+    assert len(choose(BANK, p, n=5)) == 5
+    assert choose(BANK, p, n=5, seed=3) == choose(BANK, p, n=5, seed=3)
+    with pytest.raises(ValueError, match=r"topic='lorax'.*peft-basics"):
+        choose(BANK, p, n=1, topic="lorax")
+    with pytest.raises(ValueError, match=r"difficulty='impossible'"):
+        choose(BANK, p, n=1, difficulty="impossible")
+    with pytest.raises(ValueError, match=r"n=0"):
+        choose(BANK, p, n=0)
+
+
+def test_progress_round_trip_in_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path))
+    path = quiz.progress_path()
+    assert path.parent == tmp_path
+    p = _progress_after({"lora-explain": [True, False], "merging-what": [True, True]})
+    assert save_progress(p) == path
+    loaded, message = load_progress()
+    assert message is None
+    assert loaded == p
+    assert json.loads(path.read_text())["version"] == 1
+    assert [f.name for f in tmp_path.iterdir()] == [path.name]  # no temp files left
+
+
+def test_missing_progress_is_a_fresh_start(tmp_path):
+    p, message = load_progress(tmp_path / "nothing.json")
+    assert p == Progress() and message is None
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        '{"version": 1, "session": "three", "cards": {}}',
+        '{"version": 1, "session": 2, "cards": {"lora-explain": {"box": 9, "seen": 1, '
+        '"correct": 1, "last_session": 1}}}',
+        "[]",
+        "\xff\xfe binary",
+    ],
+)
+def test_corrupt_progress_is_renamed_aside_not_lost(tmp_path, content):
+    path = tmp_path / "quiz-progress.json"
+    path.write_bytes(content.encode("latin-1"))
+    p, message = load_progress(path)
+    assert p == Progress()
+    assert not path.exists()
+    kept = list(tmp_path.glob("quiz-progress.json.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == content.encode("latin-1")
+    assert str(path) in message and str(kept[0]) in message and "started fresh" in message
+    save_progress(p, path)
+    path.write_text("again broken")
+    load_progress(path)
+    assert len(list(tmp_path.glob("quiz-progress.json.corrupt-*"))) == 2  # never overwritten
+
+
+def test_summary_counts_boxes_and_due():
+    p = _progress_after({"lora-explain": [True], "lora-init-zero": [False]})
+    p.start_session()
+    rows = {r["topic"]: r for r in quiz.summary(BANK, p)}
+    lora = rows["lora"]
+    assert lora["questions"] == sum(q.topic == "lora" for q in BANK)
+    assert lora["seen"] == 2 and lora["known"] == 1
+    assert lora["boxes"][1] == 1 and lora["boxes"][2] == 1
+    assert lora["due"] == lora["questions"] - 1  # box-2 card waits two sessions
+    assert rows["qlora"]["seen"] == 0
