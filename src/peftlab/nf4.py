@@ -104,7 +104,7 @@ def _check_dtype(dtype: torch.dtype) -> None:
         raise ValueError(f"dtype={dtype}: dequantize to float32, bfloat16 or float16")
 
 
-def _absmax_scale(flat: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, torch.Tensor]:
+def absmax_scale(flat: torch.Tensor, blocksize: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-block absmax, and every value divided by its block's absmax (so in [-1, 1])."""
     full = flat.numel() - flat.numel() % blocksize
     blocks = flat[:full].view(-1, blocksize)
@@ -128,13 +128,14 @@ def _nearest_level(x: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     return order[torch.bucketize(x, midpoints)]
 
 
-def _pack_nibbles(indices: torch.Tensor) -> torch.Tensor:
+def pack_nibbles(indices: torch.Tensor) -> torch.Tensor:
     """Two 4-bit indices per byte: the first in the high nibble, the second in the low one."""
     indices = indices.to(torch.uint8)
     return (indices[0::2] << 4) | indices[1::2]
 
 
-def _unpack_nibbles(packed: torch.Tensor, n: int) -> torch.Tensor:
+def unpack_nibbles(packed: torch.Tensor, n: int) -> torch.Tensor:
+    """The first `n` 4-bit indices back out of `pack_nibbles`' bytes."""
     return torch.stack([packed >> 4, packed & 0x0F], dim=1).reshape(-1)[:n]
 
 
@@ -148,10 +149,10 @@ def quantize_4bit(
     """
     _check_weights(w)
     _check_blocksize(blocksize)
-    absmax, scaled = _absmax_scale(w.detach().reshape(-1).float(), blocksize)
+    absmax, scaled = absmax_scale(w.detach().reshape(-1).float(), blocksize)
     if scaled.numel() % 2:
         scaled = torch.nn.functional.pad(scaled, (0, 1))
-    return _pack_nibbles(_nearest_level(scaled, code.to(scaled.device))), absmax
+    return pack_nibbles(_nearest_level(scaled, code.to(scaled.device))), absmax
 
 
 def dequantize_4bit(
@@ -177,7 +178,7 @@ def dequantize_4bit(
             f"absmax has {absmax.numel()} values: shape {tuple(shape)} with blocksize="
             f"{blocksize} has {-(-n // blocksize)} blocks; pass the blocksize used to quantize"
         )
-    levels = code.to(packed.device)[_unpack_nibbles(packed.reshape(-1), n).long()]
+    levels = code.to(packed.device)[unpack_nibbles(packed.reshape(-1), n).long()]
     scale = absmax.reshape(-1).float().repeat_interleave(blocksize)[:n]
     return (levels * scale).reshape(shape).to(dtype)
 

@@ -1,0 +1,298 @@
+"""Figures and tables for the QLoRA lesson (notebook 03, lessons/03-qlora.md).
+
+Figures are matplotlib Figures built without pyplot state; tables are markdown strings, so the
+notebook prints them and a test checks that the lesson contains their current text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from peftlab import memory, nf4
+from peftlab.seed import seed_everything
+
+SMALL = (6.0, 3.2)
+LESSON_MODEL = "tiny-random-llama"
+METHODS = ("nf4", "fp4", "int4")
+LESSON_BLOCKSIZES = (32, 64, 128, 256, 1024, 4096)
+
+
+def lesson_weights(name: str = LESSON_MODEL) -> dict[str, torch.Tensor]:
+    """The weight of every linear layer in the decoder (what QLoRA quantizes), by module name.
+
+    A `peftlab.memory` preset builds that Llama with random weights (seed 0); any other name is
+    loaded with `peftlab.base_model.load` (the embedded model is "peftlab-base").
+    """
+    if name in memory.PRESETS and name != memory.EMBEDDED_PRESET:
+        from transformers import AutoModelForCausalLM
+
+        seed_everything(0)
+        model = AutoModelForCausalLM.from_config(memory.preset(name))
+    else:
+        from peftlab import base_model
+
+        model, _ = base_model.load(name)
+    return {
+        module_name: module.weight.detach().float()
+        for module_name, module in model.named_modules()
+        if isinstance(module, nn.Linear) and not module_name.endswith("lm_head")
+    }
+
+
+def combined_error(
+    weights: Mapping[str, torch.Tensor],
+    method: str = "nf4",
+    blocksize: int = 64,
+    double_quant: bool = False,
+) -> nf4.QuantError:
+    """`nf4.quantization_error` over several tensors, each quantized on its own as
+    bitsandbytes does per layer: mean squared error over all weights, largest error of any."""
+    total_sq, count, worst = 0.0, 0, 0.0
+    for w in weights.values():
+        err = nf4.quantization_error(w, method, blocksize, double_quant)
+        total_sq += err.mse * w.numel()
+        count += w.numel()
+        worst = max(worst, err.max_error)
+    return nf4.QuantError(total_sq / count, worst, nf4.bits_per_parameter(blocksize, double_quant))
+
+
+def weights_rms(weights: Mapping[str, torch.Tensor]) -> float:
+    """Root mean square of all the weights together (the yardstick for the errors)."""
+    flat = torch.cat([w.reshape(-1) for w in weights.values()])
+    return flat.pow(2).mean().sqrt().item()
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def levels_table() -> str:
+    """The 16 levels of NF4, FP4 and INT4 by stored 4-bit pattern."""
+    rows = [
+        [f"{i}", f"`{i:04b}`", f"{nf4.NF4_CODE[i]:+.4f}", f"{nf4.FP4_CODE[i]:+.4f}"]
+        + [f"{nf4.INT4_CODE[i]:+.4f}"]
+        for i in range(16)
+    ]
+    return _markdown(["index", "bits", "NF4", "FP4", "INT4"], rows, ["--:", ":-:"] + ["--:"] * 3)
+
+
+def error_rows(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> list[dict]:
+    """Round-trip error of each 4-bit code on `weights` (and NF4 with double quantization)."""
+    rms = weights_rms(weights)
+    rows = []
+    for method, dq in [("nf4", False), ("nf4", True), ("fp4", False), ("int4", False)]:
+        err = combined_error(weights, method, blocksize, dq)
+        name = method.upper() + (" + double quant" if dq else "")
+        rows.append(dict(method=name, rms_ratio=err.mse**0.5 / rms, error=err))
+    return rows
+
+
+def error_table(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> str:
+    """Markdown: bits per parameter, MSE, RMS error relative to the weights' RMS, max error."""
+    rows = [
+        [
+            r["method"],
+            f"{r['error'].bits_per_parameter:.3f}",
+            f"{r['error'].mse:.3e}",
+            f"{100 * r['rms_ratio']:.1f}%",
+            f"{r['error'].max_error:.4f}",
+        ]
+        for r in error_rows(weights, blocksize)
+    ]
+    header = ["code", "bits / parameter", "MSE", "RMS error / RMS weight", "max error"]
+    return _markdown(header, rows, [":--"] + ["--:"] * 4)
+
+
+def blocksize_rows(
+    weights: Mapping[str, torch.Tensor], blocksizes: Sequence[int] = LESSON_BLOCKSIZES
+) -> list[dict]:
+    """NF4 error and storage cost for each blocksize, with and without double quantization."""
+    rms = weights_rms(weights)
+    rows = []
+    for b in blocksizes:
+        plain = combined_error(weights, "nf4", b)
+        doubled = combined_error(weights, "nf4", b, double_quant=True)
+        rows.append(
+            dict(
+                blocksize=b,
+                bits=plain.bits_per_parameter,
+                bits_dq=doubled.bits_per_parameter,
+                rms_ratio=plain.mse**0.5 / rms,
+                rms_ratio_dq=doubled.mse**0.5 / rms,
+            )
+        )
+    return rows
+
+
+def blocksize_table(
+    weights: Mapping[str, torch.Tensor], blocksizes: Sequence[int] = LESSON_BLOCKSIZES
+) -> str:
+    rows = [
+        [
+            str(r["blocksize"]),
+            f"{r['bits']:.4f}",
+            f"{r['bits_dq']:.4f}",
+            f"{100 * r['rms_ratio']:.2f}%",
+            f"{100 * r['rms_ratio_dq']:.2f}%",
+        ]
+        for r in blocksize_rows(weights, blocksizes)
+    ]
+    header = ["blocksize", "bits / param", "with double quant", "NF4 error", "NF4 + DQ error"]
+    return _markdown(header, rows, ["--:"] * 5)
+
+
+def bits_table(n_params: int | None = None) -> str:
+    """What the block constants cost per parameter, and in bytes for Llama-2-7B's weights."""
+    n = n_params if n_params is not None else memory.count_params(memory.preset("llama-2-7b"))
+    plain = nf4.bits_per_parameter(64) - 4
+    doubled = nf4.bits_per_parameter(64, double_quant=True) - 4
+    rows = [
+        ["one fp32 absmax per 64 weights", "32 / 64", f"{plain}", f"{plain * n / 8 / 1e6:,.0f}"],
+        [
+            "8-bit absmax per 64, fp32 per 64 x 256",
+            "8 / 64 + 32 / (64 x 256)",
+            f"{doubled}",
+            f"{doubled * n / 8 / 1e6:,.0f}",
+        ],
+        [
+            "saving",
+            "",
+            f"{plain - doubled}",
+            f"{(plain - doubled) * n / 8 / 1e6:,.0f}",
+        ],
+    ]
+    header = ["constants", "bits", "bits / parameter", f"MB for {n / 1e9:.2f}B parameters"]
+    return _markdown(header, rows, [":--", ":--", "--:", "--:"])
+
+
+def memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[dict]:
+    """Weights in 16 bits and in NF4, and training totals (full mixed AdamW vs QLoRA r=64 on all
+    linear layers, batch 1 x 512 tokens, gradient checkpointing) from `peftlab.memory`."""
+    rows = []
+    for name in names:
+        config = memory.preset(name)
+        n = memory.count_params(config)
+        qlora = memory.estimate(
+            config,
+            "qlora",
+            r=64,
+            target_modules="all-linear",
+            seq_len=512,
+            gradient_checkpointing=True,
+        )
+        full = memory.estimate(config, "full", seq_len=512, gradient_checkpointing=True)
+        fits = [gpu for gpu, ok in memory.fits(qlora.total).items() if ok]
+        rows.append(
+            dict(
+                name=name,
+                params=n,
+                weights_16bit=2 * n,
+                weights_nf4=qlora.frozen_weights + qlora.quantization_constants,
+                full_total=full.total,
+                qlora_total=qlora.total,
+                smallest_gpu=fits[0] if fits else "none listed",
+            )
+        )
+    return rows
+
+
+def memory_table(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> str:
+    rows = [
+        [
+            r["name"],
+            f"{r['params'] / 1e9:.2f}B",
+            f"{r['weights_16bit'] / 1e9:.1f}",
+            f"{r['weights_nf4'] / 1e9:.1f}",
+            f"{r['full_total'] / 1e9:.0f}",
+            f"{r['qlora_total'] / 1e9:.1f}",
+            r["smallest_gpu"],
+        ]
+        for r in memory_rows(names)
+    ]
+    header = [
+        "model",
+        "parameters",
+        "16-bit weights (GB)",
+        "NF4 + DQ weights (GB)",
+        "full fine-tune (GB)",
+        "QLoRA (GB)",
+        "smallest GPU for QLoRA",
+    ]
+    return _markdown(header, rows, [":--"] + ["--:"] * 5 + [":--"])
+
+
+def level_shares(w: torch.Tensor, method: str = "nf4", blocksize: int = 64) -> torch.Tensor:
+    """Fraction of the weights stored at each of the 16 levels (sorted low to high)."""
+    code = nf4.CODES[method]
+    packed, _ = nf4.quantize_4bit(w, code, blocksize)
+    indices = nf4.unpack_nibbles(packed, w.numel()).long()
+    values = code[indices]
+    levels = code.unique()
+    return torch.stack([(values == v).float().mean() for v in levels])
+
+
+def normalized_weights(w: torch.Tensor, blocksize: int = 64) -> torch.Tensor:
+    """Each weight divided by its block's absmax: what the 4-bit code actually has to cover."""
+    _, scaled = nf4.absmax_scale(w.reshape(-1).float(), blocksize)
+    return scaled
+
+
+def plot_levels_over_histogram(w: torch.Tensor, blocksize: int = 64) -> Figure:
+    """Left: the block-normalized weights with the 16 NF4 levels (and INT4's, dotted).
+    Right: the share of weights each level receives, NF4 vs INT4."""
+    fig = Figure(figsize=(10, 3.4))
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    left.hist(normalized_weights(w, blocksize).numpy(), bins=81, color="#9bb7d4", density=True)
+    for i, level in enumerate(nf4.NF4_CODE.tolist()):
+        left.axvline(level, color="#c0392b", linewidth=1, label="NF4 levels" if i == 0 else None)
+    for i, level in enumerate(nf4.INT4_CODE.unique().tolist()):
+        left.axvline(
+            level,
+            color="black",
+            linestyle=":",
+            linewidth=0.8,
+            label="INT4 levels" if i == 0 else None,
+        )
+    left.set_xlabel(f"weight / absmax of its block of {blocksize}")
+    left.set_ylabel("density")
+    left.set_title("NF4 puts its levels where the weights are")
+    left.legend(fontsize="small", loc="upper right")
+
+    for method, color in (("nf4", "#c0392b"), ("int4", "gray")):
+        shares = level_shares(w, method, blocksize)
+        right.plot(range(len(shares)), (100 * shares).tolist(), marker="o", color=color)
+        right.annotate(method.upper(), (len(shares) - 1, 100 * shares[-1].item()), color=color)
+    right.set_xlabel("level (lowest to highest)")
+    right.set_ylabel("% of weights")
+    right.set_title("How evenly the levels are used")
+    fig.tight_layout()
+    return fig
+
+
+def plot_blocksize_tradeoff(rows: Sequence[Mapping]) -> Figure:
+    """Error and bits per parameter against blocksize (rows from `blocksize_rows`)."""
+    fig = Figure(figsize=(9, 3.2))
+    left, right = fig.subplots(1, 2)
+    sizes = [r["blocksize"] for r in rows]
+    left.plot(sizes, [100 * r["rms_ratio"] for r in rows], marker="o", label="NF4")
+    left.plot(sizes, [100 * r["rms_ratio_dq"] for r in rows], marker=".", label="NF4 + DQ")
+    left.set_ylabel("RMS error / RMS weight (%)")
+    right.plot(sizes, [r["bits"] for r in rows], marker="o", label="fp32 absmax")
+    right.plot(sizes, [r["bits_dq"] for r in rows], marker=".", label="double quantization")
+    right.axhline(4, color="gray", linestyle=":", label="4 bits, no constants")
+    right.set_ylabel("bits per parameter")
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_xlabel("blocksize")
+        ax.legend(fontsize="small")
+    left.set_title("Bigger blocks: more error")
+    right.set_title("Smaller blocks: more constants")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,99 @@
+"""The figures, tables and widget behind notebook 03 and lessons/03-qlora.md."""
+
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from peftlab import nf4, plots_nf4, seed_everything, widgets_nf4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def weights():
+    seed_everything(0)
+    return {"a": torch.randn(64, 64) * 0.02, "b": torch.randn(32, 96) * 0.05}
+
+
+def test_combined_error_weights_each_tensor_by_its_size(weights):
+    a = nf4.quantization_error(weights["a"], "nf4")
+    b = nf4.quantization_error(weights["b"], "nf4")
+    both = plots_nf4.combined_error(weights, "nf4")
+    assert both.mse == pytest.approx((a.mse * 4096 + b.mse * 3072) / 7168)
+    assert both.max_error == max(a.max_error, b.max_error)
+    assert both.bits_per_parameter == 4.5
+
+
+def test_explorer_recomputes_on_every_control(weights):
+    box = widgets_nf4.blocksize_explorer(weights)
+    slider, method, double, out = box.children
+    assert "blocksize 64" in out.value and f"{4 + 32 / 64:.4f}" in out.value
+
+    slider.value = 256
+    assert "blocksize 256" in out.value and f"{4 + 32 / 256:.4f}" in out.value
+    double.value = True
+    assert f"{4 + 8 / 256 + 32 / (256 * 256):.4f}" in out.value and "double quant" in out.value
+    method.value = "int4"
+    expected = plots_nf4.combined_error(weights, "int4", 256, double_quant=True)
+    assert out.value.startswith("<b>INT4") and f"{expected.mse:.3e}" in out.value
+
+
+def test_explorer_takes_a_single_tensor_and_rejects_bad_blocksizes(weights):
+    box = widgets_nf4.blocksize_explorer(weights["a"], blocksizes=(32, 128))
+    assert "blocksize 32" in box.children[-1].value and "4,096 weights" in box.children[-1].value
+    with pytest.raises(ValueError, match="blocksize=100"):
+        widgets_nf4.blocksize_explorer(weights, blocksizes=(64, 100))
+
+
+def test_levels_table_lists_the_three_codes():
+    table = plots_nf4.levels_table()
+    lines = table.splitlines()
+    assert len(lines) == 2 + 16
+    assert "| 0 | `0000` | -1.0000 | +0.0000 | -1.0000 |" in lines
+    assert "| 12 | `1100` | +0.4407 |" in table  # bitsandbytes' NF4 table, index 12: 0.44070...
+
+
+def test_bits_table_has_the_qlora_arithmetic():
+    table = plots_nf4.bits_table(n_params=2_000_000_000)
+    assert "| 0.5 |" in table and "| 0.126953125 |" in table and "| 0.373046875 |" in table
+    megabytes = [bits * 2e9 / 8 / 1e6 for bits in (32 / 64, 8 / 64 + 32 / (64 * 256))]
+    assert f"| {megabytes[0]:,.0f} |" in table and f"| {megabytes[1]:,.0f} |" in table
+    assert "MB for 2.00B parameters" in table
+
+
+def test_error_and_blocksize_tables_agree_with_nf4(weights):
+    rows = plots_nf4.error_rows(weights)
+    assert [r["method"] for r in rows] == ["NF4", "NF4 + double quant", "FP4", "INT4"]
+    assert rows[0]["error"] == plots_nf4.combined_error(weights, "nf4")
+    table = plots_nf4.error_table(weights)
+    assert f"{rows[2]['error'].mse:.3e}" in table
+    sizes = plots_nf4.blocksize_rows(weights, (32, 4096))
+    assert sizes[0]["bits"] == 5.0 and sizes[1]["bits"] == 4 + 32 / 4096
+    assert sizes[0]["rms_ratio"] < sizes[1]["rms_ratio"]
+    assert "| 4096 | 4.0078 |" in plots_nf4.blocksize_table(weights, (32, 4096))
+
+
+def test_memory_rows_follow_peftlab_memory():
+    (row,) = plots_nf4.memory_rows(["llama-2-7b"])
+    assert row["params"] == 6_738_415_616
+    assert row["weights_16bit"] == 2 * row["params"]
+    assert row["qlora_total"] < row["full_total"] / 10
+    assert row["weights_nf4"] < row["weights_16bit"] / 3
+
+
+def test_figures(weights):
+    fig = plots_nf4.plot_levels_over_histogram(weights["a"])
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    shares = plots_nf4.level_shares(weights["a"], "nf4")
+    assert shares.shape == (16,) and shares.sum().item() == pytest.approx(1.0)
+    assert plots_nf4.level_shares(weights["a"], "int4").shape == (15,)
+    normalized = plots_nf4.normalized_weights(weights["a"])
+    assert normalized.abs().max().item() == 1.0 and normalized.numel() == 4096
+    fig = plots_nf4.plot_blocksize_tradeoff(plots_nf4.blocksize_rows(weights, (32, 64)))
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
