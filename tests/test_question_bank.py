@@ -161,22 +161,46 @@ def test_model_answer_covers_every_key_point(q):
     assert not result.missed, result.missing_concepts
 
 
-@pytest.mark.parametrize("q", WITH_NUMBERS, ids=[q.id for q in WITH_NUMBERS])
-def test_numbers_are_right_and_shown_in_the_answer(q):
-    for num in q.numbers:
+NUMBER = re.compile(r"\d[\d,]*(?:\.(\d+))?")
+
+
+def _check_numbers(where: str, text: str, numbers) -> None:
+    for num in numbers:
         claim, value, shown = num["claim"], num["value"], num["shown"]
-        assert claim in TRUTH, f"{q.id}: unknown claim {claim!r}; add it to _truth()"
-        assert math.isclose(value, TRUTH[claim], rel_tol=1e-5), (q.id, claim, TRUTH[claim])
-        assert shown in q.answer, f"{q.id}: {shown!r} does not appear in the answer"
-        match = re.search(r"\d[\d,]*(?:\.(\d+))?", shown)
+        assert claim in TRUTH, f"{where}: unknown claim {claim!r}; add it to _truth()"
+        assert math.isclose(value, TRUTH[claim], rel_tol=1e-5), (where, claim, TRUTH[claim])
+        assert shown in text, f"{where}: {shown!r} does not appear in the text"
+        match = NUMBER.search(shown)
         assert match, shown
         decimals = len(match.group(1) or "")
         written = float(match.group(0).replace(",", ""))
-        assert abs(written - value) <= 0.5 * 10**-decimals, (q.id, shown, value)
+        assert abs(written - value) <= 0.5 * 10**-decimals, (where, shown, value)
+
+
+@pytest.mark.parametrize("q", WITH_NUMBERS, ids=[q.id for q in WITH_NUMBERS])
+def test_numbers_are_right_and_shown_in_the_answer(q):
+    _check_numbers(q.id, q.answer, q.numbers)
+
+
+def test_tldr_numbers_are_right():
+    topics = load_topics(BANK)
+    for t in topics:
+        _check_numbers(f"{t.name} tldr", t.tldr, t.numbers)
+    assert sum(len(t.numbers) for t in topics) >= 7
+
+
+@pytest.mark.parametrize("q", QUESTIONS, ids=IDS)
+def test_key_point_numbers_come_from_the_answer(q):
+    """A number in a key point (what the cheat sheet prints) must be one the answer states."""
+    in_answer = {m.group(0).replace(",", "") for m in NUMBER.finditer(q.answer)}
+    for kp in q.key_points:
+        for m in NUMBER.finditer(kp.point):
+            assert m.group(0).replace(",", "") in in_answer, (kp.point, m.group(0))
 
 
 def test_every_claim_in_the_bank_is_checked_somewhere():
     claims = {n["claim"] for q in QUESTIONS for n in q.numbers}
+    claims |= {n["claim"] for t in load_topics(BANK) for n in t.numbers}
     assert claims <= set(TRUTH)
     assert len(claims) >= 25
 

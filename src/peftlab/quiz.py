@@ -171,6 +171,7 @@ class Topic:
     title: str
     tldr: str
     questions: tuple[Question, ...]
+    numbers: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -221,6 +222,20 @@ def _need(cond: bool, where: str, problem: str) -> None:
 def _text(value: Any, where: str, name: str) -> str:
     _need(isinstance(value, str) and value.strip() != "", where, f"'{name}' must be non-empty text")
     return " ".join(value.split())
+
+
+def _numbers(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """Numeric claims {claim, value, shown}: tests recompute `value` and find `shown` in text."""
+    _need(isinstance(raw, list), where, "'numbers' must be a list")
+    for num in raw:
+        _need(
+            isinstance(num, dict)
+            and set(num) == {"claim", "value", "shown"}
+            and isinstance(num["value"], int | float),
+            where,
+            f"number {num!r} needs exactly claim, numeric value and shown",
+        )
+    return tuple(raw)
 
 
 def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Question:
@@ -276,16 +291,7 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
     )
     lesson = raw.get("lesson", default_lesson)
     _need(lesson in LESSONS, where, f"lesson={lesson!r}; use one of {LESSONS}")
-    numbers = raw.get("numbers", [])
-    _need(isinstance(numbers, list), where, "'numbers' must be a list")
-    for num in numbers:
-        _need(
-            isinstance(num, dict)
-            and set(num) == {"claim", "value", "shown"}
-            and isinstance(num["value"], int | float),
-            where,
-            f"number {num!r} needs claim, numeric value and shown",
-        )
+    numbers = _numbers(raw.get("numbers", []), where)
     return Question(
         id=qid,
         topic=topic,
@@ -322,6 +328,7 @@ def load_topic(path: str | os.PathLike) -> Topic:
         title=_text(data.get("title"), where, "title"),
         tldr=_text(data.get("tldr"), where, "tldr"),
         questions=parsed,
+        numbers=_numbers(data.get("numbers", []), where),
     )
 
 
