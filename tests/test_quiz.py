@@ -198,3 +198,16 @@ def test_summary_counts_boxes_and_due():
     assert lora["boxes"][1] == 1 and lora["boxes"][2] == 1
     assert lora["due"] == lora["questions"] - 1  # box-2 card waits two sessions
     assert rows["qlora"]["seen"] == 0
+
+
+def test_interview_round_visits_topics_in_turn():
+    picked = quiz.interview_round(BANK, n=10, seed=4)
+    topics = [q.topic for q in picked]
+    assert len(set(topics[:7])) == 7  # every topic once before any repeats
+    assert len({q.id for q in picked}) == 10
+    assert quiz.interview_round(BANK, n=10, seed=4) == picked
+    first_pass = picked[:7]
+    assert sum(q.difficulty == "easy" for q in first_pass) == 0  # medium/hard first
+    assert len(quiz.interview_round(BANK, n=500)) == len(BANK)
+    with pytest.raises(ValueError, match="n=-1"):
+        quiz.interview_round(BANK, n=-1)

@@ -522,3 +522,28 @@ def summary(bank: list[Question], progress: Progress) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def interview_round(bank: list[Question], n: int, seed: int | None = None) -> list[Question]:
+    """A mock interview: `n` questions, one topic at a time in turn, medium and hard first.
+
+    Interviews move across topics, so the round visits every topic before repeating one.
+    """
+    if n <= 0:
+        raise ValueError(f"n={n}: the number of questions must be a positive integer")
+    rng = random.Random(seed)
+    per_topic = {}
+    for topic in TOPICS:
+        qs = [q for q in bank if q.topic == topic]
+        rng.shuffle(qs)
+        qs.sort(key=lambda q: q.difficulty == "easy")
+        if qs:
+            per_topic[topic] = qs
+    order = list(per_topic)
+    rng.shuffle(order)
+    picked: list[Question] = []
+    while len(picked) < n and any(per_topic.values()):
+        for topic in order:
+            if per_topic[topic] and len(picked) < n:
+                picked.append(per_topic[topic].pop(0))
+    return picked
