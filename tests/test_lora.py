@@ -164,6 +164,25 @@ def test_add_lora_wraps_suffix_matches_and_freezes_the_rest():
     assert lora.count_trainable(model) == 2 * 4 * (32 + 32) + 4 * (48 + 32)
 
 
+@pytest.mark.parametrize("targets", [["q_proj", "v_proj"], "all-linear", ["down_proj"]])
+def test_lora_param_count_predicts_add_lora_without_changing_the_model(targets):
+    model = tiny_llama()
+    predicted = lora.lora_param_count(model, targets, r=4)
+    assert lora.lora_layers(model) == {}
+    assert lora.count_trainable(lora.add_lora(model, targets, r=4, alpha=4)) == predicted
+
+
+def test_llama_2_7b_on_the_meta_device_has_the_published_lora_count():
+    config = LlamaConfig(
+        vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+        num_attention_heads=32, num_key_value_heads=32,
+    )  # fmt: skip
+    with torch.device("meta"):
+        model = LlamaForCausalLM(config)
+    assert sum(p.numel() for p in model.parameters()) == 6_738_415_616
+    assert lora.lora_param_count(model, ["q_proj", "v_proj"], r=8) == 4_194_304
+
+
 def test_regex_and_all_linear_targets_follow_peft():
     model = lora.add_lora(tiny_llama(), r"model\.layers\.0\..*_proj", r=2, alpha=2)
     assert len(lora.lora_layers(model)) == 7

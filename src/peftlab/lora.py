@@ -238,6 +238,13 @@ def unmerge_lora(model: nn.Module) -> nn.Module:
     return model
 
 
+def lora_param_count(model: nn.Module, target_modules: Targets, r: int) -> int:
+    """Parameters add_lora(model, target_modules, r, ...) would train, r * (in + out) per
+    selected layer, counted without changing the model (works on the meta device)."""
+    modules = dict(model.named_modules())
+    return sum(r * sum(_features(modules[n])) for n in find_targets(model, target_modules))
+
+
 def count_trainable(model: nn.Module) -> int:
     """Number of parameters that receive gradients (with LoRA: r * (in + out) per adapted layer)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
