@@ -256,3 +256,20 @@ def test_rank_at_the_smallest_dimension_is_allowed():
     )
     per_layer = sum(sum(pair) for pair in (q, k, v, o, gate, up, down))
     assert memory.lora_params(config, 1, "all-linear") == 2 * per_layer
+
+
+def test_peft_trainable_for_prompt_and_ia3_methods():
+    from peft import IA3Config, PrefixTuningConfig, TaskType
+
+    prefix = PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+    # a key and a value vector of width 4096 per virtual token, in each of 32 layers
+    assert memory.peft_trainable("llama-2-7b", prefix) == 20 * 2 * 32 * 4096
+    ia3 = IA3Config(task_type=TaskType.CAUSAL_LM)  # vectors on k_proj, v_proj, down_proj
+    assert memory.peft_trainable("llama-2-7b", ia3) == 32 * (4096 + 4096 + 11008)
+
+
+def test_houlsby_adapters_by_hand():
+    down, up = 4096 * 64 + 64, 64 * 4096 + 4096  # weights and biases of each projection
+    assert memory.houlsby_adapter_params("llama-2-7b", 64) == 32 * 2 * (down + up)
+    with pytest.raises(ValueError, match="bottleneck=0"):
+        memory.houlsby_adapter_params("llama-2-7b", 0)

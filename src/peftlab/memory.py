@@ -37,6 +37,7 @@ HALF_BYTES = 2
 GPUS: dict[str, int] = {
     "24 GB consumer (RTX 3090/4090)": 24 * 2**30,
     "A100 40 GB": 40 * 2**30,
+    "48 GB workstation (RTX A6000/L40S)": 48 * 2**30,
     "A100 80 GB": 80 * 2**30,
     "H100 80 GB": 80 * 2**30,
 }
@@ -86,6 +87,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
     ),
 }  # fmt: skip
 EMBEDDED_PRESET = "peftlab-base"
+EMBEDDED_CONFIG = _ASSETS / "base-model" / "config.json"
 PRESETS = (*_PRESETS, EMBEDDED_PRESET)
 
 
@@ -141,7 +143,7 @@ def preset(name: str | os.PathLike | Any) -> Any:
     if key in _PRESETS:
         fields = dict(_PRESETS[key])
         return AutoConfig.for_model(fields.pop("model_type"), **fields)
-    path = _ASSETS / "base-model" if key == EMBEDDED_PRESET else Path(name)
+    path = EMBEDDED_CONFIG if key == EMBEDDED_PRESET else Path(name)
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
@@ -197,15 +199,42 @@ def default_targets(config: Any) -> list[str]:
     return list(targets[config.model_type])
 
 
-def lora_params(config: Any, r: int, target_modules: str | list[str] | tuple[str, ...]) -> int:
+def lora_params(
+    config: Any, r: int, target_modules: str | list[str] | tuple[str, ...] | None = None
+) -> int:
     """Trainable LoRA parameters: r * (d_in + d_out) for every adapted matrix (Hu et al., 2021).
 
     `target_modules` is a list of module names (matched on the last name, as peft does for
-    plain names) or "all-linear" (every linear layer but the output head).
+    plain names), "all-linear" (every linear layer but the output head), or None for peft's
+    default targets.
     """
-    return sum(
-        r * (t.d_in + t.d_out) * t.count for t in _targeted(preset(config), r, target_modules)
-    )
+    config = preset(config)
+    if target_modules is None:
+        target_modules = default_targets(config)
+    return sum(r * (t.d_in + t.d_out) * t.count for t in _targeted(config, r, target_modules))
+
+
+def houlsby_adapter_params(config: Any, bottleneck: int = 64) -> int:
+    """Houlsby et al. (2019) adapters: two per layer, each d -> m -> d with biases: 2md + m + d.
+
+    peft does not ship these bottleneck adapters, so they are counted here by formula.
+    """
+    if isinstance(bottleneck, bool) or not isinstance(bottleneck, int) or bottleneck <= 0:
+        raise ValueError(f"bottleneck={bottleneck}: adapter size must be a positive integer")
+    h, _, n_layers, _ = _dims(preset(config))
+    return n_layers * 2 * (2 * h * bottleneck + bottleneck + h)
+
+
+def peft_trainable(config: Any, peft_config: Any) -> int:
+    """Trainable parameters peft reports for `peft_config` on `config`'s model (meta device)."""
+    import warnings
+
+    from peft import get_peft_model
+
+    with warnings.catch_warnings():  # peft 0.21.2 reads a property transformers 5 deprecates
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        model = get_peft_model(_meta_model(preset(config)), peft_config)
+    return model.get_nb_trainable_parameters()[0]
 
 
 def estimate(
@@ -270,10 +299,7 @@ def estimate(
             quantization_constants=0,
         )
 
-    if target_modules is None:
-        target_modules = default_targets(config)
-    targets = _targeted(config, r, target_modules)
-    trainable = sum(r * (t.d_in + t.d_out) * t.count for t in targets)
+    trainable = lora_params(config, r, target_modules)
     adapter_bytes = FP32_BYTES if precision in ("mixed", "fp32") else HALF_BYTES
     if method == "lora":
         frozen, constants = total_params * w, 0

@@ -1,0 +1,258 @@
+"""Figures and tables for the memory lesson (notebook 01, lesson 01, benchmarks).
+
+Figures are matplotlib `Figure`s built without pyplot state, so a notebook shows each once and
+a test can inspect it. Tables are markdown strings, so the lesson can quote them verbatim and a
+test can check the lesson against their current output. Sizes: GB = 1e9 bytes.
+"""
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from peftlab import memory
+
+GB = 1e9
+SMALL = (5.5, 3.2)
+TERM_COLORS = {
+    "frozen_weights": "#9e9e9e",
+    "trainable_weights": "#1f77b4",
+    "gradients": "#ff7f0e",
+    "optimizer_states": "#d62728",
+    "master_weights": "#9467bd",
+    "activations": "#2ca02c",
+    "quantization_constants": "#8c564b",
+}
+# Card sizes the lesson draws: a card sold as "24 GB" holds 24 GiB.
+CARD_LINES_GIB = (24, 48, 80)
+LESSON_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
+LESSON_RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+
+def stack_bars(ax: Any, breakdowns: Mapping[str, memory.Breakdown]) -> None:
+    """One stacked bar per label, one colored segment per memory term, heights in GB."""
+    labels = list(breakdowns)
+    bottoms = [0.0] * len(labels)
+    for term, color in TERM_COLORS.items():
+        heights = [getattr(breakdowns[label], term) / GB for label in labels]
+        ax.bar(labels, heights, bottom=bottoms, color=color, label=term.replace("_", " "))
+        bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    for x, top in enumerate(bottoms):
+        ax.annotate(f"{top:,.0f}", (x, top), ha="center", va="bottom", fontsize="x-small")
+    ax.set_ylabel("GB")
+
+
+def card_lines(ax: Any, cards_gib: Sequence[int] = CARD_LINES_GIB) -> None:
+    """Black lines at GPU memory sizes (a card sold as N GB holds N GiB), one style each."""
+    styles = (":", "--", "-.", (0, (1, 3)))
+    for gib, style in zip(cards_gib, styles, strict=False):
+        ax.axhline(gib * 2**30 / GB, color="black", linestyle=style, lw=0.9, label=f"{gib} GB card")
+
+
+def _legend_below(fig: Figure, ax: Any) -> None:
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=5, fontsize="x-small", frameon=False)
+
+
+def memory_bars(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any) -> Figure:
+    """Stacked memory bars for full, LoRA and QLoRA, one panel per model, GPU lines drawn."""
+    fig = Figure(figsize=(3.2 * len(models), 3.8))
+    axes = fig.subplots(1, len(models))
+    for ax, model in zip(axes, models, strict=True):
+        bars = {m: memory.estimate(model, method=m, **estimate_kwargs) for m in memory.METHODS}
+        stack_bars(ax, bars)
+        card_lines(ax)
+        ax.set_title(f"{model} ({memory.count_params(model) / 1e9:.1f}B)", fontsize="small")
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
+    _legend_below(fig, axes[0])
+    return fig
+
+
+def trainable_share(
+    model: str = "llama-2-7b",
+    ranks: Sequence[int] = LESSON_RANKS,
+    target_sets: Sequence[Any] = (("q_proj", "v_proj"), "all-linear"),
+) -> Figure:
+    """Percent of parameters LoRA trains against rank, for each choice of target modules."""
+    fig = Figure(figsize=SMALL)
+    ax = fig.add_subplot()
+    total = memory.count_params(model)
+    for targets in target_sets:
+        shares = [100 * memory.lora_params(model, r, list_or_str(targets)) / total for r in ranks]
+        ax.plot(ranks, shares, marker="o", label=f"LoRA on {target_label(targets)}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xticks(list(ranks), [str(r) for r in ranks])
+    ax.set_xlabel("rank r")
+    ax.set_ylabel("trainable share (%)")
+    ax.set_title(f"{model}: trainable parameters under LoRA", fontsize="small")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def breakdown_figure(breakdown: memory.Breakdown, label: str) -> Figure:
+    """A single stacked bar with the card lines, for the calculator widget."""
+    fig = Figure(figsize=(5.0, 3.2))
+    ax = fig.add_subplot()
+    stack_bars(ax, {label: breakdown})
+    card_lines(ax)
+    ax.set_ylim(0, max(breakdown.total / GB, 80 * 2**30 / GB) * 1.15)
+    ax.set_xlim(-0.8, 0.8)
+    fig.tight_layout(rect=(0, 0, 0.58, 1))
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize="x-small", frameon=False)
+    return fig
+
+
+def list_or_str(targets: Any) -> Any:
+    return targets if isinstance(targets, str) else list(targets)
+
+
+def target_label(targets: Any) -> str:
+    return targets if isinstance(targets, str) else ", ".join(targets)
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub markdown table; numbers should already be formatted as text."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def gb(n_bytes: float) -> str:
+    return f"{n_bytes / GB:,.1f} GB"
+
+
+def seed_rule_table() -> str:
+    """The "4-6x the 16-bit model" rule of thumb beside the itemized ZeRO and HF counts."""
+    rows = []
+    for nominal, model in zip((7, 13, 70), LESSON_MODELS, strict=True):
+        weights_16bit = nominal * 1e9 * 2
+        n = memory.count_params(model)
+        zero = memory.estimate(model, seq_len=1)
+        hf = memory.estimate(model, seq_len=1, accounting="hf")
+        rows.append(
+            [
+                f"{nominal}B",
+                f"{4 * weights_16bit / GB:,.0f}-{6 * weights_16bit / GB:,.0f} GB",
+                f"{model} ({n:,})",
+                gb(zero.total - zero.activations),
+                gb(hf.total - hf.activations),
+            ]
+        )
+    headers = [
+        "model",
+        "rule of thumb: 4-6x the 16-bit weights",
+        "exact parameters",
+        "ZeRO: 16 bytes/param",
+        "Hugging Face: 18 bytes/param",
+    ]
+    return markdown_table(headers, rows)
+
+
+def bytes_per_param_table() -> str:
+    """Bytes per trainable parameter for each precision and optimizer setting (full fine-tune)."""
+    n = memory.count_params("llama-2-7b")
+    settings = [
+        ("mixed", "adamw", "zero", "mixed precision, AdamW (ZeRO's count)"),
+        ("mixed", "adamw", "hf", "mixed precision, AdamW (Hugging Face's count)"),
+        ("fp32", "adamw", "zero", "fp32, AdamW"),
+        ("bf16", "adamw", "zero", "pure bf16, AdamW with bf16 states"),
+        ("mixed", "adamw8bit", "zero", "mixed precision, 8-bit AdamW"),
+        ("fp32", "sgd", "zero", "fp32, plain SGD"),
+    ]
+    rows = []
+    for precision, optimizer, accounting, label in settings:
+        b = memory.estimate(
+            "llama-2-7b", precision=precision, optimizer=optimizer, accounting=accounting
+        )
+        terms = [b.trainable_weights, b.master_weights, b.gradients, b.optimizer_states]
+        rows.append([label, *(f"{t / n:g}" for t in terms), f"{sum(terms) / n:g}"])
+    headers = ["setting", "weights", "fp32 master", "gradients", "optimizer", "total"]
+    return markdown_table(headers, rows)
+
+
+def methods_table(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any) -> str:
+    """Total training memory of full, LoRA and QLoRA per model, and the smallest card that fits."""
+    rows = []
+    for model in models:
+        for method in memory.METHODS:
+            b = memory.estimate(model, method=method, **estimate_kwargs)
+            fit = [gpu for gpu, ok in memory.fits(b.total).items() if ok]
+            rows.append([model, method, gb(b.total), fit[0] if fit else "none of them (shard)"])
+    return markdown_table(["model", "method", "total", "smallest card that fits"], rows)
+
+
+def rank_table(model: str = "llama-2-7b", ranks: Sequence[int] = (4, 8, 16, 64)) -> str:
+    """LoRA trainable parameters and share of the model at several ranks."""
+    total = memory.count_params(model)
+    rows = []
+    for r in ranks:
+        qv = memory.lora_params(model, r, ["q_proj", "v_proj"])
+        al = memory.lora_params(model, r, "all-linear")
+        rows.append([r, f"{qv:,} ({100 * qv / total:.3f}%)", f"{al:,} ({100 * al / total:.2f}%)"])
+    return markdown_table(["rank r", "q_proj, v_proj", "all-linear"], rows)
+
+
+def peft_methods_rows(model: str = "llama-2-7b") -> list[list[str]]:
+    """Trainable counts for one config of each PEFT method, through peft where peft has it."""
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, TaskType
+
+    total = memory.count_params(model)
+    lora = memory.peft_trainable(model, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    prefix = memory.peft_trainable(
+        model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=20)
+    )
+    ia3 = memory.peft_trainable(model, IA3Config(task_type=TaskType.CAUSAL_LM))
+    houlsby = memory.houlsby_adapter_params(model, bottleneck=64)
+    qlora = memory.estimate(model, method="qlora", target_modules=["q_proj", "v_proj"])
+
+    def share(n: int) -> str:
+        return f"{n:,} ({100 * n / total:.3f}%)"
+
+    return [
+        ["LoRA", "r=8 on q_proj, v_proj (peft LoraConfig)", share(lora), "16-bit base"],
+        [
+            "QLoRA",
+            "the same LoRA on an NF4 base (peft + bitsandbytes)",
+            share(lora),
+            f"base in 4 bits: {gb(qlora.frozen_weights + qlora.quantization_constants)}",
+        ],
+        [
+            "Prefix tuning",
+            "20 virtual tokens: a key and value per layer (peft PrefixTuningConfig)",
+            share(prefix),
+            "16-bit base; shortens the usable context",
+        ],
+        [
+            "IA3",
+            "scaling vectors on k, v and the MLP's down_proj (peft IA3Config)",
+            share(ia3),
+            "16-bit base",
+        ],
+        [
+            "Houlsby adapters",
+            "two bottleneck MLPs of width 64 per layer (formula; not in peft)",
+            share(houlsby),
+            "16-bit base; extra layers slow inference",
+        ],
+    ]
+
+
+def peft_methods_table(model: str = "llama-2-7b") -> str:
+    headers = ["method", "what it trains (one config)", "trainable parameters", "frozen base"]
+    return markdown_table(headers, peft_methods_rows(model))
+
+
+def measured_table(rows: Sequence[tuple[str, dict[str, int], memory.Breakdown]]) -> str:
+    """Bytes held by tensors after one step beside estimate()'s terms, per method."""
+    terms = ("frozen_weights", "quantization_constants", "trainable_weights", "gradients")
+    terms += ("optimizer_states",)
+    out = []
+    for label, held, predicted in rows:
+        for term in terms:
+            measured, expected = held[term], getattr(predicted, term)
+            same = "yes" if measured == expected else f"off by {measured - expected:+,}"
+            out.append([label, term.replace("_", " "), f"{measured:,}", f"{expected:,}", same])
+    return markdown_table(["run", "term", "measured bytes", "predicted bytes", "equal"], out)
