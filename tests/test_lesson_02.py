@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from peftlab import plots_lora
+from peftlab import memory, plots_lora
 from peftlab.exercises import check_lora_forward
 
 
@@ -49,3 +49,21 @@ def test_figures_draw_the_numbers_they_are_given():
 
     fig = plots_lora.plot_singular_values({"LoRA": torch.tensor([4.0, 2.0, 0.0])}, r=2)
     assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([1.0, 0.5, 1e-8])
+
+
+def test_rank_rows_on_llama_2_7b_match_the_published_and_the_memory_module_counts():
+    model = plots_lora.meta_model("llama-2-7b")
+    targets = {"q, v": ["q_proj", "v_proj"], "all": "all-linear"}
+    rows = plots_lora.rank_rows(model, [1, 8], targets)
+    assert rows[1]["q, v"] == 4_194_304 and rows[1]["total"] == 6_738_415_616
+    config = memory.preset("llama-2-7b")
+    for row in rows:
+        assert row["all"] == memory.lora_params(config, row["r"], "all-linear")
+        assert row["q, v"] == memory.lora_params(config, row["r"], ["q_proj", "v_proj"])
+    table = plots_lora.rank_table(rows)
+    assert "| 8 | 4,194,304 (0.062%) |" in table
+
+
+def test_results_table_formats_each_run():
+    row = {"run": "LoRA", "trainable": 50, "total": 1000, "final_loss": 0.456, "rubric": 0.875}
+    assert plots_lora.results_table([row]).splitlines()[-1] == "| LoRA | 50 (5.00%) | 0.46 | 0.88 |"

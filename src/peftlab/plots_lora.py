@@ -1,13 +1,17 @@
-"""Figures for the LoRA lesson: parameters vs rank, loss curves, singular values of dW.
+"""Figures and tables for the LoRA lesson: parameters vs rank, loss curves, singular values
+of dW, and the markdown tables lesson 02 prints.
 
-Each function takes numbers the package computed and returns a matplotlib Figure (no pyplot
-state, so a notebook shows it once and a test can inspect it).
+Figures are matplotlib Figure objects (no pyplot state, so a notebook shows each once and a
+test can inspect it); tables are markdown strings built from numbers the package computes.
 """
 
 from collections.abc import Mapping, Sequence
 
 import torch
 from matplotlib.figure import Figure
+from torch import nn
+
+from peftlab import lora, memory
 
 SMALL = (5.5, 3.2)
 
@@ -64,3 +68,56 @@ def plot_singular_values(spectra: Mapping[str, torch.Tensor], r: int, first: int
     ax.legend(fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def meta_model(name: str) -> nn.Module:
+    """A model of a preset's shape (e.g. "llama-2-7b") on the meta device: no memory, no weights."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(memory.preset(name))
+
+
+def rank_rows(
+    model: nn.Module, ranks: Sequence[int], targets: Mapping[str, lora.Targets]
+) -> list[dict]:
+    """LoRA's trainable parameters at each rank for each choice of target modules."""
+    total = sum(p.numel() for p in model.parameters())
+    return [
+        {"r": r, "total": total}
+        | {label: lora.lora_param_count(model, t, r) for label, t in targets.items()}
+        for r in ranks
+    ]
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def rank_table(rows: Sequence[Mapping]) -> str:
+    """r, then trainable parameters and their share of the model for each target choice."""
+    labels = [k for k in rows[0] if k not in ("r", "total")]
+    body = [
+        [str(row["r"])] + [f"{row[k]:,} ({row[k] / row['total']:.3%})" for k in labels]
+        for row in rows
+    ]
+    return _markdown(["r", *labels], body)
+
+
+def results_table(rows: Sequence[Mapping]) -> str:
+    """One line per fine-tune: what trained, how much of the model, final loss, held-out rubric."""
+    body = [
+        [
+            row["run"],
+            f"{row['trainable']:,} ({row['trainable'] / row['total']:.2%})",
+            f"{row['final_loss']:.2f}",
+            f"{row['rubric']:.2f}",
+        ]
+        for row in rows
+    ]
+    return _markdown(["run", "trainable parameters", "final loss", "held-out rubric"], body)
