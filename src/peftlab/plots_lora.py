@@ -110,12 +110,13 @@ def rank_table(rows: Sequence[Mapping]) -> str:
 
 
 def results_table(rows: Sequence[Mapping]) -> str:
-    """One line per fine-tune: what trained, how much of the model, final loss, held-out rubric."""
+    """One line per run: what trained, how much of the model, final training loss (None for the
+    untrained base), held-out rubric."""
     body = [
         [
             row["run"],
             f"{row['trainable']:,} ({row['trainable'] / row['total']:.2%})",
-            f"{row['final_loss']:.2f}",
+            "–" if row["final_loss"] is None else f"{row['final_loss']:.2f}",
             f"{row['rubric']:.2f}",
         ]
         for row in rows
