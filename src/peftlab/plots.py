@@ -256,3 +256,47 @@ def measured_table(rows: Sequence[tuple[str, dict[str, int], memory.Breakdown]])
             same = "yes" if measured == expected else f"off by {measured - expected:+,}"
             out.append([label, term.replace("_", " "), f"{measured:,}", f"{expected:,}", same])
     return markdown_table(["run", "term", "measured bytes", "predicted bytes", "equal"], out)
+
+
+def lesson_01_tables() -> dict[str, str]:
+    """The tables the memory lesson quotes verbatim."""
+    return {
+        "bytes per parameter": bytes_per_param_table(),
+        "rule of thumb": seed_rule_table(),
+        "methods": methods_table(),
+        "ranks": rank_table(),
+        "peft methods": peft_methods_table(),
+    }
+
+
+def lesson_01_facts() -> dict[str, str]:
+    """Every number the memory lesson quotes in its prose, formatted as the lesson writes it."""
+    n = memory.count_params("llama-2-7b")
+    full = memory.estimate("llama-2-7b")
+    hf = memory.estimate("llama-2-7b", accounting="hf")
+    lora = memory.estimate("llama-2-7b", method="lora")
+    qlora = memory.estimate("llama-2-7b", method="qlora")
+    qlora_70b_ckpt = memory.estimate("llama-2-70b", method="qlora", gradient_checkpointing=True)
+    lora_qv = memory.lora_params("llama-2-7b", 8, ["q_proj", "v_proj"])
+    return {
+        "llama-2-7b parameters": f"{n:,}",
+        "llama-2-7b 16-bit weights": gb(2 * n),
+        "full zero before activations": gb(full.total - full.activations),
+        "full hf before activations": gb(hf.total - hf.activations),
+        "activations batch 1 x 512": gb(full.activations),
+        "full total": gb(full.total),
+        "lora total": gb(lora.total),
+        "qlora total": gb(qlora.total),
+        "qlora base": gb(qlora.frozen_weights + qlora.quantization_constants),
+        "full / lora": f"{full.total / lora.total:.1f}x",
+        "full / qlora": f"{full.total / qlora.total:.0f}x",
+        "lora r=8 q,v trainable": f"{lora_qv:,}",
+        "lora r=8 q,v share": f"{100 * lora_qv / n:.3f}%",
+        "70b qlora checkpointed": gb(qlora_70b_ckpt.total),
+        "24 GiB card in GB": gb(24 * 2**30),
+        "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
+        "interview: lora total": f"about {lora.total / GB:.0f} GB",
+        "interview: qlora total": f"about {qlora.total / GB:.0f} GB",
+        "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
+        "interview: lora share": f"{100 * lora_qv / n:.2f}%",
+    }

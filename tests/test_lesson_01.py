@@ -1,0 +1,46 @@
+"""lessons/01-peft-basics.md quotes tables and numbers the package computes; keep them in step."""
+
+from pathlib import Path
+
+import pytest
+
+from peftlab import plots
+
+LESSON = Path(__file__).resolve().parents[1] / "lessons" / "01-peft-basics.md"
+PEFT_DRIFT = pytest.mark.filterwarnings(
+    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+)
+
+
+@pytest.fixture(scope="module")
+def text() -> str:
+    return LESSON.read_text(encoding="utf-8")
+
+
+@PEFT_DRIFT
+@pytest.mark.parametrize("name", ["bytes per parameter", "rule of thumb", "methods", "ranks"])
+def test_lesson_tables_are_current(text, name):
+    table = plots.lesson_01_tables()[name]
+    assert table in text, f"lesson table {name!r} is stale; paste:\n{table}"
+
+
+@PEFT_DRIFT
+def test_peft_methods_table_is_current(text):
+    table = plots.peft_methods_table()
+    assert table in text, f"PEFT methods table is stale; paste:\n{table}"
+
+
+def test_lesson_numbers_are_current(text):
+    stale = {k: v for k, v in plots.lesson_01_facts().items() if v not in text}
+    assert not stale, f"numbers missing from the lesson: {stale}"
+
+
+def test_published_figures_still_hold():
+    facts = plots.lesson_01_facts()
+    assert facts["llama-2-7b parameters"] == "6,738,415,616"  # numbers.md
+    assert facts["lora r=8 q,v trainable"] == "4,194,304"  # numbers.md
+
+
+def test_lesson_has_the_required_sections(text):
+    for heading in ("## Interview answer", "## TL;DR", "Analogy"):
+        assert heading in text
