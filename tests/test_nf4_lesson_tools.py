@@ -71,12 +71,12 @@ def test_error_and_blocksize_tables_agree_with_nf4(weights):
     rows = plots_nf4.error_rows(weights)
     assert [r["method"] for r in rows] == ["NF4", "NF4 + double quant", "FP4", "INT4"]
     assert rows[0]["error"] == plots_nf4.combined_error(weights, "nf4")
-    table = plots_nf4.error_table(weights)
+    table = plots_nf4.error_table(rows)
     assert f"{rows[2]['error'].mse:.3e}" in table
     sizes = plots_nf4.blocksize_rows(weights, (32, 4096))
     assert sizes[0]["bits"] == 5.0 and sizes[1]["bits"] == 4 + 32 / 4096
     assert sizes[0]["rms_ratio"] < sizes[1]["rms_ratio"]
-    assert "| 4096 | 4.0078 |" in plots_nf4.blocksize_table(weights, (32, 4096))
+    assert "| 4096 | 4.0078 |" in plots_nf4.blocksize_table(sizes)
 
 
 def test_memory_rows_follow_peftlab_memory():
@@ -85,6 +85,8 @@ def test_memory_rows_follow_peftlab_memory():
     assert row["weights_16bit"] == 2 * row["params"]
     assert row["qlora_total"] < row["full_total"] / 10
     assert row["weights_nf4"] < row["weights_16bit"] / 3
+    table = plots_nf4.memory_table([row])
+    assert f"| llama-2-7b | 6.74B | {2 * 6_738_415_616 / 1e9:.1f} |" in table
 
 
 def test_figures(weights):

@@ -6,6 +6,7 @@ notebook prints them and a test checks that the lesson contains their current te
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -21,21 +22,35 @@ METHODS = ("nf4", "fp4", "int4")
 LESSON_BLOCKSIZES = (32, 64, 128, 256, 1024, 4096)
 
 
-def lesson_weights(name: str = LESSON_MODEL) -> dict[str, torch.Tensor]:
-    """The weight of every linear layer in the decoder (what QLoRA quantizes), by module name.
-
-    A `peftlab.memory` preset builds that Llama with random weights (seed 0); any other name is
-    loaded with `peftlab.base_model.load` (the embedded model is "peftlab-base").
-    """
+def lesson_model(name: str = LESSON_MODEL) -> nn.Module:
+    """The fp32 model the lesson measures: a `peftlab.memory` preset is built with random
+    weights (seed 0); any other name is loaded with `peftlab.base_model.load` (the embedded
+    model is "peftlab-base")."""
     if name in memory.PRESETS and name != memory.EMBEDDED_PRESET:
         from transformers import AutoModelForCausalLM
 
         seed_everything(0)
-        model = AutoModelForCausalLM.from_config(memory.preset(name))
-    else:
-        from peftlab import base_model
+        return AutoModelForCausalLM.from_config(memory.preset(name))
+    from peftlab import base_model
 
-        model, _ = base_model.load(name)
+    return base_model.load(name)[0]
+
+
+def model_folder(name: str, scratch: str | os.PathLike) -> str:
+    """A folder `from_pretrained` can load `name` from: the model's own, or for a random preset,
+    the model saved into `scratch`."""
+    if name in memory.PRESETS and name != memory.EMBEDDED_PRESET:
+        lesson_model(name).save_pretrained(scratch)
+        return str(scratch)
+    from peftlab import base_model
+
+    return base_model.resolve(name)
+
+
+def lesson_weights(model: nn.Module | str = LESSON_MODEL) -> dict[str, torch.Tensor]:
+    """The weight of every linear layer in the decoder (what QLoRA quantizes), by module name."""
+    if isinstance(model, str):
+        model = lesson_model(model)
     return {
         module_name: module.weight.detach().float()
         for module_name, module in model.named_modules()
@@ -93,9 +108,9 @@ def error_rows(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> list
     return rows
 
 
-def error_table(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> str:
-    """Markdown: bits per parameter, MSE, RMS error relative to the weights' RMS, max error."""
-    rows = [
+def error_table(rows: Sequence[Mapping]) -> str:
+    """Markdown from `error_rows`: bits per parameter, MSE, RMS error / RMS weight, max error."""
+    lines = [
         [
             r["method"],
             f"{r['error'].bits_per_parameter:.3f}",
@@ -103,10 +118,10 @@ def error_table(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> str
             f"{100 * r['rms_ratio']:.1f}%",
             f"{r['error'].max_error:.4f}",
         ]
-        for r in error_rows(weights, blocksize)
+        for r in rows
     ]
     header = ["code", "bits / parameter", "MSE", "RMS error / RMS weight", "max error"]
-    return _markdown(header, rows, [":--"] + ["--:"] * 4)
+    return _markdown(header, lines, [":--"] + ["--:"] * 4)
 
 
 def blocksize_rows(
@@ -130,10 +145,9 @@ def blocksize_rows(
     return rows
 
 
-def blocksize_table(
-    weights: Mapping[str, torch.Tensor], blocksizes: Sequence[int] = LESSON_BLOCKSIZES
-) -> str:
-    rows = [
+def blocksize_table(rows: Sequence[Mapping]) -> str:
+    """Markdown from `blocksize_rows`: bits per parameter and NF4 error for each blocksize."""
+    lines = [
         [
             str(r["blocksize"]),
             f"{r['bits']:.4f}",
@@ -141,10 +155,10 @@ def blocksize_table(
             f"{100 * r['rms_ratio']:.2f}%",
             f"{100 * r['rms_ratio_dq']:.2f}%",
         ]
-        for r in blocksize_rows(weights, blocksizes)
+        for r in rows
     ]
     header = ["blocksize", "bits / param", "with double quant", "NF4 error", "NF4 + DQ error"]
-    return _markdown(header, rows, ["--:"] * 5)
+    return _markdown(header, lines, ["--:"] * 5)
 
 
 def bits_table(n_params: int | None = None) -> str:
@@ -202,8 +216,9 @@ def memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[di
     return rows
 
 
-def memory_table(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> str:
-    rows = [
+def memory_table(rows: Sequence[Mapping]) -> str:
+    """Markdown from `memory_rows`, sizes in GB (1e9 bytes)."""
+    lines = [
         [
             r["name"],
             f"{r['params'] / 1e9:.2f}B",
@@ -213,7 +228,7 @@ def memory_table(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> str:
             f"{r['qlora_total'] / 1e9:.1f}",
             r["smallest_gpu"],
         ]
-        for r in memory_rows(names)
+        for r in rows
     ]
     header = [
         "model",
@@ -224,7 +239,7 @@ def memory_table(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> str:
         "QLoRA (GB)",
         "smallest GPU for QLoRA",
     ]
-    return _markdown(header, rows, [":--"] + ["--:"] * 5 + [":--"])
+    return _markdown(header, lines, [":--"] + ["--:"] * 5 + [":--"])
 
 
 def level_shares(w: torch.Tensor, method: str = "nf4", blocksize: int = 64) -> torch.Tensor:
@@ -266,11 +281,17 @@ def plot_levels_over_histogram(w: torch.Tensor, blocksize: int = 64) -> Figure:
 
     for method, color in (("nf4", "#c0392b"), ("int4", "gray")):
         shares = level_shares(w, method, blocksize)
-        right.plot(range(len(shares)), (100 * shares).tolist(), marker="o", color=color)
-        right.annotate(method.upper(), (len(shares) - 1, 100 * shares[-1].item()), color=color)
+        right.plot(
+            range(len(shares)),
+            (100 * shares).tolist(),
+            marker="o",
+            color=color,
+            label=method.upper(),
+        )
     right.set_xlabel("level (lowest to highest)")
     right.set_ylabel("% of weights")
     right.set_title("How evenly the levels are used")
+    right.legend(fontsize="small")
     fig.tight_layout()
     return fig
 
