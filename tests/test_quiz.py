@@ -211,3 +211,19 @@ def test_interview_round_visits_topics_in_turn():
     assert len(quiz.interview_round(BANK, n=500)) == len(BANK)
     with pytest.raises(ValueError, match="n=-1"):
         quiz.interview_round(BANK, n=-1)
+
+
+def test_simulated_learner_climbs_the_boxes():
+    always = dict.fromkeys(quiz.DIFFICULTIES, 1)
+    quick = quiz.simulate_learner(BANK, sessions=4, n=10, attempts_to_learn=always)
+    # Box 2 waits 2 sessions: session 2 brings 10 new cards, sessions 3 and 4 promote both tens.
+    assert [h["unseen"] for h in quick] == [len(BANK) - 10, len(BANK) - 20, *[len(BANK) - 20] * 2]
+    assert [h["3"] for h in quick] == [0, 0, 10, 20]
+    assert all(h["1"] == 0 for h in quick)
+    never = dict.fromkeys(quiz.DIFFICULTIES, 99)
+    stuck = quiz.simulate_learner(BANK, sessions=4, n=10, attempts_to_learn=never)
+    assert [h["1"] for h in stuck] == [10, 10, 10, 10]  # missed cards come back, nothing new
+    assert stuck[-1]["unseen"] == len(BANK) - 10
+    mixed = quiz.simulate_learner(BANK, 8, 10, {"easy": 1, "medium": 2, "hard": 3})
+    assert sum(mixed[-1][b] for b in "2345") > sum(mixed[1][b] for b in "2345")
+    assert all(sum(h.values()) == len(BANK) for h in mixed)

@@ -108,3 +108,20 @@ def test_mock_interview_rejects_bad_settings():
         MockInterview(BANK, seconds_per_question=0)
     with pytest.raises(ValueError, match="n=0"):
         MockInterview(BANK, n=0)
+
+
+def test_notebook_06_states_the_bank_rules_it_uses():
+    """The notebook's prose quotes the bank's limits; keep them in step with peftlab.quiz."""
+    from pathlib import Path
+
+    nb = json.loads(
+        (Path(__file__).resolve().parents[1] / "notebooks" / "06_interview_drill.ipynb").read_text()
+    )
+    prose = "".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown")
+    lo, hi = quiz.KEY_POINTS
+    assert f"{lo}–{hi} **key points**" in prose
+    assert "30–90 seconds" in prose and quiz.ANSWER_WORDS == (75, 230)  # ~150 spoken words/min
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    silent = [c for c in code if not c["outputs"]]
+    assert code and all("parameters" in c["metadata"].get("tags", []) for c in silent)
+    assert not [o for c in code for o in c["outputs"] if o["output_type"] == "error"]

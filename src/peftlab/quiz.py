@@ -65,14 +65,14 @@ SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
     ("fast", "quick", "speedy"),
     ("mistake", "error"),
     ("initialize", "initialise", "init", "start"),
-    ("zero", "0"),
-    ("one", "1"),
-    ("two", "2"),
-    ("four", "4"),
-    ("eight", "8"),
-    ("twelve", "12"),
-    ("sixteen", "16"),
-    ("eighteen", "18"),
+    ("0", "zero"),
+    ("1", "one"),
+    ("2", "two"),
+    ("4", "four"),
+    ("8", "eight"),
+    ("12", "twelve"),
+    ("16", "sixteen"),
+    ("18", "eighteen"),
 )
 STOPWORDS = frozenset(
     "a an the of to in on for and or is are be it its this that with as by at from into we you "
@@ -547,3 +547,31 @@ def interview_round(bank: list[Question], n: int, seed: int | None = None) -> li
             if per_topic[topic] and len(picked) < n:
                 picked.append(per_topic[topic].pop(0))
     return picked
+
+
+def simulate_learner(
+    bank: list[Question],
+    sessions: int,
+    n: int,
+    attempts_to_learn: dict[str, int],
+    seed: int = 0,
+) -> list[dict[str, int]]:
+    """Leitner boxes over `sessions` sessions of `n` questions for a simulated learner.
+
+    The learner gets a question right from its k-th attempt on (k = attempts_to_learn[difficulty]).
+    Returns, after each session, the cards in each box ("1".."5") and how many are unseen.
+    """
+    progress = Progress()
+    attempts: dict[str, int] = {}
+    history = []
+    for _ in range(sessions):
+        progress.start_session()
+        for q in choose(bank, progress, n, seed=seed):
+            attempts[q.id] = attempts.get(q.id, 0) + 1
+            progress.record(q.id, attempts[q.id] >= attempts_to_learn[q.difficulty])
+        counts = {str(b): 0 for b in range(1, BOXES + 1)}
+        for card in progress.cards.values():
+            counts[str(card.box)] += 1
+        counts["unseen"] = len(bank) - len(progress.cards)
+        history.append(counts)
+    return history
