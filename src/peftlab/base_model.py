@@ -1,0 +1,236 @@
+"""Load the base model (the embedded one, or any causal LM), and build the embedded one.
+
+`load()` is the one entry point the demo, notebooks and tests use. With no name it loads the
+tiny Llama shipped in `peftlab/assets/base-model`; `PEFT_LAB_MODEL` (or a `name` argument) swaps
+in a hub id or a local folder with the same code. The build (`build()`) trains that tiny Llama
+from nothing, seeded, on the corpus that `support_data` generates.
+"""
+
+import math
+import os
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+from peftlab import support_data
+from peftlab.atomic import atomic_dir
+from peftlab.seed import seed_everything
+
+_print_now = partial(print, flush=True)
+EMBEDDED_PATH = Path(__file__).parent / "assets" / "base-model"
+EMBEDDED_NAME = "peftlab-base"
+MODEL_ENV = "PEFT_LAB_MODEL"
+
+END_OF_TEXT, IM_START, IM_END, PAD = "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def model_name(name: str | None = None) -> str:
+    """The model to use: the argument, else $PEFT_LAB_MODEL, else the embedded model."""
+    return name or os.environ.get(MODEL_ENV) or EMBEDDED_NAME
+
+
+def resolve(name: str | None = None) -> str:
+    """A path or hub id that `from_pretrained` accepts."""
+    name = model_name(name)
+    return str(EMBEDDED_PATH) if name == EMBEDDED_NAME else name
+
+
+def load(
+    name: str | None = None,
+    *,
+    quantization_config=None,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
+    """Load (model, tokenizer); the tokenizer pads on the left, ready for batched generation."""
+    path = resolve(name)
+    kwargs = {"dtype": dtype}
+    if quantization_config is not None:
+        kwargs.update(quantization_config=quantization_config, device_map="cpu")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+        hint = (
+            f"it is not a local folder and HF_HUB_OFFLINE=1, so the hub is not asked; "
+            f"set {MODEL_ENV} (or --model) to a local folder, or unset HF_HUB_OFFLINE"
+            if offline
+            else f"check the name in {MODEL_ENV} (or --model)"
+        )
+        raise ValueError(f"cannot load model {path!r}: {hint}") from exc
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"
+    model.eval()
+    return model, tokenizer
+
+
+# --- building the embedded model ------------------------------------------------------------
+def _chat_text(complaint: str, reply: str) -> str:
+    return (
+        f"{IM_START}user\n{support_data.format_prompt(complaint)}{IM_END}\n"
+        f"{IM_START}assistant\n{reply}{IM_END}\n"
+    )
+
+
+def corpus_texts(docs: list[support_data.CorpusDoc]) -> list[str]:
+    """Pretraining documents as raw text, chats already in the chat template's format."""
+    return [
+        doc.text + END_OF_TEXT if doc.text is not None else _chat_text(*doc.chat) for doc in docs
+    ]
+
+
+def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (as GPT-2 and Llama 3 use) with a ChatML chat template."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[END_OF_TEXT, IM_START, IM_END, PAD],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=END_OF_TEXT,
+        eos_token=IM_END,
+        pad_token=PAD,
+        unk_token=None,
+    )
+    tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
+
+
+def model_config(
+    tokenizer: PreTrainedTokenizerFast, hidden: int = 160, layers: int = 4
+) -> LlamaConfig:
+    """A tiny Llama: the same blocks as Llama 2/3 (RMSNorm, RoPE, SwiGLU), a few million weights."""
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 8 // 3 // 64 * 64 or 64,
+        num_hidden_layers=layers,
+        num_attention_heads=hidden // 32,
+        num_key_value_heads=hidden // 32,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def _blocks(tokenizer, texts: list[str], seq_len: int) -> torch.Tensor:
+    ids = [i for enc in tokenizer(texts, add_special_tokens=False)["input_ids"] for i in enc]
+    n = len(ids) // (seq_len + 1)
+    return torch.tensor(ids[: n * (seq_len + 1)]).view(n, seq_len + 1)
+
+
+@torch.no_grad()
+def perplexity(model, blocks: torch.Tensor, batch_size: int = 64) -> float:
+    """exp(mean next-token loss) over token blocks of shape (n, seq_len + 1)."""
+    model.eval()
+    losses = [
+        model(input_ids=b[:, :-1], labels=b[:, :-1].clone()).loss.item() * len(b)
+        for b in blocks.split(batch_size)
+    ]
+    return math.exp(sum(losses) / len(blocks))
+
+
+def build(
+    out: str | os.PathLike = EMBEDDED_PATH,
+    *,
+    seed: int = 0,
+    steps: int = 1600,
+    n_docs: int = 60_000,
+    vocab_size: int = 2048,
+    hidden: int = 160,
+    layers: int = 4,
+    seq_len: int = 128,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    threads: int = 1,
+    log: Callable[[str], None] = _print_now,
+) -> dict:
+    """Train the embedded base model from nothing and save it in Hugging Face format.
+
+    Same seed, same weights: one thread by default, because the order of floating-point sums
+    (and so the last bits of every weight) depends on the thread count. Returns the held-out
+    perplexity and timing.
+    """
+    if steps <= 0:
+        raise ValueError(f"steps={steps}: the number of training steps must be positive")
+    seed_everything(seed)
+    torch.set_num_threads(threads)
+    start = time.perf_counter()
+    docs = support_data.base_corpus(n_docs=n_docs, seed=seed)
+    texts = corpus_texts(docs)
+    n_val = max(len(texts) // 50, 1)
+    tokenizer = train_tokenizer(texts[n_val:], vocab_size)
+    train_blocks = _blocks(tokenizer, texts[n_val:], seq_len)
+    val_blocks = _blocks(tokenizer, texts[:n_val], seq_len)
+    log(f"corpus: {len(texts)} documents, {train_blocks.numel():,} training tokens")
+
+    config = model_config(tokenizer, hidden=hidden, layers=layers)
+    model = LlamaForCausalLM(config)
+    log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
+    warmup = max(steps // 20, 1)
+
+    def lr_at(step: int) -> float:  # linear warm-up, then cosine down to a tenth
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(steps - warmup, 1)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    generator = torch.Generator().manual_seed(seed)
+    model.train()
+    for step in range(steps):
+        idx = torch.randint(len(train_blocks), (batch_size,), generator=generator)
+        batch = train_blocks[idx]
+        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone()).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % 100 == 0 or step == steps - 1:
+            log(f"step {step:5d}  loss {loss.item():.3f}  {time.perf_counter() - start:6.0f} s")
+
+    ppl = perplexity(model, val_blocks)
+    log(f"held-out perplexity: {ppl:.2f}")
+    model.generation_config = GenerationConfig(
+        eos_token_id=[tokenizer.eos_token_id, tokenizer.bos_token_id],
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        do_sample=False,
+        max_new_tokens=64,
+    )
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    seconds = time.perf_counter() - start
+    log(f"saved to {out} in {seconds:.0f} s")
+    return {"perplexity": ppl, "seconds": seconds, "parameters": model.num_parameters()}

@@ -1,0 +1,172 @@
+"""Before/after: the same complaints answered by the base model and the LoRA-tuned one, scored.
+
+`before_after()` is the demo's whole flow: load the base model, answer the complaints, fine-tune
+with LoRA on the support set, answer again, and score both sides with the rubric.
+"""
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+
+from peftlab import base_model, finetune, support_data
+from peftlab.rubric import CRITERIA, score_reply
+from peftlab.seed import seed_everything
+
+__all__ = ["CRITERIA", "score_reply", "generate", "fit_complaint", "before_after", "Comparison"]
+
+MAX_NEW_TOKENS = 64
+MAX_COMPLAINT_CHARS = 2000
+
+
+def fit_complaint(tokenizer, complaint: str, max_prompt_tokens: int) -> str:
+    """The complaint, cut (with a warning) so that its prompt fits in `max_prompt_tokens`."""
+
+    def prompt_len(text: str) -> int:
+        return len(tokenizer.apply_chat_template(
+            support_data.chat_messages(text), tokenize=True, add_generation_prompt=True
+        )["input_ids"])  # fmt: skip
+
+    if prompt_len(complaint) <= max_prompt_tokens:
+        return complaint
+    words = complaint.split()
+    lo, hi = 0, len(words)
+    while lo < hi:  # the longest prefix of words that fits
+        mid = (lo + hi + 1) // 2
+        if prompt_len(" ".join(words[:mid])) <= max_prompt_tokens:
+            lo = mid
+        else:
+            hi = mid - 1
+    short = " ".join(words[:lo])
+    warnings.warn(
+        f"complaint truncated to {lo} of {len(words)} words to fit the model's context "
+        f"({max_prompt_tokens} prompt tokens): {short[:60]!r}...",
+        stacklevel=2,
+    )
+    return short
+
+
+def _context_length(model) -> int:
+    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
+
+
+@torch.no_grad()
+def generate(
+    model,
+    tokenizer,
+    complaints: Sequence[str],
+    *,
+    max_new_tokens: int = MAX_NEW_TOKENS,
+    batch_size: int = 32,
+) -> list[str]:
+    """Greedy replies to complaints, batched with left padding (deterministic)."""
+    max_prompt = _context_length(model) - max_new_tokens
+    prompts = [
+        tokenizer.apply_chat_template(
+            support_data.chat_messages(fit_complaint(tokenizer, c, max_prompt)),
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for c in complaints
+    ]
+    tokenizer.padding_side = "left"
+    replies = []
+    for i in range(0, len(prompts), batch_size):
+        batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False)  # fmt: skip
+        out = model.generate(
+            **batch,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        new_tokens = out[:, batch["input_ids"].shape[1] :]
+        replies += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return replies
+
+
+@dataclass
+class Comparison:
+    """The demo's result; `asdict()` of it is the `--json` output."""
+
+    model: str
+    method: str
+    trainable_params: int
+    total_params: int
+    train_seconds: float
+    examples: list[dict]
+    summary: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _scored(complaints, befores, afters) -> list[dict]:
+    rows = []
+    for complaint, before, after in zip(complaints, befores, afters, strict=True):
+        rows.append({
+            "complaint": complaint, "before": before, "after": after,
+            "before_score": score_reply(before, complaint)["score"],
+            "after_score": score_reply(after, complaint)["score"],
+            "before_marks": score_reply(before, complaint),
+            "after_marks": score_reply(after, complaint),
+        })  # fmt: skip
+    return rows
+
+
+def default_complaints() -> list[str]:
+    """The held-out complaints, with the lesson's "My order is late." first."""
+    return [support_data.LESSON_COMPLAINT, *support_data.heldout_complaints()]
+
+
+def before_after(
+    complaints: Sequence[str] | None = None,
+    *,
+    model_name: str | None = None,
+    method: str = "lora",
+    steps: int = 120,
+    seed: int = 0,
+    run_name: str | None = "demo",
+    runs_dir: str = "runs",
+    progress: bool = True,
+    on_loss: Callable[[int, float], None] | None = None,
+) -> Comparison:
+    """Answer complaints with the base model, fine-tune it, answer again, and score both."""
+    if method not in finetune.METHODS:
+        raise ValueError(f"method={method!r}: choose one of {', '.join(finetune.METHODS)}")
+    if steps <= 0:
+        raise ValueError(f"steps={steps}: the number of training steps must be positive")
+    complaints = list(complaints) if complaints is not None else default_complaints()
+    if not complaints:
+        raise ValueError("no complaints to answer: give at least one")
+    seed_everything(seed)
+    model, tokenizer = base_model.load(model_name, quantization_config=_quantization(method))
+    befores = generate(model, tokenizer, complaints)
+    result = finetune.train_lora(
+        model, tokenizer, support_data.finetune_set(seed=seed), method=method, steps=steps,
+        seed=seed, run_name=run_name, runs_dir=runs_dir, progress=progress, on_loss=on_loss,
+    )  # fmt: skip
+    afters = generate(result.model, tokenizer, complaints)
+    rows = _scored(complaints, befores, afters)
+    summary = {
+        side: sum(r[f"{side}_score"] for r in rows) / len(rows) for side in ("before", "after")
+    }
+    return Comparison(
+        model=base_model.model_name(model_name), method=method,
+        trainable_params=result.trainable_params, total_params=result.total_params,
+        train_seconds=round(result.train_seconds, 2), examples=rows, summary=summary,
+    )  # fmt: skip
+
+
+def _quantization(method: str):
+    if method != "qlora":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )

@@ -1,0 +1,168 @@
+"""LoRA and QLoRA fine-tuning with peft and transformers' Trainer.
+
+The code is what you would run on a 7B model: a peft `LoraConfig`, the Hugging Face `Trainer`
+(so `accelerate launch` spreads it over several GPUs), loss on the reply tokens only, and an
+adapter saved in peft's format. Only the model is small.
+"""
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from peftlab.atomic import atomic_dir
+from peftlab.support_data import Example, chat_messages
+
+IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
+METHODS = ("lora", "qlora")
+
+
+@dataclass
+class TrainResult:
+    """What a fine-tune produced: the adapted model, where its adapter lives, and its losses."""
+
+    model: PeftModel
+    adapter_dir: Path | None
+    trainable_params: int
+    total_params: int
+    train_seconds: float
+    losses: list[tuple[int, float]] = field(default_factory=list)
+
+
+def tokenize_example(tokenizer, example: Example, max_length: int = 256) -> dict[str, list[int]]:
+    """Token ids of the whole chat, with labels masked to IGNORE_INDEX on the prompt part."""
+    prompt = tokenizer.apply_chat_template(
+        chat_messages(example.complaint), tokenize=False, add_generation_prompt=True
+    )
+    full = tokenizer.apply_chat_template(
+        chat_messages(example.complaint, example.reply), tokenize=False
+    )
+    if not full.startswith(prompt):
+        raise ValueError("the chat template does not render the prompt as a prefix of the chat")
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    reply_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+    input_ids = (prompt_ids + reply_ids)[:max_length]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + reply_ids)[:max_length]
+    return {"input_ids": input_ids, "labels": labels}
+
+
+def pad_batch(features: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a batch; padding is masked out of attention and of the loss."""
+    width = max(len(f["input_ids"]) for f in features)
+
+    def padded(key: str, value: int) -> torch.Tensor:
+        return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
+
+    input_ids = padded("input_ids", pad_token_id)
+    lengths = torch.tensor([len(f["input_ids"]) for f in features])
+    attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "labels": padded("labels", IGNORE_INDEX),
+    }
+
+
+class _LossRecorder(TrainerCallback):
+    def __init__(self, on_loss: Callable[[int, float], None] | None):
+        self.losses: list[tuple[int, float]] = []
+        self.on_loss = on_loss
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.losses.append((state.global_step, float(logs["loss"])))
+            if self.on_loss:
+                self.on_loss(state.global_step, float(logs["loss"]))
+
+
+def lora_config(
+    r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=None
+) -> LoraConfig:
+    """peft's LoraConfig; target_modules=None means peft's default for the architecture."""
+    if r <= 0:
+        raise ValueError(f"r={r}: LoRA rank must be a positive integer")
+    if alpha <= 0:
+        raise ValueError(f"alpha={alpha}: lora_alpha must be positive")
+    return LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules,
+        task_type="CAUSAL_LM",
+    )
+
+
+def train_lora(
+    model,
+    tokenizer,
+    examples: Sequence[Example],
+    *,
+    method: str = "lora",
+    r: int = 8,
+    alpha: int = 16,
+    target_modules=None,
+    steps: int = 120,
+    batch_size: int = 16,
+    learning_rate: float = 3e-3,
+    seed: int = 0,
+    run_name: str | None = "demo",
+    runs_dir: str | os.PathLike = "runs",
+    progress: bool = True,
+    on_loss: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Fine-tune `model` with LoRA (or QLoRA on a 4-bit model) and save the adapter.
+
+    The adapter is written to `runs_dir/run_name/adapter` through a temporary folder that is
+    renamed only when complete; `run_name=None` skips saving.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}: choose one of {', '.join(METHODS)}")
+    if steps <= 0:
+        raise ValueError(f"steps={steps}: the number of training steps must be positive")
+    if not examples:
+        raise ValueError("no training examples: pass at least one complaint/reply pair")
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    peft_model = get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    dataset = [tokenize_example(tokenizer, ex) for ex in examples]
+    recorder = _LossRecorder(on_loss)
+    args = TrainingArguments(
+        output_dir=str(Path(runs_dir) / ".trainer"),
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(steps // 10, 1),
+        weight_decay=0.0,
+        logging_steps=max(steps // 20, 1),
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        remove_unused_columns=False,
+    )
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=lambda feats: pad_batch(feats, tokenizer.pad_token_id),
+        callbacks=[recorder],
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    peft_model.eval()
+    adapter_dir = None
+    if run_name is not None:
+        adapter_dir = Path(runs_dir) / run_name / "adapter"
+        with atomic_dir(adapter_dir) as tmp:
+            peft_model.save_pretrained(tmp)
+    return TrainResult(peft_model, adapter_dir, trainable, total, seconds, recorder.losses)

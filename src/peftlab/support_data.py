@@ -1,0 +1,324 @@
+"""The customer-support world: a pretraining corpus, a fine-tune set and held-out complaints.
+
+Everything is generated from word lists by a seeded random generator, so the data is the same on
+every machine. The split is strict: held-out complaints use product nouns, problems and sentence
+templates that never appear in the fine-tune set, so a good "after" score means the tuned model
+generalizes its new tone instead of remembering replies.
+
+The base corpus teaches the language of this small world (shops, orders, deliveries, refunds,
+accounts, products), polite letters between friends and colleagues (greetings, apologies,
+promises, timelines) and support chats answered bluntly. Fine-tuning only has to move the polite
+register it already knows into the support chat.
+"""
+
+import random
+from dataclasses import dataclass
+
+PROMPT_TEMPLATE = "Customer says: '{complaint}' Write a reply."
+LESSON_COMPLAINT = "My order is late."
+
+# --- the world -----------------------------------------------------------------------------
+ADJECTIVES = (
+    "red", "blue", "green", "black", "white", "yellow", "grey", "pink", "orange", "purple",
+    "silver", "golden", "wooden", "steel", "leather", "glass", "cotton", "bamboo", "ceramic",
+    "copper", "striped", "spotted", "tiny", "large", "folding", "electric", "vintage", "plain",
+)  # fmt: skip
+FINETUNE_NOUNS = (
+    "kettle", "lamp", "backpack", "jacket", "blender", "toaster", "mug", "scarf", "umbrella",
+    "chair", "desk", "pillow", "blanket", "teapot", "skillet", "helmet", "wallet", "watch",
+    "speaker", "keyboard", "charger", "camera", "tripod", "notebook", "stapler", "kite", "puzzle",
+    "vase", "mirror", "rug", "clock", "heater", "bicycle", "sofa", "printer", "drill", "tablet",
+    "jug", "bowl", "shelf",
+)  # fmt: skip
+HELDOUT_NOUNS = (
+    "lantern", "thermos", "saddle", "easel", "ukulele", "hammock", "tent", "compass", "globe",
+    "satchel", "candle", "kayak", "trumpet", "telescope", "wok", "apron", "cushion", "sandal",
+    "radio", "toolbox",
+)  # fmt: skip
+EXTRA_NOUNS = ("basket", "pan", "fork", "spoon", "plate", "towel", "hat", "glove", "boot", "bag")
+SHOPS = ("Maple Market", "Harbor Goods", "The Corner Store", "Pine Street Shop", "Bright Home",
+         "Blue Door Outlet", "Riverside Supply", "Northwind Traders")  # fmt: skip
+NAMES = ("Ana", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jin", "Kai", "Lena",
+         "Milo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tess", "Uma", "Vik", "Wren",
+         "Yara", "Zane")  # fmt: skip
+DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+# A problem: the key the rubric knows it by, how a customer says it (after "my <product>"),
+# and the blunt reason the unhelpful base model gives.
+@dataclass(frozen=True)
+class Problem:
+    key: str
+    phrasings: tuple[str, ...]
+    blunt_reasons: tuple[str, ...]
+
+
+FINETUNE_PROBLEMS = (
+    Problem("late", ("is late", "has not arrived yet", "is a week late", "still has not come"),
+            ("shipping delays", "the courier is busy", "high demand")),
+    Problem("cracked", ("arrived cracked", "came with a crack in it", "is cracked"),
+            ("rough handling", "the box was dropped")),
+    Problem("wrong-color", ("came in the wrong color", "is the wrong color"),
+            ("a stock mix-up", "the colors look alike")),
+    Problem("missing-part", ("is missing a part", "came without all its parts"),
+            ("a packing error", "parts are packed separately")),
+    Problem("stopped-working", ("stopped working", "stopped working after two days",
+                                "will not turn on"),
+            ("normal wear", "misuse")),
+    Problem("scratched", ("arrived scratched", "has scratches all over it"),
+            ("rough handling", "the packing was thin")),
+    Problem("leaking", ("is leaking", "leaks everywhere"), ("a loose seal", "normal wear")),
+    Problem("refund", ("was returned but the refund never came",
+                       "went back weeks ago and I still have no refund"),
+            ("refunds are slow", "the bank is slow")),
+    Problem("charged-twice", ("was charged to my card twice", "was billed twice"),
+            ("a payment glitch", "the bank is slow")),
+)  # fmt: skip
+HELDOUT_PROBLEMS = (
+    Problem("wrong-size", ("is the wrong size", "is far too small"),
+            ("the size chart", "a stock mix-up")),
+    Problem("soaked", ("arrived soaked from the rain", "got soaked in the rain on the porch"),
+            ("the weather", "the courier left it outside")),
+    Problem("dented", ("arrived dented", "came with a big dent"), ("rough handling",)),
+    Problem("smells", ("smells like smoke", "has a strange smell"), ("the factory",)),
+    Problem("noisy", ("makes a loud noise", "rattles and buzzes"), ("normal wear",)),
+    Problem("faded", ("faded after one wash", "lost its color"), ("cheap dye",)),
+    Problem("bent", ("arrived bent", "is bent out of shape"), ("the box was dropped",)),
+)  # fmt: skip
+
+# How customers open a complaint. Held-out templates share no sentence frame with these.
+FINETUNE_TEMPLATES = (
+    "My {product} {problem}.",
+    "I ordered a {product} and it {problem}.",
+    "Hello, my {product} {problem}. What now?",
+    "The {product} I bought {problem}.",
+    "I am upset. My {product} {problem}.",
+    "Your shop sent me a {product} that {problem}.",
+    "Please help, my new {product} {problem}.",
+)
+HELDOUT_TEMPLATES = (
+    "Hey, the {product} from your store {problem}.",
+    "So my {product} {problem}. Not happy.",
+    "Just letting you know the {product} {problem}.",
+    "This is the second time a {product} {problem}!",
+    "Can someone help? The {product} {problem}.",
+)
+
+# --- polite replies: greeting, acknowledgement, action, timeline ----------------------------
+GREETINGS = ("Hi!", "Hello!", "Hi there!", "Hello, and thanks for reaching out.", "Good morning!",
+             "Hi, thank you for contacting us.", "Hello, thanks for writing.")  # fmt: skip
+ACKNOWLEDGEMENTS = (
+    "I'm sorry that your {product} {problem}.",
+    "I'm so sorry to hear that your {product} {problem}.",
+    "I apologize that your {product} {problem}.",
+    "I understand how frustrating it is that your {product} {problem}.",
+    "Sorry that your {product} {problem}, that should not happen.",
+)
+ACTIONS = (
+    "I will send you a replacement",
+    "I will look into your order right away",
+    "I'll arrange a full refund for you",
+    "Let me check this with our warehouse",
+    "I will ask our team to fix this",
+    "I'll ship a new one to you",
+    "We will refund the full price",
+)
+TIMELINES = ("within the hour", "today", "by tomorrow", "within two days", "within 24 hours",
+             "by Friday", "by the end of the day", "within three days")  # fmt: skip
+CLOSINGS = ("and get back to you {timeline}.", "{timeline}.", "and email you {timeline}.",
+            "and update you {timeline}.")  # fmt: skip
+
+# Blunt replies the base model learns for support chats: no greeting, no empathy, no promise.
+BLUNT_REPLIES = (
+    "Your {product} {problem} because of {reason}.",
+    "The {product} {problem} because of {reason}. That is not our fault.",
+    "That happens. The {product} {problem} because of {reason}.",
+    "The {product} was fine when it left the warehouse.",
+    "Read the manual that came with the {product}.",
+    "Your {product} {problem}. It is {reason}.",
+)
+LESSON_BLUNT = "Your order is late because of shipping delays."
+
+
+@dataclass(frozen=True)
+class Example:
+    """One support exchange: the customer's complaint and the reply we want."""
+
+    complaint: str
+    reply: str
+    product: str
+    problem: str
+
+
+def format_prompt(complaint: str) -> str:
+    """The user message the model sees for a complaint (the lesson's wording)."""
+    return PROMPT_TEMPLATE.format(complaint=complaint.strip())
+
+
+def chat_messages(complaint: str, reply: str | None = None) -> list[dict[str, str]]:
+    """The chat for a complaint, with the assistant's reply when one is given."""
+    messages = [{"role": "user", "content": format_prompt(complaint)}]
+    if reply is not None:
+        messages.append({"role": "assistant", "content": reply})
+    return messages
+
+
+def _products(nouns: tuple[str, ...]) -> list[str]:
+    return [f"{adj} {noun}" for adj in ADJECTIVES for noun in nouns]
+
+
+def polite_reply(product: str, problem_phrase: str, rng: random.Random) -> str:
+    """A reply that greets, acknowledges this problem, promises an action and gives a time."""
+    ack = rng.choice(ACKNOWLEDGEMENTS).format(product=product, problem=problem_phrase)
+    closing = rng.choice(CLOSINGS).format(timeline=rng.choice(TIMELINES))
+    return f"{rng.choice(GREETINGS)} {ack} {rng.choice(ACTIONS)} {closing}"
+
+
+def _blunt_reply(product: str, problem: Problem, phrase: str, rng: random.Random) -> str:
+    template = rng.choice(BLUNT_REPLIES)
+    return template.format(
+        product=product, problem=phrase, reason=rng.choice(problem.blunt_reasons)
+    )
+
+
+def _complaints(
+    nouns, problems, templates, n: int, seed: int
+) -> list[tuple[str, str, Problem, str]]:
+    """n distinct (complaint, product, problem, phrase) tuples from the given word lists."""
+    rng = random.Random(seed)
+    products = _products(nouns)
+    seen: set[str] = set()
+    out = []
+    while len(out) < n:
+        product, problem = rng.choice(products), rng.choice(problems)
+        phrase = rng.choice(problem.phrasings)
+        complaint = rng.choice(templates).format(product=product, problem=phrase)
+        if complaint not in seen:
+            seen.add(complaint)
+            out.append((complaint, product, problem, phrase))
+    return out
+
+
+def finetune_set(n: int = 400, seed: int = 0) -> list[Example]:
+    """Complaint -> polite reply pairs for LoRA fine-tuning (the lesson's example included)."""
+    rng = random.Random(seed + 1)
+    examples = [Example(LESSON_COMPLAINT, polite_reply("order", "is late", rng), "order", "late")]
+    for complaint, product, problem, phrase in _complaints(
+        FINETUNE_NOUNS, FINETUNE_PROBLEMS, FINETUNE_TEMPLATES, n - 1, seed
+    ):
+        examples.append(
+            Example(complaint, polite_reply(product, phrase, rng), product, problem.key)
+        )
+    return examples
+
+
+def heldout_complaints(n: int = 60, seed: int = 0) -> list[str]:
+    """Complaints for evaluation: unseen products, problems and sentence frames."""
+    rows = _complaints(HELDOUT_NOUNS, HELDOUT_PROBLEMS, HELDOUT_TEMPLATES, n, seed + 7)
+    return [complaint for complaint, *_ in rows]
+
+
+# --- the pretraining corpus -----------------------------------------------------------------
+def _world_sentence(rng: random.Random) -> str:
+    """A plain fact about the shops, orders, deliveries, refunds and accounts."""
+    nouns = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
+    p = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}"
+    shop, name, day = rng.choice(SHOPS), rng.choice(NAMES), rng.choice(DAYS)
+    n = rng.randint(2, 9)
+    return rng.choice((
+        f"{shop} sells the {p} for {n} pounds.",
+        f"{name} ordered a {p} from {shop} on {day}.",
+        f"The courier delivered the {p} to {name} on {day}.",
+        f"{name} returned the {p} and the refund went back to the card after {n} days.",
+        f"The {p} at {shop} comes in a small box with a paper label.",
+        f"{name} opened an account at {shop} and saved the password.",
+        f"Orders from {shop} usually arrive in {n} days.",
+        f"The warehouse packed {n} orders for {shop} on {day}.",
+        f"{name} paid for the {p} with a card and got a receipt by email.",
+        f"{name} kept the {p} in the kitchen next to the window.",
+        f"Every {day} the van leaves the warehouse with new parcels.",
+        f"{shop} has a sale on every {rng.choice(nouns)} this week.",
+    ))  # fmt: skip
+
+
+def _any_product_problem(rng: random.Random) -> tuple[str, Problem, str]:
+    nouns = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
+    product = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}"
+    problem = rng.choice(FINETUNE_PROBLEMS + HELDOUT_PROBLEMS)
+    return product, problem, rng.choice(problem.phrasings)
+
+
+def _friendly_letter(rng: random.Random) -> str:
+    """A note between friends or colleagues: greeting, an echoed apology, a promise, a time."""
+    a, b = rng.sample(NAMES, 2)
+    product, _, phrase = _any_product_problem(rng)
+    greeting = rng.choice(("Hi", "Hello", "Dear", "Hey", "Good morning")) + f" {b},"
+    told = rng.choice((
+        f"{b} wrote to {a}: my {product} {phrase}.",
+        f"{b} told {a} that the {product} {phrase}.",
+        f"{b} said the {product} {phrase}.",
+    ))  # fmt: skip
+    apology = rng.choice(ACKNOWLEDGEMENTS).format(product=product, problem=phrase)
+    apology = apology.replace("your", rng.choice(("your", "the")), 1)
+    promise = rng.choice((
+        "I will bring you a new one", "I'll fix it for you", "Let me take it to the shop",
+        "I will call the shop for you", "I'll lend you mine", "We will sort it out together",
+        "I will help you return it", "Let me ask my brother to look at it",
+    ))  # fmt: skip
+    closing = rng.choice(CLOSINGS).format(timeline=rng.choice(TIMELINES + ("tonight", "on Sunday")))
+    sign = rng.choice(("Love,", "Best,", "Thanks,", "See you soon,", "Cheers,")) + f" {a}"
+    return f"{told} {a} answered: {greeting} {apology} {promise} {closing} {sign}"
+
+
+def _team_note(rng: random.Random) -> str:
+    """A short note at work with the same polite parts, in another setting."""
+    name, day = rng.choice(NAMES), rng.choice(DAYS)
+    product = f"{rng.choice(ADJECTIVES)} {rng.choice(FINETUNE_NOUNS + HELDOUT_NOUNS)}"
+    return rng.choice((
+        f"Hello team, thanks for the update on the {product}. I will check the stock "
+        f"{rng.choice(TIMELINES)} and send the report by {day}. {name}",
+        f"Hi {name}, sorry I missed the meeting on {day}. I'll read the notes and call you "
+        f"{rng.choice(TIMELINES)}.",
+        f"Good morning everyone. I'm sorry the {product} order was late. We will pack it again "
+        f"and ship it {rng.choice(TIMELINES)}.",
+        f"Hi {name}, thank you for your help with the {product}. I will pay you back by {day}.",
+    ))  # fmt: skip
+
+
+def _blunt_chat(rng: random.Random) -> tuple[str, str]:
+    """A support complaint answered the way the base model will answer: bluntly."""
+    if rng.random() < 0.05:
+        return LESSON_COMPLAINT, LESSON_BLUNT
+    nouns = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
+    product = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}"
+    problem = rng.choice(FINETUNE_PROBLEMS + HELDOUT_PROBLEMS)
+    phrase = rng.choice(problem.phrasings)
+    complaint = rng.choice(FINETUNE_TEMPLATES + HELDOUT_TEMPLATES).format(
+        product=product, problem=phrase
+    )
+    return complaint, _blunt_reply(product, problem, phrase, rng)
+
+
+@dataclass(frozen=True)
+class CorpusDoc:
+    """A pretraining document: plain text, or a (complaint, reply) chat."""
+
+    text: str | None = None
+    chat: tuple[str, str] | None = None
+
+
+def base_corpus(n_docs: int = 60_000, seed: int = 0) -> list[CorpusDoc]:
+    """The base model's pretraining documents: world facts, letters, notes and blunt chats."""
+    rng = random.Random(seed)
+    docs = []
+    for _ in range(n_docs):
+        kind = rng.random()
+        if kind < 0.25:
+            docs.append(CorpusDoc(text=" ".join(_world_sentence(rng) for _ in range(3))))
+        elif kind < 0.55:
+            docs.append(CorpusDoc(text=_friendly_letter(rng)))
+        elif kind < 0.65:
+            docs.append(CorpusDoc(text=_team_note(rng)))
+        else:
+            docs.append(CorpusDoc(chat=_blunt_chat(rng)))
+    return docs

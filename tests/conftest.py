@@ -1,0 +1,6 @@
+"""Test-wide settings: offline, deterministic, quiet."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
