@@ -9,6 +9,8 @@ QUIT = ":q"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
+    from peftlab.quiz import TOPICS
+
     p = sub.add_parser(
         "quiz",
         help="interview flashcards with a self-check of typed answers and spaced repetition",
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             f"(covered / missed), show the model answer. Type {QUIT} to stop; progress is saved."
         ),
     )
-    p.add_argument("--topic", default=None, help="one topic (default: all); see --progress")
+    p.add_argument("--topic", default=None, help=f"one of {', '.join(TOPICS)} (default: all)")
     p.add_argument("--difficulty", default=None, help="easy, medium or hard (default: all)")
     p.add_argument("--n", type=int, default=5, help="number of questions (default: 5)")
     p.add_argument(
