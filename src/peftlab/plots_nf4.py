@@ -317,3 +317,46 @@ def plot_blocksize_tradeoff(rows: Sequence[Mapping]) -> Figure:
     right.set_title("Smaller blocks: more constants")
     fig.tight_layout()
     return fig
+
+
+def lesson_03_tables(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Every table lessons/03-qlora.md quotes, computed on `weights` (see `lesson_weights`)."""
+    return {
+        "memory": memory_table(memory_rows()),
+        "levels": levels_table(),
+        "errors": error_table(error_rows(weights)),
+        "blocksizes": blocksize_table(blocksize_rows(weights)),
+        "bits": bits_table(),
+    }
+
+
+def lesson_03_facts(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
+    """Numbers lessons/03-qlora.md quotes in its prose, formatted as it quotes them."""
+    errors = {row["method"]: row["error"] for row in error_rows(weights)}
+    nf4_err = errors["NF4"]
+    small, large = memory_rows()
+    n7 = small["params"]
+    saving_bits = nf4.bits_per_parameter(64) - nf4.bits_per_parameter(64, double_quant=True)
+    blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
+    return {
+        "linear layers": f"{len(weights)} linear layers",
+        "weights": f"{sum(w.numel() for w in weights.values()):,} weights",
+        "int4/nf4 mse": f"{errors['INT4'].mse / nf4_err.mse:.2f}x",
+        "fp4/nf4 mse": f"{errors['FP4'].mse / nf4_err.mse:.2f}x",
+        "int4/nf4 max": f"{errors['INT4'].max_error / nf4_err.max_error:.2f}x",
+        "dq/plain mse": f"{errors['NF4 + double quant'].mse / nf4_err.mse:.4f}",
+        "nf4 relative error": f"{100 * error_rows(weights)[0]['rms_ratio']:.1f}%",
+        "error at 32": f"{100 * blocks[32]['rms_ratio']:.2f}%",
+        "error at 64": f"{100 * blocks[64]['rms_ratio']:.2f}%",
+        "error at 4096": f"{100 * blocks[4096]['rms_ratio']:.2f}%",
+        "7b 16-bit weights": f"{small['weights_16bit'] / 1e9:.1f} GB",
+        "7b nf4 weights": f"{small['weights_nf4'] / 1e9:.1f} GB",
+        "7b qlora": f"{small['qlora_total'] / 1e9:.1f} GB",
+        "7b full": f"{small['full_total'] / 1e9:.0f} GB",
+        "70b 16-bit weights": f"{large['weights_16bit'] / 1e9:.1f} GB",
+        "70b nf4 weights": f"{large['weights_nf4'] / 1e9:.1f} GB",
+        "70b qlora": f"{large['qlora_total'] / 1e9:.1f} GB",
+        "70b gpu": large["smallest_gpu"],
+        "7b gpu": small["smallest_gpu"],
+        "7b dq saving": f"{saving_bits * n7 / 8 / 1e6:,.0f} MB",
+    }
