@@ -7,6 +7,7 @@ must mention to cover it; `check_answer` matches them on word stems and a small 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -131,7 +132,7 @@ class KeyPoint:
 
     def concepts(self) -> list[list[list[str]]]:
         """Each concept as its alternatives, each alternative as a stem sequence."""
-        return [[normalize(alt) for alt in concept.split("|")] for concept in self.needs]
+        return _concept_stems(self.needs)
 
     def missing(self, stems: list[str]) -> list[str]:
         """The concepts (as written in the bank) that `stems` does not mention."""
@@ -140,6 +141,11 @@ class KeyPoint:
             for raw, alts in zip(self.needs, self.concepts(), strict=True)
             if not any(_contains(stems, alt) for alt in alts)
         ]
+
+
+@functools.cache
+def _concept_stems(needs: tuple[str, ...]) -> list[list[list[str]]]:
+    return [[normalize(alt) for alt in concept.split("|")] for concept in needs]
 
 
 def _contains(stems: list[str], phrase: list[str]) -> bool:
