@@ -99,3 +99,34 @@ def test_figures(weights):
     assert normalized.abs().max().item() == 1.0 and normalized.numel() == 4096
     fig = plots_nf4.plot_blocksize_tradeoff(plots_nf4.blocksize_rows(weights, (32, 64)))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
+
+
+def _right(packed, absmax, n):
+    indices = torch.stack([packed >> 4, packed & 0x0F], dim=1).reshape(-1)[:n]
+    return nf4.NF4_CODE[indices.long()] * absmax
+
+
+@pytest.mark.parametrize(
+    ("answer", "verdict", "hint"),
+    [
+        (_right, True, "Correct"),
+        (
+            lambda p, a, n: (
+                nf4.NF4_CODE[torch.stack([p & 0x0F, p >> 4], dim=1).reshape(-1)[:n].long()] * a
+            ),
+            False,
+            "nibble order",
+        ),
+        (lambda p, a, n: _right(p, 1.0, n), False, "not scaled"),
+        (
+            lambda p, a, n: torch.stack([p >> 4, p & 0x0F], 1).reshape(-1)[:n].float() * a,
+            False,
+            "the index is not the value",
+        ),
+        (lambda p, a, n: torch.zeros(n), False, "expected"),
+        (lambda p, a, n: 1 / 0, False, "ZeroDivisionError"),
+    ],
+)
+def test_dequantize_exercise_checker(answer, verdict, hint, capsys):
+    assert widgets_nf4.check_dequantize_block(answer) is verdict
+    assert hint in capsys.readouterr().out
