@@ -55,6 +55,10 @@ def _truth() -> dict[str, float]:
     unquantized = params - linear
     nf4_linear = qlora.frozen_weights - unquantized * 2 + qlora.quantization_constants
     numel = 64 * 256 * 16
+    cfg70 = memory.preset("llama-2-70b")
+    params70 = memory.count_params(cfg70)
+    qlora70 = memory.estimate(cfg70, "qlora", target_modules=qv, gradient_checkpointing=True)
+    qlora_ckpt = memory.estimate(cfg, "qlora", target_modules=qv, gradient_checkpointing=True)
     embed_head = 2 * vocab * h
     return {
         "llama-2-7b params": params,
@@ -113,6 +117,20 @@ def _truth() -> dict[str, float]:
             qlora_plain.quantization_constants - qlora.quantization_constants
         )
         / 1e6,
+        "llama-2-7b full total s512 b1 GB": full.total / 1e9,
+        "llama-2-7b lora r8 q_proj+v_proj total s512 b1 GB": lora_state.total / 1e9,
+        "llama-2-7b qlora r8 q_proj+v_proj total s512 b1 GB": qlora.total / 1e9,
+        "llama-2-7b qlora r8 q_proj+v_proj checkpointing total GB": qlora_ckpt.total / 1e9,
+        "llama-2-7b activations with logits s512 b1 GB": full.activations / 1e9,
+        "llama-2-7b qlora base with constants GB": (
+            (qlora.frozen_weights + qlora.quantization_constants) / 1e9
+        ),
+        "llama-2-70b full ft zero GB": 16 * params70 / 1e9,
+        "llama-2-70b bf16 weights GB": 2 * params70 / 1e9,
+        "llama-2-70b qlora base with constants GB": (
+            (qlora70.frozen_weights + qlora70.quantization_constants) / 1e9
+        ),
+        "llama-2-70b qlora r8 q_proj+v_proj checkpointing total GB": qlora70.total / 1e9,
         "llama-2-7b embedding and head params": embed_head,
         "llama-2-7b embedding and head bf16 GB": embed_head * 2 / 1e9,
         "llama-2-7b embedding and head percent": 100 * embed_head / params,
