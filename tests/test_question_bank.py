@@ -117,6 +117,8 @@ def _truth() -> dict[str, float]:
             qlora_plain.quantization_constants - qlora.quantization_constants
         )
         / 1e6,
+        "absmax bits per param blocksize 32": 32 / 32,
+        "absmax bits per param blocksize 256": 32 / 256,
         "llama-2-7b full total s512 b1 GB": full.total / 1e9,
         "llama-2-7b lora r8 q_proj+v_proj total s512 b1 GB": lora_state.total / 1e9,
         "llama-2-7b qlora r8 q_proj+v_proj total s512 b1 GB": qlora.total / 1e9,
