@@ -23,8 +23,9 @@ def weights():
     torch.set_num_threads(threads)
 
 
-def test_lesson_tables_are_current(text, weights):
-    stale = {name: table for name, table in plots_nf4.lesson_03_tables(weights).items()
+def test_lesson_tables_are_current(text, weights, tmp_path):
+    folder = plots_nf4.model_folder(plots_nf4.LESSON_MODEL, tmp_path)
+    stale = {name: table for name, table in plots_nf4.lesson_03_tables(weights, folder).items()
              if table not in text}  # fmt: skip
     assert not stale, "stale lesson tables; paste:\n\n" + "\n\n".join(stale.values())
 

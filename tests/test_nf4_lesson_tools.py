@@ -130,3 +130,15 @@ def _right(packed, absmax, n):
 def test_dequantize_exercise_checker(answer, verdict, hint, capsys):
     assert widgets_nf4.check_dequantize_block(answer) is verdict
     assert hint in capsys.readouterr().out
+
+
+def test_footprint_of_the_lesson_model_matches_the_prediction(tmp_path):
+    rows = plots_nf4.footprint_rows(plots_nf4.model_folder("tiny-random-llama", tmp_path))
+    measured = {r["format"]: r["measured"] for r in rows}
+    assert all(abs(r["measured"] / r["predicted"] - 1) < 0.02 for r in rows)
+    assert measured["fp32"] == 2 * measured["bf16"]
+    assert measured["bf16"] > measured["NF4"] > measured["NF4 + double quant"]
+    blocks = [-(-w.numel() // 64) for w in plots_nf4.lesson_weights("tiny-random-llama").values()]
+    saved = sum(4 * b - (b + 4 * -(-b // 256)) for b in blocks)
+    assert measured["NF4"] - measured["NF4 + double quant"] == saved
+    assert "| NF4 + double quant |" in plots_nf4.footprint_table(rows)

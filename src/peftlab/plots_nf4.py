@@ -319,14 +319,18 @@ def plot_blocksize_tradeoff(rows: Sequence[Mapping]) -> Figure:
     return fig
 
 
-def lesson_03_tables(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """Every table lessons/03-qlora.md quotes, computed on `weights` (see `lesson_weights`)."""
+def lesson_03_tables(
+    weights: Mapping[str, torch.Tensor], folder: str | os.PathLike
+) -> dict[str, str]:
+    """Every table lessons/03-qlora.md quotes, computed on `weights` (see `lesson_weights`) and
+    on the model saved in `folder` (see `model_folder`)."""
     return {
         "memory": memory_table(memory_rows()),
         "levels": levels_table(),
         "errors": error_table(error_rows(weights)),
         "blocksizes": blocksize_table(blocksize_rows(weights)),
         "bits": bits_table(),
+        "footprint": footprint_table(footprint_rows(folder)),
     }
 
 
@@ -360,3 +364,56 @@ def lesson_03_facts(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
         "7b gpu": small["smallest_gpu"],
         "7b dq saving": f"{saving_bits * n7 / 8 / 1e6:,.0f} MB",
     }
+
+
+def footprint_rows(folder: str | os.PathLike) -> list[dict]:
+    """Load the model in `folder` as fp32, bf16, NF4 and NF4 with double quantization; bytes its
+    tensors hold (weights and quantization constants) beside `peftlab.memory`'s prediction."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    formats = [
+        ("fp32", torch.float32, None),
+        ("bf16", torch.bfloat16, None),
+        ("NF4", torch.bfloat16, False),
+        ("NF4 + double quant", torch.bfloat16, True),
+    ]
+    rows = []
+    for label, dtype, double_quant in formats:
+        kwargs: dict = {"dtype": dtype}
+        if double_quant is not None:
+            kwargs["device_map"] = "cpu"
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=double_quant,
+                bnb_4bit_compute_dtype=torch.bfloat16,
+            )
+        model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+        held = memory.held_bytes(model)
+        measured = sum(held[k] for k in ("frozen_weights", "trainable_weights"))
+        measured += held["quantization_constants"]
+        precision = "fp32" if dtype == torch.float32 else "bf16"
+        if double_quant is None:
+            predicted = memory.estimate(model.config, "lora", precision=precision).frozen_weights
+        else:
+            estimate = memory.estimate(
+                model.config, "qlora", precision=precision, double_quant=double_quant
+            )
+            predicted = estimate.frozen_weights + estimate.quantization_constants
+        rows.append(dict(format=label, measured=measured, predicted=predicted))
+    return rows
+
+
+def footprint_table(rows: Sequence[Mapping]) -> str:
+    """Markdown from `footprint_rows`."""
+    lines = [
+        [
+            r["format"],
+            f"{r['measured']:,}",
+            f"{r['predicted']:,}",
+            f"{100 * (r['measured'] / r['predicted'] - 1):+.2f}%",
+        ]
+        for r in rows
+    ]
+    header = ["stored as", "bytes held", "peftlab.memory predicts", "difference"]
+    return _markdown(header, lines, [":--", "--:", "--:", "--:"])
