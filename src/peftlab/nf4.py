@@ -21,8 +21,9 @@ BLOCKSIZES = (32, 64, 128, 256, 512, 1024, 2048, 4096)
 SECOND_LEVEL_BLOCKSIZES = (64, 128, 256, 512, 1024, 2048, 4096)
 FLOAT_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
-# Phi^-1(1) is infinite, so the outermost quantile is taken at this probability instead. QLoRA
-# uses the mean of 1 - 1/(2*15) and 1 - 1/(2*16), the end points for 15 and 16 levels.
+# Phi^-1(1) is infinite, so the outermost quantile is taken at this probability instead. To the
+# 7 digits given it is the mean of 1 - 1/(2*15) and 1 - 1/(2*16): where the outermost of 15,
+# and of 16, evenly spaced quantiles would sit.
 NF4_OFFSET = 0.9677083
 
 
