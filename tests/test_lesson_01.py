@@ -44,3 +44,25 @@ def test_published_figures_still_hold():
 def test_lesson_has_the_required_sections(text):
     for heading in ("## Interview answer", "## TL;DR", "Analogy"):
         assert heading in text
+
+
+def test_notebook_prose_numbers_are_current():
+    import json
+
+    from peftlab import memory
+
+    path = LESSON.parents[1] / "notebooks" / "01_full_ft_vs_peft.ipynb"
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    totals = {m: memory.estimate("llama-2-7b", method=m).total / 1e9 for m in memory.METHODS}
+    facts = plots.lesson_01_facts()
+    expected = [
+        f"full ≈ {totals['full']:.0f} GB",
+        f"LoRA ≈ {totals['lora']:.0f} GB",
+        f"QLoRA ≈ {totals['qlora']:.0f} GB",
+        facts["interview: full"],
+        facts["interview: lora total"],
+        facts["interview: qlora total"],
+        facts["interview: lora share"],
+    ]
+    assert not [e for e in expected if e not in prose], "notebook 01 prose is stale"
