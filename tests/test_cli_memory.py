@@ -97,9 +97,15 @@ def test_compare_puts_three_methods_side_by_side(capsys):
         (["--method", "lora", "--targets", "query"], "q_proj"),
         (["--method", "lora", "--targets", ","], "--targets"),
         (["--batch-size", "two"], "invalid int value"),
+        (["--model", "VIT_DIR"], "not a causal language model"),
+        (["--model", "VIT_DIR", "--method", "lora"], "not a causal language model"),
     ],
 )
-def test_bad_input_exits_2_with_one_line(capsys, args, needle):
+def test_bad_input_exits_2_with_one_line(capsys, tmp_path, args, needle):
+    from transformers import ViTConfig
+
+    ViTConfig().save_pretrained(tmp_path)
+    args = [str(tmp_path) if a == "VIT_DIR" else a for a in args]
     try:
         code = cli.main(["memory", *args])
     except SystemExit as exc:  # argparse rejects non-integers before run() is called

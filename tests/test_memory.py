@@ -237,6 +237,14 @@ def test_bad_input_raises_value_error_naming_the_value(kwargs, message):
         memory.estimate(config, **kwargs)
 
 
+def test_architecture_that_cannot_be_built_is_a_clear_error():
+    from transformers import ViTConfig
+
+    with pytest.raises(ValueError, match="model_type='vit': not a causal language model") as err:
+        memory.count_params(ViTConfig())
+    assert "\n" not in str(err.value)
+
+
 def test_unknown_model_lists_presets():
     with pytest.raises(ValueError, match="llama-2-7b.*qwen2.5-0.5b"):
         memory.preset("gpt-5")

@@ -479,7 +479,10 @@ def _meta_model(config: Any) -> Any:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)
     except (ValueError, KeyError) as exc:
-        raise ValueError(f"{config.model_type}: cannot build this architecture ({exc})") from exc
+        raise ValueError(
+            f"model_type={config.model_type!r}: not a causal language model transformers can "
+            f"build; use a decoder's config.json or a preset ({', '.join(PRESETS)})"
+        ) from exc
 
 
 def _meta_count(config: Any) -> int:
