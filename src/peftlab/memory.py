@@ -269,7 +269,9 @@ def estimate(
     - quantization_constants: QLoRA only: one fp32 absmax per 64 weights (0.5 bit/param), or
       with double quantization one byte per block plus fp32 per 256 blocks (0.127 bit/param).
     ZeRO's mixed AdamW sums to 16 bytes/param and HF's to 18 (`accounting="hf"`); the 2 bytes
-    between them are the gradients, 16-bit in ZeRO, fp32 in PyTorch AMP.
+    between them are the gradients, 16-bit in ZeRO, fp32 in PyTorch AMP. The QLoRA paper's own
+    recipe keeps bf16 adapters with 32-bit AdamW states (2 + 2 + 8 bytes per adapter parameter);
+    peft's fp32 adapters cost 4 + 4 + 8, a difference of a few MB since T is small.
     """
     config = preset(config)
     _check_choice("method", method, METHODS)
