@@ -11,11 +11,6 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from peftlab import lora, seed_everything
 
-# peft 0.21.2's PeftModel.__init__ reads transformers' deprecated `is_gradient_checkpointing`;
-# only that one known warning is let through, every other FutureWarning still fails.
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
-)
 
 ATOL = 1e-5
 
