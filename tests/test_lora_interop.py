@@ -11,7 +11,6 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from peftlab import lora, seed_everything
 
-
 ATOL = 1e-5
 
 
