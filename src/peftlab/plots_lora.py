@@ -14,6 +14,8 @@ from torch import nn
 from peftlab import lora, memory
 
 SMALL = (5.5, 3.2)
+LESSON_TARGETS = {"q_proj, v_proj": ["q_proj", "v_proj"], "all linear layers": "all-linear"}
+LESSON_RANKS = (1, 8, 64)
 
 
 def plot_params_vs_rank(
