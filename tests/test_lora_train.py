@@ -1,0 +1,125 @@
+"""The hand-written training loop: its pieces equal transformers' own, it trains our LoRA exactly
+as it trains peft's, and on the embedded model it reaches the peft path's held-out rubric."""
+
+import copy
+import re
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
+
+from peftlab import base_model, lora, lora_train, seed_everything, support_data
+from peftlab.finetune import IGNORE_INDEX
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """A small model trains faster on one thread than on two busy cores fighting over OpenMP."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A random two-layer Llama with a small tokenizer trained on the support chats: seconds."""
+    examples = support_data.finetune_set(48)
+    texts = [f"{e.complaint} {e.reply}" for e in examples]
+    tokenizer = base_model.train_tokenizer(texts, vocab_size=320)
+    seed_everything(0)
+    return LlamaForCausalLM(base_model.model_config(tokenizer, hidden=64, layers=2)), tokenizer
+
+
+def test_reply_loss_equals_transformers_loss_with_masked_labels():
+    seed_everything(0)
+    config = LlamaConfig(
+        vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (3, 9))
+    labels = ids.clone()
+    labels[:, :4] = IGNORE_INDEX
+    labels[2, 7:] = IGNORE_INDEX
+    out = model(input_ids=ids, labels=labels)
+    torch.testing.assert_close(lora_train.reply_loss(out.logits, labels), out.loss)
+
+
+def test_schedule_equals_transformers_cosine_with_warmup():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = get_cosine_schedule_with_warmup(
+        optimizer, num_warmup_steps=5, num_training_steps=50
+    )
+    factors = [reference.lr_lambdas[0](step) for step in range(50)]
+    assert [lora_train.warmup_cosine(step, 50, 5) for step in range(50)] == pytest.approx(factors)
+    assert lora_train.warmup_cosine(0, 50, 5) == 0 and lora_train.warmup_cosine(5, 50, 5) == 1
+
+
+def test_batches_cover_every_example_once_per_epoch_in_a_seeded_order():
+    first = lora_train.shuffled_batches(10, 4, seed=3)
+    epoch = [next(first) for _ in range(3)]
+    assert [len(b) for b in epoch] == [4, 4, 2]
+    assert sorted(i for b in epoch for i in b) == list(range(10))
+    again = lora_train.shuffled_batches(10, 4, seed=3)
+    assert [next(again) for _ in range(3)] == epoch
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"steps": 0}, "steps=0: "),
+        ({"batch_size": -1}, "batch_size=-1: "),
+        ({"learning_rate": 0.0}, "learning_rate=0.0: "),
+        ({"examples": []}, "examples=[]: "),
+    ],
+)
+def test_bad_training_settings_name_the_value(kwargs, message, tiny):
+    model, tokenizer = tiny
+    args = {"examples": support_data.finetune_set(8), "steps": 2, "batch_size": 2}
+    args |= {"learning_rate": 1e-3} | kwargs
+    with pytest.raises(ValueError, match=re.escape(message)):
+        lora_train.fit(model, tokenizer, **args)
+
+
+def test_same_loop_trains_our_lora_and_peft_lora_identically(tiny):
+    model, tokenizer = tiny
+    examples = support_data.finetune_set(24)
+    settings = {"steps": 8, "batch_size": 6, "learning_rate": 2e-2, "seed": 5}
+    ours = lora_train.train_lora_from_scratch(
+        copy.deepcopy(model), tokenizer, examples, r=4, alpha=8, **settings
+    )
+    seed_everything(settings["seed"])
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
+    peft_model = get_peft_model(copy.deepcopy(model), config)
+    theirs = lora_train.fit(peft_model, tokenizer, examples, **settings)
+    assert ours.trainable_params == theirs.trainable_params
+    ours_losses = [loss for _, loss in ours.losses]
+    assert ours_losses == pytest.approx([loss for _, loss in theirs.losses], abs=1e-4)
+    assert ours_losses[-1] < ours_losses[0]
+
+
+def test_energy_in_top_directions():
+    generator = torch.Generator().manual_seed(0)
+    rank_two = torch.randn(20, 2, generator=generator) @ torch.randn(2, 30, generator=generator)
+    assert lora_train.energy_in_top(rank_two, 2) == pytest.approx(1.0)
+    assert lora_train.energy_in_top(rank_two, 1) < 1.0
+    assert lora_train.energy_in_top(torch.eye(10), 3) == pytest.approx(0.3)
+
+
+def test_updates_are_the_differences_they_claim(tiny):
+    model, _ = tiny
+    tuned = copy.deepcopy(model)
+    name = "model.layers.0.self_attn.q_proj"
+    with torch.no_grad():
+        tuned.get_submodule(name).weight.add_(1.0)
+    delta = lora_train.full_update(model, tuned, name)
+    assert torch.allclose(delta, torch.ones_like(delta))
+    adapted = lora.add_lora(copy.deepcopy(model), [name], r=2, alpha=4)
+    layer = adapted.get_submodule(name)
+    torch.nn.init.normal_(layer.lora_B.weight)
+    expected = 2.0 * layer.lora_B.weight @ layer.lora_A.weight
+    torch.testing.assert_close(lora_train.lora_update(adapted, name), expected.detach())
+    with pytest.raises(ValueError, match="'model.layers.0.mlp.up_proj' has no LoRA"):
+        lora_train.lora_update(adapted, "model.layers.0.mlp.up_proj")
