@@ -65,10 +65,12 @@ def test_rank_rows_on_llama_2_7b_match_the_published_and_the_memory_module_count
 
 
 def test_results_table_formats_each_run():
-    row = {"run": "LoRA", "trainable": 50, "total": 1000, "final_loss": 0.456, "rubric": 0.875}
-    assert plots_lora.results_table([row]).splitlines()[-1] == "| LoRA | 50 (5.00%) | 0.46 | 0.88 |"
+    row = {"run": "LoRA", "steps": 9, "trainable": 50, "total": 1000, "final_loss": 0.456}
+    table = plots_lora.results_table([row | {"rubric": 0.875}])
+    assert table.splitlines()[-1] == "| LoRA | 9 | 50 (5.00%) | 0.46 | 0.88 |"
 
 
 def test_results_table_shows_a_dash_for_the_untrained_base():
-    row = {"run": "base", "trainable": 0, "total": 1000, "final_loss": None, "rubric": 0.25}
-    assert plots_lora.results_table([row]).splitlines()[-1] == "| base | 0 (0.00%) | – | 0.25 |"
+    row = {"run": "base", "steps": 0, "trainable": 0, "total": 1000, "final_loss": None}
+    table = plots_lora.results_table([row | {"rubric": 0.25}])
+    assert table.splitlines()[-1] == "| base | 0 | 0 (0.00%) | – | 0.25 |"

@@ -112,15 +112,17 @@ def rank_table(rows: Sequence[Mapping]) -> str:
 
 
 def results_table(rows: Sequence[Mapping]) -> str:
-    """One line per run: what trained, how much of the model, final training loss (None for the
-    untrained base), held-out rubric."""
+    """One line per run: what trained, for how many steps, how much of the model, the final
+    training loss (None for the untrained base) and the held-out rubric."""
     body = [
         [
             row["run"],
+            str(row["steps"]),
             f"{row['trainable']:,} ({row['trainable'] / row['total']:.2%})",
             "–" if row["final_loss"] is None else f"{row['final_loss']:.2f}",
             f"{row['rubric']:.2f}",
         ]
         for row in rows
     ]
-    return _markdown(["run", "trainable parameters", "final loss", "held-out rubric"], body)
+    header = ["run", "steps", "trainable parameters", "final loss", "held-out rubric"]
+    return _markdown(header, body)
