@@ -85,7 +85,7 @@ class LoRALinear(nn.Module):
         self.lora_B = nn.Linear(r, self.out_features, bias=False)
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)  # B = 0, so training starts exactly at the base model
-        weight = base.weight
+        weight = base.weight  # A and B follow the base's device; on a 16-bit base they stay fp32
         adapter_dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else None
         self.lora_A.to(weight.device, adapter_dtype)
         self.lora_B.to(weight.device, adapter_dtype)
