@@ -8,7 +8,6 @@ of peft, and measure what merging into a 4-bit base costs.
 
 import contextlib
 import copy
-import json
 import os
 import statistics
 import tempfile
@@ -25,10 +24,11 @@ from safetensors import safe_open
 from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
 from transformers.utils import logging as hf_logging
 
-from peftlab import base_model, support_data
+from peftlab import base_model, finetune, support_data
 from peftlab.atomic import atomic_dir
-from peftlab.compare import generate
+from peftlab.compare import default_targets, generate
 from peftlab.rubric import CRITERIA, score_reply
+from peftlab.seed import seed_everything
 
 COMBINATIONS = ("linear", "cat", "ties")
 ROUTES = {
@@ -53,6 +53,37 @@ def quiet() -> Iterator[None]:
     finally:
         if was_enabled:
             hf_logging.enable_progress_bar()
+
+
+# --- adapters to merge: two behaviours on one base -------------------------------------------
+BEHAVIOURS = {"polite": support_data.finetune_set, "terse": support_data.terse_finetune_set}
+
+
+def train_adapters(
+    runs_dir: str | os.PathLike,
+    *,
+    name: str | None = None,
+    behaviours: Sequence[str] = tuple(BEHAVIOURS),
+    steps: int = 100,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Path]:
+    """Fine-tune one LoRA adapter per behaviour on a fresh copy of the base; {behaviour: folder}."""
+    unknown = [b for b in behaviours if b not in BEHAVIOURS]
+    if unknown or not behaviours:
+        raise ValueError(f"behaviours={list(behaviours)}: choose from {', '.join(BEHAVIOURS)}")
+    folders = {}
+    for behaviour in behaviours:
+        seed_everything(seed)
+        with quiet():
+            model, tokenizer = base_model.load(name)
+            result = finetune.train_lora(
+                model, tokenizer, BEHAVIOURS[behaviour](seed=seed), steps=steps, seed=seed,
+                target_modules=default_targets(name), run_name=behaviour, runs_dir=runs_dir,
+                progress=progress,
+            )  # fmt: skip
+        folders[behaviour] = result.adapter_dir
+    return folders
 
 
 # --- merge and unmerge ------------------------------------------------------------------------
@@ -555,16 +586,17 @@ def latency_table(
     models: Mapping[str, torch.nn.Module],
     batch: Mapping[str, torch.Tensor],
     repeats: int = 20,
-    rounds: int = 3,
+    warmup: int = 2,
 ) -> dict[str, float]:
-    """Median forward latency (ms) per model, measured in interleaved rounds to share the noise."""
+    """Median forward latency (ms) per model, timed round-robin so machine noise hits all alike."""
+    if repeats <= 0:
+        raise ValueError(f"repeats={repeats}: time at least one forward pass")
     samples: dict[str, list[float]] = {name: [] for name in models}
-    for _ in range(rounds):
-        for name, model in models.items():
-            samples[name].append(latency_ms(model, batch, repeats))
+    with torch.no_grad():
+        for i in range(warmup + repeats):
+            for name, model in models.items():
+                start = time.perf_counter()
+                model(**batch)
+                if i >= warmup:
+                    samples[name].append((time.perf_counter() - start) * 1e3)
     return {name: statistics.median(ms) for name, ms in samples.items()}
-
-
-def to_json(obj) -> str:
-    """JSON for results of this module (dataclasses and dicts)."""
-    return json.dumps(obj, indent=2, default=lambda o: asdict(o))

@@ -1,0 +1,218 @@
+"""Figures and tables for the merging lesson (notebook 04, lessons/04-merging.md).
+
+Tables are markdown strings, so the notebook prints them and a test checks that the lesson
+holds their current text; `lesson_04_results` computes everything the lesson quotes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from matplotlib.figure import Figure
+
+from peftlab import base_model, memory, merging, support_data
+
+SMALL = (7.0, 3.0)
+LESSON_STEPS = 100
+LESSON_COMPLAINTS = 24
+LESSON_WEIGHTS = ((0.7, 0.3), (0.5, 0.5), (0.3, 0.7))
+LESSON_TENANTS = (1, 10, 100)
+SCALE_MODEL, SCALE_RANK = "llama-2-7b", 16
+BF16_BYTES = 2
+MB = 1e6
+
+
+def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def lesson_complaints(n: int = LESSON_COMPLAINTS) -> list[str]:
+    """The lesson's complaint first, then held-out ones: unseen products, problems, phrasings."""
+    return [support_data.LESSON_COMPLAINT, *support_data.heldout_complaints(n - 1)]
+
+
+def merge_check_table(check: merging.MergeCheck) -> str:
+    """Base vs adapter vs merged: logit gaps, parameter counts, peft modules left."""
+    return _markdown(("check", "value"), check.rows(), ("---", "---:"))
+
+
+def latency_table(latency_ms: Mapping[str, float]) -> str:
+    """Forward latency per model and relative to the base."""
+    base = latency_ms["base"]
+    rows = [(n, f"{ms:.1f}", f"{ms / base:.2f}") for n, ms in latency_ms.items()]
+    return _markdown(("model", "forward ms (median)", "/ base"), rows, ("---", "---:", "---:"))
+
+
+def route_table(results: Sequence[merging.RouteResult]) -> str:
+    """Each way to a merged model from the 4-bit base, against the exact bf16 merge."""
+    rows = [
+        (r.route, r.how, f"{r.max_logit_error:.3f}", f"{r.mean_logit_error:.4f}",
+         f"{r.agreement:.0%}", f"{r.footprint_bytes / MB:.2f}")
+        for r in results
+    ]  # fmt: skip
+    header = ("route", "how", "max abs logit error", "mean abs logit error",
+              "same greedy reply", "model in memory (MB)")  # fmt: skip
+    return _markdown(header, rows, ("---", "---", "---:", "---:", "---:", "---:"))
+
+
+def _summary_cells(s: Mapping[str, float]) -> list[str]:
+    return [f"{s['score']:.2f}", *(f"{s[c]:.0%}" for c in merging.CRITERIA), f"{s['words']:.1f}"]
+
+
+def adapters_table(summaries: Mapping[str, Mapping[str, float]]) -> str:
+    """Rubric score, each criterion's pass rate and reply length, per adapter (or base)."""
+    header = ("adapter", "rubric score", *merging.CRITERIA, "words")
+    rows = [(name, *_summary_cells(s)) for name, s in summaries.items()]
+    return _markdown(header, rows, ("---",) + ("---:",) * (len(header) - 1))
+
+
+def mixing_table(rows: Sequence[Mapping]) -> str:
+    """Rubric summary of each (combination type, polite weight, terse weight) mix."""
+    header = ("combination", "weights (polite, terse)", "rubric score", *merging.CRITERIA, "words")
+    body = [
+        (r["type"], ", ".join(f"{w:g}" for w in r["weights"]), *_summary_cells(r)) for r in rows
+    ]
+    return _markdown(header, body, ("---", "---") + ("---:",) * (len(header) - 2))
+
+
+def storage_table(sizes: Mapping[str, int]) -> str:
+    """Weight bytes on disk: one base + N adapters versus N merged models."""
+    n = sizes["adapters"]
+    rows = [
+        ("base model", f"{sizes['base_bytes']:,}"),
+        (f"{n} adapters", f"{sizes['adapter_bytes']:,}"),
+        (f"one base + {n} adapters", f"{sizes['base_plus_adapters_bytes']:,}"),
+        (f"{n} merged models", f"{sizes['merged_models_bytes']:,}"),
+    ]
+    return _markdown(("what is stored", "bytes"), rows, ("---", "---:"))
+
+
+def scale_rows(
+    model: str = SCALE_MODEL, r: int = SCALE_RANK, tenants: Sequence[int] = LESSON_TENANTS
+) -> list[dict]:
+    """bf16 bytes of N merged copies vs one base + N adapters (r on all linear layers)."""
+    config = memory.preset(model)
+    base = memory.count_params(config) * BF16_BYTES
+    adapter = memory.lora_params(config, r, "all-linear") * BF16_BYTES
+    return [
+        {"tenants": n, "base_bytes": base, "adapter_bytes": adapter,
+         "shared_bytes": base + n * adapter, "merged_bytes": n * base}
+        for n in tenants
+    ]  # fmt: skip
+
+
+def scale_table(rows: Sequence[Mapping]) -> str:
+    """The scale rows in GB (1e9 bytes)."""
+    body = [
+        (str(r["tenants"]), f"{r['merged_bytes'] / 1e9:,.1f}", f"{r['shared_bytes'] / 1e9:,.1f}",
+         f"{r['merged_bytes'] / r['shared_bytes']:.1f}x")
+        for r in rows
+    ]  # fmt: skip
+    header = ("tenants", "N merged models (GB)", "one base + N adapters (GB)", "saving")
+    return _markdown(header, body, ("---:", "---:", "---:", "---:"))
+
+
+def plot_routes(results: Sequence[merging.RouteResult]) -> Figure:
+    """Mean logit error (log scale) and greedy-reply agreement of each route."""
+    fig = Figure(figsize=SMALL, layout="constrained")
+    err, agree = fig.subplots(1, 2)
+    labels = [r.route if r.route != "-" else "unmerged" for r in results]
+    colors = ["#888888", "#d62728", "#2ca02c", "#ff7f0e"][: len(results)]
+    err.bar(labels, [r.mean_logit_error for r in results], color=colors)
+    err.set_yscale("log")
+    err.set_title("mean |logit error| vs exact bf16 merge", fontsize=9)
+    agree.bar(labels, [100 * r.agreement for r in results], color=colors)
+    agree.set_ylim(0, 105)
+    agree.set_title("same greedy reply as exact merge (%)", fontsize=9)
+    for ax in (err, agree):
+        ax.set_xlabel("route")
+        ax.tick_params(labelsize=8)
+    return fig
+
+
+def lesson_04_results(
+    runs_dir: str | os.PathLike,
+    *,
+    name: str | None = None,
+    steps: int = LESSON_STEPS,
+    seed: int = 0,
+    n_complaints: int = LESSON_COMPLAINTS,
+    threads: int = 1,
+) -> dict:
+    """Everything the lesson quotes, computed on one thread so that it repeats exactly."""
+    saved_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs_dir = Path(runs_dir)
+        folders = merging.train_adapters(runs_dir, name=name, steps=steps, seed=seed)
+        complaints = lesson_complaints(n_complaints)
+        with merging.quiet():
+            model, tokenizer = base_model.load(name)
+        polite = merging.load_adapter(model, folders["polite"])
+        check = merging.check_merge(polite, merging.prompt_batch(tokenizer, complaints))
+        merged_dir = merging.save_merged(polite, tokenizer, runs_dir / "merged-polite")
+        routes = merging.route_experiment(folders["polite"], complaints, name)
+        with merging.quiet():
+            model, tokenizer = base_model.load(name)
+        both = merging.load_adapters(model, folders)
+        replies = merging.replies_per_adapter(both, tokenizer, complaints)
+        summaries = {k: merging.reply_summary(v, complaints) for k, v in replies.items()}
+        mixes = merging.mixing_table(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
+        sizes = merging.storage(base_model.resolve(name), list(folders.values()), merged_dir)
+        mismatch = wrong_base_message(model.config, folders["polite"])
+    finally:
+        torch.set_num_threads(saved_threads)
+    return {"check": check, "routes": routes, "summaries": summaries, "mixes": mixes,
+            "storage": sizes, "replies": replies, "complaints": complaints, "steps": steps,
+            "mismatch": mismatch}  # fmt: skip
+
+
+def wrong_base_message(config, adapter_dir: str | os.PathLike) -> str:
+    """The part of load_adapter's error that names the layer and both shapes, for a base twice
+    as wide as the one the adapter was trained on."""
+    from transformers import AutoModelForCausalLM
+
+    wider = config.to_dict() | {"hidden_size": 2 * config.hidden_size}
+    model = AutoModelForCausalLM.from_config(type(config)(**wider))
+    try:
+        merging.load_adapter(model, adapter_dir)
+    except ValueError as err:
+        message = str(err)
+        return message[message.index("layer ") : message.index(" (lora_B")]
+    raise AssertionError("an adapter for another base was accepted")
+
+
+def lesson_04_tables(results: Mapping) -> dict[str, str]:
+    """The lesson's tables, by name."""
+    return {
+        "check": merge_check_table(results["check"]),
+        "routes": route_table(results["routes"]),
+        "adapters": adapters_table(results["summaries"]),
+        "mixes": mixing_table(results["mixes"]),
+        "storage": storage_table(results["storage"]),
+        "scale": scale_table(scale_rows()),
+    }
+
+
+def lesson_04_facts(results: Mapping) -> dict[str, str]:
+    """Numbers the lesson's prose quotes, formatted as the lesson writes them."""
+    routes = {r.route: r for r in results["routes"]}
+    sizes = results["storage"]
+    scale = scale_rows()[-1]
+    return {
+        "route_a_over_b": f"{routes['a'].mean_logit_error / routes['b'].mean_logit_error:.0f}x",
+        "route_b_agreement": f"{routes['b'].agreement:.0%}",
+        "route_a_agreement": f"{routes['a'].agreement:.0%}",
+        "route_c_agreement": f"{routes['c'].agreement:.0%}",
+        "n_complaints": f"{len(results['complaints'])} complaints",
+        "steps": str(results["steps"]),
+        "mismatch": results["mismatch"],
+        "adapter_bytes": f"{sizes['adapter_bytes'] // sizes['adapters']:,} bytes",
+        "base_bytes": f"{sizes['base_bytes']:,} bytes",
+        "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",
+        "scale_base_gb": f"{scale['base_bytes'] / 1e9:.1f} GB",
+    }
