@@ -154,11 +154,12 @@ def train_full(
     *,
     steps: int = 120,
     batch_size: int = 16,
-    learning_rate: float = 3e-4,
+    learning_rate: float = 1e-3,
     seed: int = 0,
     on_loss: Callable[[int, float], None] | None = None,
 ) -> ScratchResult:
-    """Full fine-tune with the same loop: every weight trains. The yardstick LoRA is measured by."""
+    """Full fine-tune with the same loop: every weight trains. The yardstick LoRA is measured by;
+    its default rate is a third of LoRA's, since moving every weight moves the model further."""
     model.requires_grad_(True)
     return fit(
         model,
