@@ -6,6 +6,7 @@ in a hub id or a local folder with the same code. The build (`build()`) trains t
 from nothing, seeded, on the corpus that `support_data` generates.
 """
 
+import json
 import math
 import os
 import time
@@ -122,9 +123,15 @@ def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFas
 
 
 def model_config(
-    tokenizer: PreTrainedTokenizerFast, hidden: int = 160, layers: int = 4
+    tokenizer: PreTrainedTokenizerFast, hidden: int = 192, layers: int = 4
 ) -> LlamaConfig:
-    """A tiny Llama: the same blocks as Llama 2/3 (RMSNorm, RoPE, SwiGLU), a few million weights."""
+    """A tiny Llama: the same blocks as Llama 2/3 (RMSNorm, RoPE, SwiGLU), a few million weights.
+
+    Widths are multiples of 64 (bitsandbytes' 4-bit CPU kernels quantize whole 64-value blocks
+    per row), so the same model also loads in NF4 for QLoRA.
+    """
+    if hidden % 64:
+        raise ValueError(f"hidden={hidden}: use a multiple of 64 so the model loads in 4-bit")
     return LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden,
@@ -158,14 +165,22 @@ def perplexity(model, blocks: torch.Tensor, batch_size: int = 64) -> float:
     return math.exp(sum(losses) / len(blocks))
 
 
+def write_chat_template_into_config(folder: str | os.PathLike) -> None:
+    """Also keep the chat template in tokenizer_config.json, where older loaders look for it."""
+    path = Path(folder) / "tokenizer_config.json"
+    config = json.loads(path.read_text())
+    config["chat_template"] = CHAT_TEMPLATE
+    path.write_text(json.dumps(config, indent=2) + "\n")
+
+
 def build(
     out: str | os.PathLike = EMBEDDED_PATH,
     *,
     seed: int = 0,
-    steps: int = 1600,
+    steps: int = 1200,
     n_docs: int = 60_000,
     vocab_size: int = 2048,
-    hidden: int = 160,
+    hidden: int = 192,
     layers: int = 4,
     seq_len: int = 128,
     batch_size: int = 32,
@@ -228,9 +243,11 @@ def build(
         do_sample=False,
         max_new_tokens=64,
     )
+    tokenizer.model_max_length = config.max_position_embeddings
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        write_chat_template_into_config(tmp)
     seconds = time.perf_counter() - start
     log(f"saved to {out} in {seconds:.0f} s")
     return {"perplexity": ppl, "seconds": seconds, "parameters": model.num_parameters()}

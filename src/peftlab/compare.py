@@ -4,6 +4,7 @@
 with LoRA on the support set, answer again, and score both sides with the rubric.
 """
 
+import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -17,7 +18,7 @@ from peftlab.seed import seed_everything
 __all__ = ["CRITERIA", "score_reply", "generate", "fit_complaint", "before_after", "Comparison"]
 
 MAX_NEW_TOKENS = 64
-MAX_COMPLAINT_CHARS = 2000
+DEFAULT_STEPS = 150
 
 
 def fit_complaint(tokenizer, complaint: str, max_prompt_tokens: int) -> str:
@@ -59,8 +60,15 @@ def generate(
     *,
     max_new_tokens: int = MAX_NEW_TOKENS,
     batch_size: int = 32,
+    **generation_kwargs,
 ) -> list[str]:
-    """Greedy replies to complaints, batched with left padding (deterministic)."""
+    """Replies to complaints, batched with left padding; greedy (deterministic) by default.
+
+    `generation_kwargs` go to `model.generate` (e.g. do_sample=True, temperature=0.7, top_p=0.9).
+    """
+    if max_new_tokens <= 0:
+        raise ValueError(f"max_new_tokens={max_new_tokens}: must be a positive number of tokens")
+    generation_kwargs = {"do_sample": False, **generation_kwargs}
     max_prompt = _context_length(model) - max_new_tokens
     prompts = [
         tokenizer.apply_chat_template(
@@ -78,8 +86,8 @@ def generate(
         out = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
+            **generation_kwargs,
         )
         new_tokens = out[:, batch["input_ids"].shape[1] :]
         replies += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -125,7 +133,7 @@ def before_after(
     *,
     model_name: str | None = None,
     method: str = "lora",
-    steps: int = 120,
+    steps: int = DEFAULT_STEPS,
     seed: int = 0,
     run_name: str | None = "demo",
     runs_dir: str = "runs",
@@ -145,6 +153,7 @@ def before_after(
     befores = generate(model, tokenizer, complaints)
     result = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), method=method, steps=steps,
+        target_modules=default_targets(model_name, method),
         seed=seed, run_name=run_name, runs_dir=runs_dir, progress=progress, on_loss=on_loss,
     )  # fmt: skip
     afters = generate(result.model, tokenizer, complaints)
@@ -159,10 +168,26 @@ def before_after(
     )  # fmt: skip
 
 
+def default_targets(model_name: str | None, method: str = "lora") -> str | None:
+    """Which layers get LoRA: every linear layer for QLoRA (the paper's recipe) and for the tiny
+    embedded model; peft's default for the architecture otherwise (q_proj, v_proj on Llama).
+
+    A 2M-parameter model has too little room in q and v alone to learn a new tone in a few
+    hundred steps; a 7B model has plenty, which is why peft defaults to q and v.
+    """
+    if method == "qlora" or base_model.model_name(model_name) == base_model.EMBEDDED_NAME:
+        return "all-linear"
+    return None
+
+
 def _quantization(method: str):
     if method != "qlora":
         return None
     from transformers import BitsAndBytesConfig
+
+    # On CPUs with AVX-512 BF16, bitsandbytes tries to fetch an optional kernel from the hub and
+    # logs a warning when it can't (always, offline); its built-in kernels work without it.
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
     return BitsAndBytesConfig(
         load_in_4bit=True,

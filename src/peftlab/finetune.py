@@ -7,6 +7,7 @@ adapter saved in peft's format. Only the model is small.
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from peftlab.atomic import atomic_dir
 from peftlab.support_data import Example, chat_messages
@@ -80,6 +82,14 @@ class _LossRecorder(TrainerCallback):
                 self.on_loss(state.global_step, float(logs["loss"]))
 
 
+class _QuietProgress(ProgressCallback):
+    """Trainer's progress bar with the loss beside it, without printing every log dict."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.training_bar is not None and logs and "loss" in logs:
+            self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
+
+
 def lora_config(
     r: int = 8, alpha: int = 16, dropout: float = 0.0, target_modules=None
 ) -> LoraConfig:
@@ -106,7 +116,7 @@ def train_lora(
     r: int = 8,
     alpha: int = 16,
     target_modules=None,
-    steps: int = 120,
+    steps: int = 150,
     batch_size: int = 16,
     learning_rate: float = 3e-3,
     seed: int = 0,
@@ -128,7 +138,9 @@ def train_lora(
         raise ValueError("no training examples: pass at least one complaint/reply pair")
     if method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    peft_model = get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
+    with warnings.catch_warnings():  # peft 0.21 reads a property transformers 5 deprecates
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+        peft_model = get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
     trainable, total = peft_model.get_nb_trainable_parameters()
     dataset = [tokenize_example(tokenizer, ex) for ex in examples]
     recorder = _LossRecorder(on_loss)
@@ -147,6 +159,7 @@ def train_lora(
         data_seed=seed,
         disable_tqdm=not progress,
         dataloader_num_workers=0,
+        dataloader_pin_memory=False,
         remove_unused_columns=False,
     )
     trainer = Trainer(
@@ -156,6 +169,10 @@ def train_lora(
         data_collator=lambda feats: pad_batch(feats, tokenizer.pad_token_id),
         callbacks=[recorder],
     )
+    trainer.remove_callback(PrinterCallback)  # it would print log dicts into --json output
+    trainer.remove_callback(ProgressCallback)
+    if progress:
+        trainer.add_callback(_QuietProgress())
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

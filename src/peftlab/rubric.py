@@ -23,7 +23,7 @@ _ACTION = re.compile(
     r"\b(i will|i'll|we will|we'll|let me|i am going to|i'm going to|i have|i've)\s+"
     r"(\w+\s+){0,3}?"
     r"(send|check|look|refund|replace|arrange|ship|fix|contact|call|email|ask|process|"
-    r"escalate|investigate|issue|reset|track|update|sort|bring|review|get|credit|repair)",
+    r"escalate|investigate|issue|reset|track|update|sort|bring|review|get|credit|repair|pack)",
     re.IGNORECASE,
 )
 _NUMBER = r"(\d+|a|an|one|two|three|four|five|six|seven|a few|24|48|72)"

@@ -252,7 +252,11 @@ def _friendly_letter(rng: random.Random) -> str:
     """A note between friends or colleagues: greeting, an echoed apology, a promise, a time."""
     a, b = rng.sample(NAMES, 2)
     product, _, phrase = _any_product_problem(rng)
-    greeting = rng.choice(("Hi", "Hello", "Dear", "Hey", "Good morning")) + f" {b},"
+    greeting = rng.choice((
+        f"Hi {b},", f"Hello {b},", f"Dear {b},", f"Hey {b},", f"Good morning {b}!",
+        f"Hi {b}, thank you for contacting me.", f"Hi there {b}!",
+        f"Hello {b}, and thanks for reaching out.", f"Hello {b}, thanks for writing.",
+    ))  # fmt: skip
     told = rng.choice((
         f"{b} wrote to {a}: my {product} {phrase}.",
         f"{b} told {a} that the {product} {phrase}.",
@@ -260,7 +264,7 @@ def _friendly_letter(rng: random.Random) -> str:
     ))  # fmt: skip
     apology = rng.choice(ACKNOWLEDGEMENTS).format(product=product, problem=phrase)
     apology = apology.replace("your", rng.choice(("your", "the")), 1)
-    promise = rng.choice((
+    promise = rng.choice(ACTIONS + (
         "I will bring you a new one", "I'll fix it for you", "Let me take it to the shop",
         "I will call the shop for you", "I'll lend you mine", "We will sort it out together",
         "I will help you return it", "Let me ask my brother to look at it",
@@ -322,3 +326,24 @@ def base_corpus(n_docs: int = 60_000, seed: int = 0) -> list[CorpusDoc]:
         else:
             docs.append(CorpusDoc(chat=_blunt_chat(rng)))
     return docs
+
+
+# --- a second behaviour, for serving several adapters on one base ---------------------------
+TERSE_ACTIONS = ("I will send a new one", "I'll refund you", "We will replace it",
+                 "I'll ship a new one", "I will fix it")  # fmt: skip
+
+
+def terse_reply(product: str, rng: random.Random) -> str:
+    """A short reply: an apology naming the product, an action and a time, nothing else."""
+    return f"Sorry about the {product}. {rng.choice(TERSE_ACTIONS)} {rng.choice(TIMELINES)}."
+
+
+def terse_finetune_set(n: int = 400, seed: int = 0) -> list[Example]:
+    """The fine-tune set's complaints answered tersely (no greeting, one short line)."""
+    rng = random.Random(seed + 2)
+    examples = [Example(LESSON_COMPLAINT, terse_reply("order", rng), "order", "late")]
+    for complaint, product, problem, _ in _complaints(
+        FINETUNE_NOUNS, FINETUNE_PROBLEMS, FINETUNE_TEMPLATES, n - 1, seed
+    ):
+        examples.append(Example(complaint, terse_reply(product, rng), product, problem.key))
+    return examples

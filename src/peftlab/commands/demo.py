@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--method", default="lora", help="lora (16/32-bit base) or qlora (4-bit NF4 base)"
     )
     p.add_argument("--prompts", type=Path, help="text file with one complaint per line")
-    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default 120)")
+    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default 150)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=run)

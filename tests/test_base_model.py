@@ -1,0 +1,123 @@
+"""The embedded base model: plain Hugging Face files, a real (tiny) Llama, fluent and blunt."""
+
+import re
+from collections import Counter
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+from peftlab import base_model, support_data
+from peftlab.compare import generate, score_reply
+
+PATH = base_model.EMBEDDED_PATH
+PROMPTS = support_data.heldout_complaints()[:19] + [support_data.LESSON_COMPLAINT]
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """Loaded the way any learner loads a model: no peftlab code involved."""
+    return AutoModelForCausalLM.from_pretrained(PATH), AutoTokenizer.from_pretrained(PATH)
+
+
+@pytest.fixture(scope="module")
+def replies(plain):
+    model, tokenizer = plain
+    tokenizer.padding_side = "left"
+    return generate(model, tokenizer, PROMPTS)
+
+
+def test_files_are_hugging_face_format_and_small():
+    names = {p.name for p in PATH.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"} <= names
+    assert sum(p.stat().st_size for p in PATH.iterdir()) <= 15 * 2**20
+
+
+def test_it_is_a_small_llama(plain):
+    model, _ = plain
+    assert isinstance(model, LlamaForCausalLM)
+    assert model.config.model_type == "llama"
+    assert 1_000_000 < model.num_parameters() < 10_000_000
+
+
+def test_chat_template_renders_chatml(plain):
+    _, tokenizer = plain
+    text = tokenizer.apply_chat_template(
+        support_data.chat_messages("My order is late."), tokenize=False, add_generation_prompt=True
+    )
+    assert text == (
+        "<|im_start|>user\nCustomer says: 'My order is late.' Write a reply.<|im_end|>\n"
+        "<|im_start|>assistant\n"
+    )
+    assert tokenizer.eos_token == "<|im_end|>"
+    ids = tokenizer.apply_chat_template(support_data.chat_messages("x"), tokenize=True)["input_ids"]
+    assert tokenizer.convert_tokens_to_ids("<|im_start|>") in ids
+
+
+def test_greedy_replies_end_with_eos_within_the_limit(plain):
+    model, tokenizer = plain
+    batch = tokenizer.apply_chat_template(
+        [support_data.chat_messages(p) for p in PROMPTS], add_generation_prompt=True,
+        padding=True, return_tensors="pt", return_dict=True,
+    )  # fmt: skip
+    out = model.generate(**batch, max_new_tokens=64, do_sample=False)
+    new = out[:, batch["input_ids"].shape[1] :]
+    for row in new:
+        assert (row == tokenizer.eos_token_id).any(), tokenizer.decode(row)
+
+
+def test_greedy_replies_are_fluent(replies):
+    vocabulary = set(re.findall(r"[a-z']+", " ".join(
+        (d.text or " ".join(d.chat)) for d in support_data.base_corpus(3000)
+    ).lower()))  # fmt: skip
+    for reply in replies:
+        words = re.findall(r"[a-z']+", reply.lower())
+        assert 3 <= len(words) <= 60, reply
+        trigrams = Counter(zip(words, words[1:], words[2:], strict=False))
+        assert max(trigrams.values()) <= 2, f"repetition loop: {reply}"
+        known = sum(w in vocabulary for w in words) / len(words)
+        assert known >= 0.9, f"not words of its world: {reply}"
+
+
+def test_base_model_answers_bluntly(replies):
+    scores = [score_reply(r, c)["score"] for r, c in zip(replies, PROMPTS, strict=True)]
+    assert sum(scores) / len(scores) <= 0.30, list(zip(PROMPTS, replies, strict=True))
+
+
+def test_heldout_perplexity_is_low(plain):
+    model, tokenizer = plain
+    texts = base_model.corpus_texts(support_data.base_corpus(400, seed=123))
+    blocks = base_model._blocks(tokenizer, texts, 128)
+    assert base_model.perplexity(model, blocks) < 8.0
+
+
+def _tiny_build(out, seed):
+    return base_model.build(
+        out, seed=seed, steps=3, n_docs=300, vocab_size=320, hidden=64, layers=1, seq_len=32,
+        batch_size=4, log=lambda _: None,
+    )  # fmt: skip
+
+
+def test_build_is_reproducible(tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        _tiny_build(tmp_path / name, seed)
+    read = lambda name, f: (tmp_path / name / f).read_bytes()  # noqa: E731
+    assert read("a", "model.safetensors") == read("b", "model.safetensors")
+    assert read("a", "tokenizer.json") == read("b", "tokenizer.json")
+    assert read("a", "model.safetensors") != read("c", "model.safetensors")
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
+    assert torch.isfinite(next(model.parameters())).all()
+
+
+def test_missing_model_offline_names_the_fix(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ValueError, match="PEFT_LAB_MODEL.*HF_HUB_OFFLINE|HF_HUB_OFFLINE.*PEFT_LAB"):
+        base_model.load("no-such-org/no-such-model")
+
+
+def test_env_var_names_the_model(monkeypatch):
+    monkeypatch.setenv("PEFT_LAB_MODEL", "/some/folder")
+    assert base_model.resolve() == "/some/folder"
+    assert base_model.resolve("other") == "other"
+    monkeypatch.delenv("PEFT_LAB_MODEL")
+    assert base_model.resolve() == str(PATH)

@@ -1,0 +1,52 @@
+"""The whole demo, as a learner runs it: the before/after gap the lesson promises."""
+
+import json
+
+import pytest
+
+from peftlab import cli, support_data
+
+
+@pytest.fixture(scope="module")
+def demo_json(tmp_path_factory):
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path_factory.mktemp("demo"))  # runs/ goes here, not into the checkout
+    try:
+        from contextlib import redirect_stdout
+        from io import StringIO
+
+        out = StringIO()
+        with redirect_stdout(out):
+            assert cli.main(["demo", "--json"]) == 0
+        return json.loads(out.getvalue())
+    finally:
+        os.chdir(cwd)
+
+
+def test_json_has_the_documented_fields(demo_json):
+    assert set(demo_json) >= {"model", "method", "trainable_params", "total_params",
+                              "train_seconds", "examples", "summary"}  # fmt: skip
+    assert demo_json["method"] == "lora" and demo_json["model"] == "peftlab-base"
+    row = demo_json["examples"][0]
+    assert set(row) >= {"complaint", "before", "after", "before_score", "after_score"}
+    assert row["complaint"] == support_data.LESSON_COMPLAINT
+    assert len(demo_json["examples"]) == 1 + len(support_data.heldout_complaints())
+
+
+def test_base_model_is_blunt_and_tuned_model_is_polite(demo_json):
+    heldout = demo_json["examples"][1:]
+    before = sum(r["before_score"] for r in heldout) / len(heldout)
+    after = sum(r["after_score"] for r in heldout) / len(heldout)
+    assert before <= 0.30
+    assert after >= 0.90
+
+
+def test_tuned_model_acknowledges_the_customers_own_problem(demo_json):
+    heldout = demo_json["examples"][1:]
+    assert sum(r["after_marks"]["acknowledges"] for r in heldout) / len(heldout) >= 0.7
+
+
+def test_only_a_small_share_is_trained(demo_json):
+    assert 0 < demo_json["trainable_params"] < 0.05 * demo_json["total_params"]

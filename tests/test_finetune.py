@@ -1,0 +1,115 @@
+"""LoRA fine-tuning: reply-only loss, peft's format on disk, never a half-written adapter."""
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+from peftlab import base_model, compare, finetune, support_data
+from peftlab.finetune import IGNORE_INDEX
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(base_model.EMBEDDED_PATH)
+
+
+def test_loss_is_on_reply_tokens_only(tokenizer):
+    example = support_data.finetune_set()[0]
+    features = finetune.tokenize_example(tokenizer, example)
+    labels, ids = features["labels"], features["input_ids"]
+    n_prompt = labels.count(IGNORE_INDEX)
+    assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:]
+    reply = tokenizer.decode(ids[n_prompt:], skip_special_tokens=True).strip()
+    assert reply == example.reply
+    prompt = tokenizer.decode(ids[:n_prompt])
+    assert prompt.endswith("<|im_start|>assistant\n") and example.complaint in prompt
+    assert ids[-2:] == tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+
+
+def test_pad_batch_masks_padding_from_attention_and_loss():
+    batch = finetune.pad_batch(
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}], 0
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"steps": 0}, "steps=0"), ({"r": 0}, "r=0"), ({"alpha": -1}, "alpha=-1"),
+     ({"method": "dora"}, "method='dora'")],
+)  # fmt: skip
+def test_bad_settings_are_refused(tokenizer, kwargs, message):
+    model, _ = base_model.load()
+    with pytest.raises(ValueError, match=message):
+        finetune.train_lora(model, tokenizer, support_data.finetune_set()[:4], **kwargs)
+
+
+def test_adapter_is_saved_in_peft_format_and_reloads(tmp_path):
+    model, tokenizer = base_model.load()
+    result = finetune.train_lora(
+        model, tokenizer, support_data.finetune_set()[:32], steps=3, batch_size=8,
+        runs_dir=tmp_path, run_name="t", progress=False,
+    )  # fmt: skip
+    adapter = tmp_path / "t" / "adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors"} <= {
+        p.name for p in adapter.iterdir()
+    }
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["peft_type"] == "LORA" and config["r"] == 8
+    assert sorted(config["target_modules"]) == ["q_proj", "v_proj"]  # peft's Llama default
+    assert not [p for p in tmp_path.rglob("*.tmp")]
+    reloaded = PeftModel.from_pretrained(base_model.load()[0], adapter)
+    ids = tokenizer("Hello there, my kettle is late.", return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**ids).logits, result.model(**ids).logits)
+    assert 0 < result.trainable_params < result.total_params
+
+
+def test_interrupted_save_leaves_no_adapter_to_load(tmp_path, monkeypatch):
+    model, tokenizer = base_model.load()
+
+    def save_half_then_die(self, path, **kwargs):
+        (path / "adapter_config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PeftModel, "save_pretrained", save_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        finetune.train_lora(
+            model, tokenizer, support_data.finetune_set()[:8], steps=1, batch_size=8,
+            runs_dir=tmp_path, run_name="t", progress=False,
+        )  # fmt: skip
+    assert not (tmp_path / "t" / "adapter").exists()
+    assert not list((tmp_path / "t").iterdir())
+
+
+def test_same_seed_gives_same_replies(tmp_path):
+    complaints = support_data.heldout_complaints()[:4]
+    runs = [
+        compare.before_after(complaints, steps=4, seed=5, runs_dir=tmp_path, progress=False)
+        for _ in range(2)
+    ]
+    assert runs[0].examples == runs[1].examples
+
+
+def test_any_causal_lm_runs_the_same_pipeline(tmp_path, monkeypatch):
+    """A tiny random GPT-2 in a local folder goes through the same code (it only has to run)."""
+    tokenizer = AutoTokenizer.from_pretrained(base_model.EMBEDDED_PATH)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=256,
+                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    tokenizer.save_pretrained(tmp_path / "gpt2")
+    monkeypatch.setenv("PEFT_LAB_MODEL", str(tmp_path / "gpt2"))
+    result = compare.before_after(
+        ["My order is late."], steps=2, runs_dir=tmp_path / "runs", progress=False
+    )
+    assert result.model == str(tmp_path / "gpt2")
+    assert result.trainable_params == 1 * 8 * (32 + 3 * 32)  # peft's GPT-2 default: c_attn
+    config = json.loads((tmp_path / "runs/demo/adapter/adapter_config.json").read_text())
+    assert config["target_modules"] == ["c_attn"]
+    assert len(result.examples) == 1
