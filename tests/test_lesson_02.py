@@ -1,9 +1,11 @@
-"""Lesson 02's helpers: the exercise checker and the figures."""
+"""Lesson 02: the exercise checker, the figures and tables, and the lesson text kept current."""
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from peftlab import memory, plots_lora
+from peftlab import base_model, memory, plots_lora
 from peftlab.exercises import check_lora_forward
 
 
@@ -74,3 +76,24 @@ def test_results_table_shows_a_dash_for_the_untrained_base():
     row = {"run": "base", "steps": 0, "trainable": 0, "total": 1000, "final_loss": None}
     table = plots_lora.results_table([row | {"rubric": 0.25}])
     assert table.splitlines()[-1] == "| base | 0 | 0 (0.00%) | – | 0.25 |"
+
+
+LESSON = Path(__file__).resolve().parents[1] / "lessons" / "02-lora.md"
+
+
+def test_lesson_02_rank_tables_and_counts_are_current():
+    text = LESSON.read_text()
+    llama = plots_lora.meta_model("llama-2-7b")
+    rows = plots_lora.rank_rows(llama, plots_lora.LESSON_RANKS, plots_lora.LESSON_TARGETS)
+    assert plots_lora.rank_table(rows) in text, plots_lora.rank_table(rows)
+    model, _ = base_model.load()
+    rows = plots_lora.rank_rows(model, plots_lora.LESSON_RANKS, plots_lora.LESSON_TARGETS)
+    assert plots_lora.rank_table(rows) in text, plots_lora.rank_table(rows)
+    assert f"({rows[0]['total']:,} parameters)" in text
+    assert f"{6_738_415_616:,}" in text and f"{4_194_304:,}" in text
+
+
+def test_lesson_02_has_the_required_sections():
+    text = LESSON.read_text()
+    for heading in ["## In plain English", "## An analogy", "## Interview answer", "## TL;DR"]:
+        assert heading in text
