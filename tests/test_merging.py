@@ -1,0 +1,303 @@
+"""peftlab.merging: merge/unmerge exactness, merged folders, 4-bit routes, several adapters."""
+
+import copy
+import math
+import runpy
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from peftlab import base_model, merging, support_data
+from peftlab.rubric import score_reply
+
+HIDDEN = 64  # bitsandbytes' CPU 4-bit kernels need widths that are multiples of 64
+
+
+def tiny_llama(hidden: int = HIDDEN, vocab: int = 512, seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=128,
+        tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=0,
+    )  # fmt: skip
+    return LlamaForCausalLM(config).eval()
+
+
+def random_adapter(model, seed: int, r: int = 4, alpha: int = 8) -> PeftModel:
+    """A LoRA with random, non-zero A and B (peft's init_lora_weights=False)."""
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear",
+                        init_lora_weights=False)  # fmt: skip
+    with merging.quiet():
+        return get_peft_model(model, config).eval()
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return AutoTokenizer.from_pretrained(base_model.EMBEDDED_PATH)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, tokenizer):
+    """A tiny base model folder (loadable by base_model.load) and two adapters for it."""
+    root = tmp_path_factory.mktemp("merging")
+    base = tiny_llama(vocab=len(tokenizer))
+    base.save_pretrained(root / "base")
+    tokenizer.save_pretrained(root / "base")
+    for name, seed in (("one", 1), ("two", 2)):
+        random_adapter(copy.deepcopy(base), seed).save_pretrained(root / name)
+    return root
+
+
+@pytest.fixture
+def ids():
+    return {"input_ids": torch.randint(0, 500, (2, 12), generator=torch.Generator().manual_seed(0))}
+
+
+def test_merge_and_unload_equals_adapter_model(ids):
+    base = tiny_llama()
+    base_weights = copy.deepcopy(base.state_dict())
+    base_logits = merging.logits(base, ids)
+    model = random_adapter(copy.deepcopy(base), seed=1)
+    adapter_logits = merging.logits(model, ids)
+    assert (adapter_logits - base_logits).abs().max() > 1e-3  # the adapter is not a no-op
+
+    merged = merging.merged_copy(model)
+    torch.testing.assert_close(merging.logits(merged, ids), adapter_logits, atol=1e-5, rtol=0)
+    assert merging.param_count(merged) == merging.param_count(base)
+    assert merging.lora_layers(merged) == {}
+    assert not any("lora" in key for key in merged.state_dict())
+    assert type(merged) is LlamaForCausalLM
+    assert not merging.is_merged(model)  # merged_copy left the adapter model alone
+
+    merging.merge(model)
+    assert merging.is_merged(model)
+    torch.testing.assert_close(merging.logits(model, ids), adapter_logits, atol=1e-5, rtol=0)
+    merging.unmerge(model)
+    restored = {k.replace("base_layer.", ""): v for k, v in model.get_base_model().state_dict()
+                .items() if "lora_" not in k}  # fmt: skip
+    assert restored.keys() == base_weights.keys()
+    for key, weight in base_weights.items():
+        torch.testing.assert_close(restored[key], weight, atol=1e-6, rtol=0)
+
+
+def test_check_merge_reports_the_same_facts(ids):
+    model = random_adapter(tiny_llama(), seed=3)
+    check = merging.check_merge(model, ids)
+    assert check.adapter_vs_base > 1e-3
+    assert check.merged_vs_adapter < 1e-5 and check.merged_in_place_vs_adapter < 1e-5
+    assert check.unmerged_weights_vs_base < 1e-6
+    assert check.merged_params == check.base_params == merging.param_count(tiny_llama())
+    lora_params = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert check.adapter_params == check.base_params + lora_params
+    assert check.peft_modules_left == 0
+    assert not merging.is_merged(model)
+    assert len(check.rows()) == 8
+
+
+def test_delta_weight_is_alpha_over_r_times_b_a():
+    model = random_adapter(tiny_llama(), seed=4, r=4, alpha=8)
+    layer = model.get_base_model().model.layers[0].self_attn.q_proj
+    by_hand = (8 / 4) * layer.lora_B["default"].weight @ layer.lora_A["default"].weight
+    delta = merging.delta_weight(model, "layers.0.self_attn.q_proj")
+    torch.testing.assert_close(delta, by_hand)
+    before = layer.base_layer.weight.detach().clone()
+    merging.merge(model)
+    torch.testing.assert_close(layer.base_layer.weight, before + by_hand)
+    with pytest.raises(ValueError, match="q_proj"):
+        merging.delta_weight(model, "q_proj")  # ambiguous: one per layer
+
+
+def test_merging_twice_is_refused_and_adds_nothing(ids):
+    model = random_adapter(tiny_llama(), seed=5)
+    merging.merge(model)
+    once = {n: p.detach().clone() for n, p in model.named_parameters()}
+    with pytest.raises(ValueError, match="already merged"):
+        merging.merge(model)
+    with pytest.raises(ValueError, match="already merged"):
+        merging.merged_copy(model)
+    for name, param in model.named_parameters():
+        assert torch.equal(param, once[name])
+    merging.unmerge(model)
+    with pytest.raises(ValueError, match="not merged"):
+        merging.unmerge(model)
+
+
+def test_merge_without_adapter_is_refused():
+    with pytest.raises(ValueError, match="no LoRA layers"):
+        merging.merge(tiny_llama())
+
+
+def test_merged_folder_loads_with_plain_transformers(tmp_path, tokenizer, ids):
+    model = random_adapter(tiny_llama(vocab=len(tokenizer)), seed=6)
+    folder = merging.save_merged(model, tokenizer, tmp_path / "merged")
+    assert not (folder / "adapter_config.json").exists()
+    plain = AutoModelForCausalLM.from_pretrained(folder).eval()
+    assert type(plain) is LlamaForCausalLM
+    torch.testing.assert_close(merging.logits(plain, ids), merging.logits(model, ids),
+                               atol=1e-5, rtol=0)  # fmt: skip
+    again, tok = merging.load_merged(folder)
+    assert tok.padding_side == "left" and len(tok) == len(tokenizer)
+    torch.testing.assert_close(merging.logits(again, ids), merging.logits(plain, ids))
+
+
+def test_adapter_for_another_base_is_refused_before_any_change(folders):
+    other = tiny_llama(hidden=128, vocab=512)
+    before = copy.deepcopy(other.state_dict())
+    with pytest.raises(ValueError) as err:
+        merging.load_adapter(other, folders / "one")
+    message = str(err.value)
+    assert "model.layers.0" in message and "128x128" in message and "64x64" in message
+    assert merging.lora_layers(other) == {}
+    assert other.state_dict().keys() == before.keys()
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in before.items())
+    with pytest.raises(ValueError, match="adapter_model.safetensors"):
+        merging.load_adapter(other, folders / "missing")
+
+
+def test_four_bit_routes_route_b_is_closest(folders):
+    complaints = support_data.heldout_complaints(3)
+    results = merging.route_experiment(folders / "one", complaints, str(folders / "base"),
+                                       max_new_tokens=4)  # fmt: skip
+    by_route = {r.route: r for r in results}
+    assert list(by_route) == ["-", "a", "b", "c"]
+    for r in results:
+        assert math.isfinite(r.max_logit_error) and math.isfinite(r.mean_logit_error)
+        assert 0 <= r.agreement <= 1
+    assert by_route["b"].mean_logit_error < by_route["a"].mean_logit_error
+    assert by_route["b"].mean_logit_error < by_route["c"].mean_logit_error
+    assert by_route["a"].mean_logit_error > 0  # 4-bit rounding is real
+    assert by_route["b"].footprint_bytes > by_route["a"].footprint_bytes  # bf16 vs 4-bit
+    with pytest.raises(ValueError, match="route='d'"):
+        merging.merge_route("d", folders / "one", str(folders / "base"))
+
+
+def test_restore_4bit_layout_gives_back_the_dequantizable_weight(folders):
+    from peft.utils.integrations import dequantize_bnb_weight
+
+    model, _ = merging.load_4bit(str(folders / "base"))
+    layer = model.model.layers[0].mlp.down_proj
+    before = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state).clone()
+    with torch.no_grad():
+        model(input_ids=torch.tensor([[5, 6, 7]]))  # eval mode: bitsandbytes may repack on CPU
+    packed = getattr(layer.weight.quant_state, "packing_format_for_cpu", False)
+    if packed:  # read in the repacked layout, the weight is garbage
+        wrong = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state)
+        assert (wrong.float() - before.float()).abs().max() > before.abs().max() / 2
+    assert merging.restore_4bit_layout(model) == (14 if packed else 0)  # 7 linears x 2 layers
+    after = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state)
+    # the block scales come back through bf16: equal up to one bf16 step of the scale
+    torch.testing.assert_close(after.float(), before.float(), atol=1e-3, rtol=0)
+
+
+def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
+    base, _ = base_model.load(str(folders / "base"))
+    model = merging.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
+    assert model.active_adapter == "one"
+    one = merging.logits(model, ids)
+    model.set_adapter("two")
+    two = merging.logits(model, ids)
+    with model.disable_adapter():
+        plain = merging.logits(model, ids)
+    assert (one - two).abs().max() > 1e-3 and (one - plain).abs().max() > 1e-3
+
+    complaints = support_data.heldout_complaints(2)
+    replies = merging.replies_per_adapter(model, tokenizer, complaints, max_new_tokens=3)
+    assert list(replies) == ["base", "one", "two"] and all(len(v) == 2 for v in replies.values())
+    assert model.active_adapter == "two"
+
+    # cat stacks A's and B's, so its update is exactly the weighted sum of the two updates
+    name = merging.combine(model, ["one", "two"], [0.7, 0.3], "cat")
+    layer = "layers.1.mlp.up_proj"
+    expected = 0.7 * merging.delta_weight(model, layer, "one") + 0.3 * merging.delta_weight(
+        model, layer, "two"
+    )
+    torch.testing.assert_close(merging.delta_weight(model, layer, name), expected)
+    for kind in ("linear", "ties"):
+        mixed = merging.combine(model, ["one", "two"], [0.2, 0.8], kind)
+        assert mixed in model.peft_config
+
+    rows = merging.mixing_table(model, tokenizer, complaints, ["one", "two"], [[1, 0], [0.5, 0.5]],
+                                ("linear", "cat"), max_new_tokens=3)  # fmt: skip
+    assert [(r["type"], r["weights"]) for r in rows] == [
+        ("linear", (1, 0)), ("linear", (0.5, 0.5)), ("cat", (1, 0)), ("cat", (0.5, 0.5))
+    ]  # fmt: skip
+    assert all(0 <= r["score"] <= 1 and r["words"] >= 0 for r in rows)
+    assert set(model.peft_config) == {
+        "one",
+        "two",
+        name,
+        "linear_one0p2_two0p8",
+        "ties_one0p2_two0p8",
+    }  # the table's mixes are removed
+
+
+@pytest.mark.parametrize(
+    ("adapters", "weights", "kind", "match"),
+    [
+        (["one", "two"], [1.0], "linear", "one weight per adapter"),
+        (["one"], [0.5, 0.5], "cat", "one weight per adapter"),
+        (["one", "two"], [0.5, 0.5], "average", "combination_type='average'"),
+        (["one", "three"], [0.5, 0.5], "linear", "not loaded"),
+    ],
+)
+def test_combine_rejects_bad_input(folders, adapters, weights, kind, match):
+    base, _ = base_model.load(str(folders / "base"))
+    model = merging.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
+    before = set(model.peft_config)
+    with pytest.raises(ValueError, match=match):
+        merging.combine(model, adapters, weights, kind)
+    assert set(model.peft_config) == before
+
+
+def test_one_base_and_adapters_take_less_disk_than_merged_copies(folders, tmp_path, tokenizer):
+    base, _ = base_model.load(str(folders / "base"))
+    merged_dir = merging.save_merged(merging.load_adapter(base, folders / "one"), tokenizer,
+                                     tmp_path / "merged")  # fmt: skip
+    sizes = merging.storage(folders / "base", [folders / "one", folders / "two"], merged_dir)
+    assert sizes["merged_models_bytes"] == 2 * sizes["merged_model_bytes"]
+    assert sizes["base_plus_adapters_bytes"] < sizes["merged_models_bytes"]
+    assert sizes["adapter_bytes"] == sum(
+        (folders / n / "adapter_model.safetensors").stat().st_size for n in ("one", "two")
+    )
+
+
+def test_latency_is_measured(ids):
+    assert merging.latency_ms(tiny_llama(), ids, repeats=2, warmup=0) > 0
+    table = merging.latency_table({"x": tiny_llama()}, ids, repeats=2, warmup=0)
+    assert list(table) == ["x"] and table["x"] > 0
+    with pytest.raises(ValueError, match="repeats=0"):
+        merging.latency_ms(tiny_llama(), ids, repeats=0)
+
+
+def test_terse_finetune_set_is_a_second_behaviour():
+    terse = support_data.terse_finetune_set(50, seed=3)
+    polite = support_data.finetune_set(50, seed=3)
+    assert terse == support_data.terse_finetune_set(50, seed=3)
+    assert [t.complaint for t in terse] == [p.complaint for p in polite]
+    assert max(len(t.reply.split()) for t in terse) < min(len(p.reply.split()) for p in polite)
+    for ex in terse:
+        marks = score_reply(ex.reply, ex.complaint)
+        assert not marks["greeting"] and marks["action"] and marks["timeline"]
+        assert ex.product in ex.reply
+
+
+def test_latency_benchmark_prints_and_writes_its_table(folders, tmp_path, capsys):
+    bench = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks/merge_latency.py"))
+    out = tmp_path / "latency.md"
+    assert bench["main"](["--quick", "--model", str(folders / "base"), "--batch", "2",
+                          "--out", str(out)]) == 0  # fmt: skip
+    table = out.read_text()
+    assert table in capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "---" not in line]
+    assert [row.split("|")[1].strip() for row in rows[1:]] == [
+        "base",
+        "adapter (unmerged)",
+        "merged",
+    ]
+    assert rows[1].split("|")[3].strip() == "1.00"  # the base relative to itself
+    with pytest.raises(ValueError, match="rank=0"):
+        bench["main"](["--quick", "--rank", "0"])
