@@ -100,8 +100,10 @@ def test_same_seed_gives_same_replies(tmp_path):
 def test_any_causal_lm_runs_the_same_pipeline(tmp_path, monkeypatch):
     """A tiny random GPT-2 in a local folder goes through the same code (it only has to run)."""
     tokenizer = AutoTokenizer.from_pretrained(base_model.EMBEDDED_PATH)
-    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=256,
-                        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=256,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     tokenizer.save_pretrained(tmp_path / "gpt2")
     monkeypatch.setenv("PEFT_LAB_MODEL", str(tmp_path / "gpt2"))
@@ -113,3 +115,18 @@ def test_any_causal_lm_runs_the_same_pipeline(tmp_path, monkeypatch):
     config = json.loads((tmp_path / "runs/demo/adapter/adapter_config.json").read_text())
     assert config["target_modules"] == ["c_attn"]
     assert len(result.examples) == 1
+
+
+def test_qlora_loads_the_base_in_4bit_and_trains_every_linear_layer(tmp_path):
+    from bitsandbytes.nn import Linear4bit
+
+    result = compare.before_after(
+        ["My order is late."], method="qlora", steps=2, runs_dir=tmp_path, progress=False
+    )
+    assert result.method == "qlora"
+    config = json.loads((tmp_path / "demo/adapter/adapter_config.json").read_text())
+    assert set(config["target_modules"]) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"
+    }  # fmt: skip
+    model, _ = base_model.load(quantization_config=compare._quantization("qlora"))
+    assert sum(isinstance(m, Linear4bit) for m in model.modules()) == 4 * 7

@@ -4,7 +4,6 @@
 with LoRA on the support set, answer again, and score both sides with the rubric.
 """
 
-import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -184,10 +183,6 @@ def _quantization(method: str):
     if method != "qlora":
         return None
     from transformers import BitsAndBytesConfig
-
-    # On CPUs with AVX-512 BF16, bitsandbytes tries to fetch an optional kernel from the hub and
-    # logs a warning when it can't (always, offline); its built-in kernels work without it.
-    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
     return BitsAndBytesConfig(
         load_in_4bit=True,
