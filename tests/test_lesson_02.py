@@ -1,11 +1,12 @@
 """Lesson 02: the exercise checker, the figures and tables, and the lesson text kept current."""
 
+import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from peftlab import base_model, memory, plots_lora
+from peftlab import base_model, lora, memory, plots_lora
 from peftlab.exercises import check_lora_forward
 
 
@@ -78,7 +79,8 @@ def test_results_table_shows_a_dash_for_the_untrained_base():
     assert table.splitlines()[-1] == "| base | 0 | 0 (0.00%) | – | 0.25 |"
 
 
-LESSON = Path(__file__).resolve().parents[1] / "lessons" / "02-lora.md"
+ROOT = Path(__file__).resolve().parents[1]
+LESSON = ROOT / "lessons" / "02-lora.md"
 
 
 def test_lesson_02_rank_tables_and_counts_are_current():
@@ -97,3 +99,17 @@ def test_lesson_02_has_the_required_sections():
     text = LESSON.read_text()
     for heading in ["## In plain English", "## An analogy", "## Interview answer", "## TL;DR"]:
         assert heading in text
+
+
+def test_notebook_02_prose_numbers_are_computed_ones():
+    notebook = json.loads((ROOT / "notebooks" / "02_lora_from_scratch.ipynb").read_text())
+    prose = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    llama = plots_lora.meta_model("llama-2-7b")
+    total = sum(p.numel() for p in llama.parameters())
+    lora_count = lora.lora_param_count(llama, ["q_proj", "v_proj"], r=8)
+    q_proj = llama.model.layers[0].self_attn.q_proj
+    assert f"LoRA trains {lora_count / 1e6:.1f} M of {total / 1e9:.1f} B numbers" in prose
+    assert f"{lora_count / total:.2%}".replace("%", " %") in prose
+    assert f"{lora_count / 1e6:.1f} M instead of {total / 1e9:.1f} B" in prose
+    assert f"has {q_proj.weight.numel() / 1e6:.1f} M entries" in prose
+    assert f"$8\\cdot(4096+4096)={8 * (4096 + 4096):,}$".replace(",", "{,}") in prose
