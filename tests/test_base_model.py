@@ -121,3 +121,13 @@ def test_env_var_names_the_model(monkeypatch):
     assert base_model.resolve("other") == "other"
     monkeypatch.delenv("PEFT_LAB_MODEL")
     assert base_model.resolve() == str(PATH)
+
+
+def test_memory_preset_counts_the_shipped_model(plain):
+    from peftlab import memory
+
+    model, _ = plain
+    assert memory.count_params("peftlab-base") == model.num_parameters()
+    assert memory.lora_params("peftlab-base", 8, "all-linear") == 116_736 == 4 * 8 * (
+        4 * (192 + 192) + 2 * (192 + 512) + (512 + 192)
+    )

@@ -60,7 +60,7 @@ def test_count_params_equals_meta_model(name):
     assert memory.count_params(config) == numel(meta_model(config))
 
 
-@pytest.mark.parametrize("name", [p for p in memory.PRESETS if p != memory.EMBEDDED_PRESET])
+@pytest.mark.parametrize("name", list(memory.PRESETS))
 def test_presets_count_equals_meta_model(name):
     assert memory.count_params(name) == numel(meta_model(memory.preset(name)))
 
