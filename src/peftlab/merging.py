@@ -389,13 +389,19 @@ def merge_route(
 
 @dataclass
 class RouteResult:
-    """One way to a merged model, measured against the exact bf16 merge."""
+    """One way to a merged model, measured against the exact bf16 merge.
+
+    `agreement`: share of greedy replies identical to the exact merge's; `agreement_unmerged`:
+    identical to the unmerged 4-bit model's (the model QLoRA trains); `score`: mean rubric score.
+    """
 
     route: str
     how: str
     max_logit_error: float
     mean_logit_error: float
     agreement: float
+    agreement_unmerged: float
+    score: float
     footprint_bytes: int
 
 
@@ -408,7 +414,7 @@ def route_experiment(
 ) -> list[RouteResult]:
     """Each route's logit error vs the exact bf16 merge, and how often its greedy reply matches.
 
-    The first row is the 4-bit base with the adapter still separate: what QLoRA trained.
+    The first row is the 4-bit base with the adapter still separate: what QLoRA trains.
     """
     if not complaints:
         raise ValueError("no complaints: give at least one to compare replies on")
@@ -417,12 +423,21 @@ def route_experiment(
     reference = exact_merge(adapter_dir, name)
     ref_logits = logits(reference, batch)
     ref_replies = generate(reference, tokenizer, complaints, max_new_tokens=max_new_tokens)
+    unmerged_replies: list[str] = []
+
+    def same(replies: Sequence[str], other: Sequence[str]) -> float:
+        return sum(a == b for a, b in zip(replies, other, strict=True)) / len(complaints)
 
     def measure(route: str, how: str, model) -> RouteResult:
         err = logit_error(logits(model, batch), ref_logits, batch["attention_mask"])
         replies = generate(model, tokenizer, complaints, max_new_tokens=max_new_tokens)
-        same = sum(r == ref for r, ref in zip(replies, ref_replies, strict=True))
-        return RouteResult(route, how, err["max"], err["mean"], same / len(complaints),
+        if not unmerged_replies:
+            unmerged_replies.extend(replies)
+        score = statistics.fmean(
+            score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)
+        )
+        return RouteResult(route, how, err["max"], err["mean"], same(replies, ref_replies),
+                           same(replies, unmerged_replies), score,
                            model.get_memory_footprint())  # fmt: skip
 
     quantized, _ = load_4bit(name)

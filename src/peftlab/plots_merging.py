@@ -51,12 +51,14 @@ def route_table(results: Sequence[merging.RouteResult]) -> str:
     """Each way to a merged model from the 4-bit base, against the exact bf16 merge."""
     rows = [
         (r.route, r.how, f"{r.max_logit_error:.3f}", f"{r.mean_logit_error:.4f}",
-         f"{r.agreement:.0%}", f"{r.footprint_bytes / MB:.2f}")
+         f"{r.agreement:.0%}", f"{r.agreement_unmerged:.0%}", f"{r.score:.2f}",
+         f"{r.footprint_bytes / MB:.2f}")
         for r in results
     ]  # fmt: skip
     header = ("route", "how", "max abs logit error", "mean abs logit error",
-              "same greedy reply", "model in memory (MB)")  # fmt: skip
-    return _markdown(header, rows, ("---", "---", "---:", "---:", "---:", "---:"))
+              "same reply as exact merge", "same reply as unmerged 4-bit", "rubric score",
+              "model in memory (MB)")  # fmt: skip
+    return _markdown(header, rows, ("---", "---") + ("---:",) * 6)
 
 
 def _summary_cells(s: Mapping[str, float]) -> list[str]:
@@ -203,11 +205,14 @@ def lesson_04_facts(results: Mapping) -> dict[str, str]:
     routes = {r.route: r for r in results["routes"]}
     sizes = results["storage"]
     scale = scale_rows()[-1]
+    exact = [routes[k].agreement for k in merging.ROUTES]
     return {
-        "route_a_over_b": f"{routes['a'].mean_logit_error / routes['b'].mean_logit_error:.0f}x",
-        "route_b_agreement": f"{routes['b'].agreement:.0%}",
-        "route_a_agreement": f"{routes['a'].agreement:.0%}",
-        "route_c_agreement": f"{routes['c'].agreement:.0%}",
+        "route_a_over_b": f"{routes['a'].mean_logit_error / routes['b'].mean_logit_error:.1f}x",
+        "route_b_agreement": f"{routes['b'].agreement_unmerged:.0%}",
+        "route_a_agreement": f"{routes['a'].agreement_unmerged:.0%}",
+        "route_c_agreement": f"{routes['c'].agreement_unmerged:.0%}",
+        "unmerged_agreement": f"{routes['-'].agreement:.0%}",
+        "exact_agreement_range": f"{min(exact):.0%} to {max(exact):.0%}",
         "n_complaints": f"{len(results['complaints'])} complaints",
         "steps": str(results["steps"]),
         "mismatch": results["mismatch"],
