@@ -52,3 +52,15 @@ def test_only_a_small_share_is_trained(demo_json):
     # r=8 on every linear layer of a 2M model is about 5%; on a 7B model, q and v only, 0.06%.
     assert demo_json["trainable_params"] == 116_736
     assert demo_json["trainable_params"] < 0.06 * demo_json["total_params"]
+
+
+def test_qlora_demo_reaches_the_same_tone(tmp_path, monkeypatch, capsys):
+    """QLoRA: the base in 4-bit NF4, LoRA on every linear layer, the same Trainer path."""
+    prompts = tmp_path / "complaints.txt"
+    prompts.write_text("\n".join(support_data.heldout_complaints()[:20]) + "\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["demo", "--method", "qlora", "--prompts", str(prompts), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["method"] == "qlora"
+    assert result["summary"]["before"] <= 0.30
+    assert result["summary"]["after"] >= 0.85

@@ -149,6 +149,11 @@ def before_after(
         raise ValueError("no complaints to answer: give at least one")
     seed_everything(seed)
     model, tokenizer = base_model.load(model_name, quantization_config=_quantization(method))
+    if method == "qlora":
+        # bitsandbytes 0.50 on some CPUs repacks 4-bit weights for its fused kernel on the first
+        # eval-mode forward, and training on the repacked layout goes wrong. In train mode it
+        # keeps the standard layout; the model has no dropout, so the replies are the same.
+        model.train()
     befores = generate(model, tokenizer, complaints)
     result = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), method=method, steps=steps,
