@@ -17,15 +17,6 @@ from peftlab import lora, seed_everything
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on two busy cores fighting over OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_llama(hidden_size: int = 32) -> LlamaForCausalLM:
     seed_everything(0)
     config = LlamaConfig(

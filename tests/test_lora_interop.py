@@ -17,15 +17,6 @@ ATOL = 1e-5
 MERGED = {"atol": 1e-5, "rtol": 1e-5}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread than on two busy cores fighting over OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_llama() -> LlamaForCausalLM:
     seed_everything(0)
     config = LlamaConfig(

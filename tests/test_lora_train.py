@@ -16,15 +16,6 @@ from peftlab.compare import generate, score_reply
 from peftlab.finetune import IGNORE_INDEX
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A small model trains faster on one thread than on two busy cores fighting over OpenMP."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     """A random two-layer Llama with a small tokenizer trained on the support chats: seconds."""

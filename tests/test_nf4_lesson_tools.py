@@ -7,14 +7,6 @@ from matplotlib.figure import Figure
 from peftlab import nf4, plots_nf4, seed_everything, widgets_nf4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def weights():
     seed_everything(0)
