@@ -134,3 +134,18 @@ def test_footprint_of_the_lesson_model_matches_the_prediction(tmp_path):
     saved = sum(4 * b - (b + 4 * -(-b // 256)) for b in blocks)
     assert measured["NF4"] - measured["NF4 + double quant"] == saved
     assert "| NF4 + double quant |" in plots_nf4.footprint_table(rows)
+
+
+@pytest.mark.parametrize("folder", ["embedded", "random-llama-100m"])
+def test_footprint_of_real_sized_models_matches_the_prediction(tmp_path, folder):
+    from peftlab import base_model
+
+    path = (
+        base_model.EMBEDDED_PATH
+        if folder == "embedded"
+        else plots_nf4.model_folder(folder, tmp_path)
+    )
+    rows = plots_nf4.footprint_rows(path)
+    assert [r["format"] for r in rows] == ["fp32", "bf16", "NF4", "NF4 + double quant"]
+    for row in rows:
+        assert abs(row["measured"] / row["predicted"] - 1) < 0.02, row
