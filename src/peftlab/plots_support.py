@@ -129,7 +129,7 @@ def rows_html(rows: Sequence[dict]) -> str:
 def criteria_markdown(by_criterion: Mapping[str, Mapping[str, float]], n: int) -> str:
     """The before/after pass rates as a markdown table (the lesson quotes it)."""
     lines = [
-        f"| criterion (share of {n} held-out replies) | before | after |",
+        f"| criterion (share of {n} replies) | before | after |",
         "|---|---:|---:|",
     ]
     for c in CRITERIA:
