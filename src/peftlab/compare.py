@@ -14,7 +14,10 @@ from peftlab import base_model, finetune, support_data
 from peftlab.rubric import CRITERIA, score_reply
 from peftlab.seed import seed_everything
 
-__all__ = ["CRITERIA", "score_reply", "generate", "fit_complaint", "before_after", "Comparison"]
+__all__ = [
+    "CRITERIA", "score_reply", "score_rows", "generate", "fit_complaint", "before_after",
+    "Comparison",
+]  # fmt: skip
 
 MAX_NEW_TOKENS = 64
 DEFAULT_STEPS = 150
@@ -109,16 +112,18 @@ class Comparison:
         return asdict(self)
 
 
-def _scored(complaints, befores, afters) -> list[dict]:
+def score_rows(
+    complaints: Sequence[str], befores: Sequence[str], afters: Sequence[str]
+) -> list[dict]:
+    """One row per complaint, as in `Comparison.examples`: both replies and their marks."""
     rows = []
     for complaint, before, after in zip(complaints, befores, afters, strict=True):
-        rows.append({
-            "complaint": complaint, "before": before, "after": after,
-            "before_score": score_reply(before, complaint)["score"],
-            "after_score": score_reply(after, complaint)["score"],
-            "before_marks": score_reply(before, complaint),
-            "after_marks": score_reply(after, complaint),
-        })  # fmt: skip
+        row: dict = {"complaint": complaint, "before": before, "after": after}
+        for side, reply in (("before", before), ("after", after)):
+            marks = score_reply(reply, complaint)
+            row[f"{side}_marks"] = marks
+            row[f"{side}_score"] = marks["score"]
+        rows.append(row)
     return rows
 
 
@@ -161,7 +166,7 @@ def before_after(
         seed=seed, run_name=run_name, runs_dir=runs_dir, progress=progress, on_loss=on_loss,
     )  # fmt: skip
     afters = generate(result.model, tokenizer, complaints)
-    rows = _scored(complaints, befores, afters)
+    rows = score_rows(complaints, befores, afters)
     summary = {
         side: sum(r[f"{side}_score"] for r in rows) / len(rows) for side in ("before", "after")
     }

@@ -11,25 +11,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 from peftlab import base_model, compare, finetune, support_data
+from peftlab.compare import score_rows  # noqa: F401  (the notebook's scored rows)
 from peftlab.rubric import CRITERIA, score_reply
 from peftlab.seed import seed_everything
 
 SIDES = ("before", "after")
-
-
-def score_rows(
-    complaints: Sequence[str], befores: Sequence[str], afters: Sequence[str]
-) -> list[dict]:
-    """One row per complaint, shaped like `Comparison.examples`: both replies and their marks."""
-    rows = []
-    for complaint, before, after in zip(complaints, befores, afters, strict=True):
-        row: dict = {"complaint": complaint, "before": before, "after": after}
-        for side, reply in (("before", before), ("after", after)):
-            marks = score_reply(reply, complaint)
-            row[f"{side}_marks"] = marks
-            row[f"{side}_score"] = marks["score"]
-        rows.append(row)
-    return rows
 
 
 def rubric_by_criterion(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
