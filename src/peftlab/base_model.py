@@ -54,6 +54,19 @@ def resolve(name: str | None = None) -> str:
     return str(EMBEDDED_PATH) if name == EMBEDDED_NAME else name
 
 
+def nf4_config(double_quant: bool = True):
+    """QLoRA's storage format: NF4 weights in blocks of 64, (double-quantized) constants, bf16
+    compute. The one place the project spells it out."""
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=double_quant,
+        bnb_4bit_compute_dtype=torch.bfloat16,
+    )
+
+
 def load(
     name: str | None = None,
     *,

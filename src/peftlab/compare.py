@@ -190,13 +190,4 @@ def default_targets(model_name: str | None, method: str = "lora") -> str | None:
 
 
 def _quantization(method: str):
-    if method != "qlora":
-        return None
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
+    return base_model.nf4_config() if method == "qlora" else None

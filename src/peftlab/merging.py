@@ -21,7 +21,7 @@ import torch
 from peft import PeftModel
 from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from peftlab import base_model, finetune, support_data
@@ -318,14 +318,7 @@ def load_adapters(model: torch.nn.Module, adapters: Mapping[str, str | os.PathLi
 
 
 # --- merging into a 4-bit base -----------------------------------------------------------------
-def nf4_config() -> BitsAndBytesConfig:
-    """QLoRA's storage format: NF4 with double quantization, bf16 compute."""
-    return BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=True,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
+nf4_config = base_model.nf4_config
 
 
 def restore_4bit_layout(model: torch.nn.Module) -> int:
