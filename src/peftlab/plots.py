@@ -11,6 +11,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from peftlab import memory
+from peftlab.tables import markdown_table
 
 GB = 1e9
 SMALL = (5.5, 3.2)
@@ -111,13 +112,6 @@ def list_or_str(targets: Any) -> Any:
 
 def target_label(targets: Any) -> str:
     return targets if isinstance(targets, str) else ", ".join(targets)
-
-
-def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A GitHub markdown table; numbers should already be formatted as text."""
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def gb(n_bytes: float) -> str:

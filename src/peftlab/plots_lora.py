@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from peftlab import lora, memory
+from peftlab.tables import markdown_table
 
 SMALL = (5.5, 3.2)
 LESSON_TARGETS = {"q_proj, v_proj": ["q_proj", "v_proj"], "all linear layers": "all-linear"}
@@ -92,13 +93,9 @@ def rank_rows(
     ]
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
-    ]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
+def _first_left(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """A markdown table with the first column left-aligned and numbers right-aligned."""
+    return markdown_table(header, body, ["---"] + ["---:"] * (len(header) - 1)) + "\n"
 
 
 def rank_table(rows: Sequence[Mapping]) -> str:
@@ -108,7 +105,7 @@ def rank_table(rows: Sequence[Mapping]) -> str:
         [str(row["r"])] + [f"{row[k]:,} ({row[k] / row['total']:.3%})" for k in labels]
         for row in rows
     ]
-    return _markdown(["r", *labels], body)
+    return _first_left(["r", *labels], body)
 
 
 def results_table(rows: Sequence[Mapping]) -> str:
@@ -125,4 +122,4 @@ def results_table(rows: Sequence[Mapping]) -> str:
         for row in rows
     ]
     header = ["run", "steps", "trainable parameters", "final loss", "held-out rubric"]
-    return _markdown(header, body)
+    return _first_left(header, body)

@@ -14,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from peftlab import base_model, memory, merging, support_data
+from peftlab.tables import markdown_table
 
 SMALL = (7.0, 3.0)
 LESSON_STEPS = 100
@@ -25,11 +26,6 @@ BF16_BYTES = 2
 MB = 1e6
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
 def lesson_complaints(n: int = LESSON_COMPLAINTS) -> list[str]:
     """The lesson's complaint first, then held-out ones: unseen products, problems, phrasings."""
     return [support_data.LESSON_COMPLAINT, *support_data.heldout_complaints(n - 1)]
@@ -37,14 +33,14 @@ def lesson_complaints(n: int = LESSON_COMPLAINTS) -> list[str]:
 
 def merge_check_table(check: merging.MergeCheck) -> str:
     """Base vs adapter vs merged: logit gaps, parameter counts, peft modules left."""
-    return _markdown(("check", "value"), check.rows(), ("---", "---:"))
+    return markdown_table(("check", "value"), check.rows(), ("---", "---:"))
 
 
 def latency_table(latency_ms: Mapping[str, float]) -> str:
     """Forward latency per model and relative to the base."""
     base = latency_ms["base"]
     rows = [(n, f"{ms:.1f}", f"{ms / base:.2f}") for n, ms in latency_ms.items()]
-    return _markdown(("model", "forward ms (median)", "/ base"), rows, ("---", "---:", "---:"))
+    return markdown_table(("model", "forward ms (median)", "/ base"), rows, ("---", "---:", "---:"))
 
 
 def route_table(results: Sequence[merging.RouteResult]) -> str:
@@ -58,7 +54,7 @@ def route_table(results: Sequence[merging.RouteResult]) -> str:
     header = ("route", "how", "max abs logit error", "mean abs logit error",
               "same reply as exact merge", "same reply as unmerged 4-bit", "rubric score",
               "model in memory (MB)")  # fmt: skip
-    return _markdown(header, rows, ("---", "---") + ("---:",) * 6)
+    return markdown_table(header, rows, ("---", "---") + ("---:",) * 6)
 
 
 def _summary_cells(s: Mapping[str, float]) -> list[str]:
@@ -69,7 +65,7 @@ def adapters_table(summaries: Mapping[str, Mapping[str, float]]) -> str:
     """Rubric score, each criterion's pass rate and reply length, per adapter (or base)."""
     header = ("adapter", "rubric score", *merging.CRITERIA, "words")
     rows = [(name, *_summary_cells(s)) for name, s in summaries.items()]
-    return _markdown(header, rows, ("---",) + ("---:",) * (len(header) - 1))
+    return markdown_table(header, rows, ("---",) + ("---:",) * (len(header) - 1))
 
 
 def mixing_table(rows: Sequence[Mapping]) -> str:
@@ -78,7 +74,7 @@ def mixing_table(rows: Sequence[Mapping]) -> str:
     body = [
         (r["type"], ", ".join(f"{w:g}" for w in r["weights"]), *_summary_cells(r)) for r in rows
     ]
-    return _markdown(header, body, ("---", "---") + ("---:",) * (len(header) - 2))
+    return markdown_table(header, body, ("---", "---") + ("---:",) * (len(header) - 2))
 
 
 def storage_table(sizes: Mapping[str, int]) -> str:
@@ -90,7 +86,7 @@ def storage_table(sizes: Mapping[str, int]) -> str:
         (f"one base + {n} adapters", f"{sizes['base_plus_adapters_bytes']:,}"),
         (f"{n} merged models", f"{sizes['merged_models_bytes']:,}"),
     ]
-    return _markdown(("what is stored", "bytes"), rows, ("---", "---:"))
+    return markdown_table(("what is stored", "bytes"), rows, ("---", "---:"))
 
 
 def scale_rows(
@@ -115,7 +111,7 @@ def scale_table(rows: Sequence[Mapping]) -> str:
         for r in rows
     ]  # fmt: skip
     header = ("tenants", "N merged models (GB)", "one base + N adapters (GB)", "saving")
-    return _markdown(header, body, ("---:", "---:", "---:", "---:"))
+    return markdown_table(header, body, ("---:", "---:", "---:", "---:"))
 
 
 def plot_routes(results: Sequence[merging.RouteResult]) -> Figure:

@@ -15,6 +15,7 @@ from torch import nn
 
 from peftlab import memory, nf4
 from peftlab.seed import seed_everything
+from peftlab.tables import markdown_table
 
 SMALL = (6.0, 3.2)
 LESSON_MODEL = "tiny-random-llama"
@@ -81,12 +82,6 @@ def weights_rms(weights: Mapping[str, torch.Tensor]) -> float:
     return flat.pow(2).mean().sqrt().item()
 
 
-def _markdown(header: Sequence[str], rows: Sequence[Sequence[str]], align: str) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
 def levels_table() -> str:
     """The 16 levels of NF4, FP4 and INT4 by stored 4-bit pattern."""
     rows = [
@@ -94,7 +89,9 @@ def levels_table() -> str:
         + [f"{nf4.INT4_CODE[i]:+.4f}"]
         for i in range(16)
     ]
-    return _markdown(["index", "bits", "NF4", "FP4", "INT4"], rows, ["--:", ":-:"] + ["--:"] * 3)
+    return markdown_table(
+        ["index", "bits", "NF4", "FP4", "INT4"], rows, ["--:", ":-:"] + ["--:"] * 3
+    )
 
 
 def error_rows(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> list[dict]:
@@ -121,7 +118,7 @@ def error_table(rows: Sequence[Mapping]) -> str:
         for r in rows
     ]
     header = ["code", "bits / parameter", "MSE", "RMS error / RMS weight", "max error"]
-    return _markdown(header, lines, [":--"] + ["--:"] * 4)
+    return markdown_table(header, lines, [":--"] + ["--:"] * 4)
 
 
 def blocksize_rows(
@@ -158,7 +155,7 @@ def blocksize_table(rows: Sequence[Mapping]) -> str:
         for r in rows
     ]
     header = ["blocksize", "bits / param", "with double quant", "NF4 error", "NF4 + DQ error"]
-    return _markdown(header, lines, ["--:"] * 5)
+    return markdown_table(header, lines, ["--:"] * 5)
 
 
 def bits_table(n_params: int | None = None) -> str:
@@ -182,7 +179,7 @@ def bits_table(n_params: int | None = None) -> str:
         ],
     ]
     header = ["constants", "bits", "bits / parameter", f"MB for {n / 1e9:.2f}B parameters"]
-    return _markdown(header, rows, [":--", ":--", "--:", "--:"])
+    return markdown_table(header, rows, [":--", ":--", "--:", "--:"])
 
 
 def memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[dict]:
@@ -239,7 +236,7 @@ def memory_table(rows: Sequence[Mapping]) -> str:
         "QLoRA (GB)",
         "smallest GPU for QLoRA",
     ]
-    return _markdown(header, lines, [":--"] + ["--:"] * 5 + [":--"])
+    return markdown_table(header, lines, [":--"] + ["--:"] * 5 + [":--"])
 
 
 def level_shares(w: torch.Tensor, method: str = "nf4", blocksize: int = 64) -> torch.Tensor:
@@ -416,4 +413,4 @@ def footprint_table(rows: Sequence[Mapping]) -> str:
         for r in rows
     ]
     header = ["stored as", "bytes held", "peftlab.memory predicts", "difference"]
-    return _markdown(header, lines, [":--", "--:", "--:", "--:"])
+    return markdown_table(header, lines, [":--", "--:", "--:", "--:"])
