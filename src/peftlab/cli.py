@@ -13,6 +13,7 @@ COMMANDS = {
     "memory": "memory",
     "quiz": "quiz",
     "build-base-model": "build_base_model",
+    "html": "html",
 }
 
 
