@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= $(if $(PEFT_LAB_MODEL),0,1)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lab base-model bench lint clean
+.PHONY: setup demo test lab html chromium base-model bench lint clean
 
 setup: $(STAMP)
 
@@ -24,8 +24,18 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q
 
+# JupyterLab on notebooks/ with the peftlab kernel, opening notebook 01 (LAB_ARGS="--port 8890").
 lab: setup
-	$(BIN)/jupyter lab notebooks/01_full_ft_vs_peft.ipynb
+	cd notebooks && ../$(BIN)/jupyter lab --MappingKernelManager.default_kernel_name=peftlab \
+		--LabApp.default_url=/lab/tree/01_full_ft_vs_peft.ipynb $(LAB_ARGS)
+
+# Static pages of the executed notebooks and the lessons, with an index, in site/.
+html: setup
+	$(BIN)/peftlab html --out site
+
+# Debian's Chromium for the JupyterLab browser test (needs root or sudo; .ci/run does this).
+chromium:
+	.ci/install-chromium
 
 base-model: setup
 	$(BIN)/peftlab build-base-model
