@@ -128,6 +128,8 @@ def test_memory_preset_counts_the_shipped_model(plain):
 
     model, _ = plain
     assert memory.count_params("peftlab-base") == model.num_parameters()
-    assert memory.lora_params("peftlab-base", 8, "all-linear") == 116_736 == 4 * 8 * (
-        4 * (192 + 192) + 2 * (192 + 512) + (512 + 192)
+    assert (
+        memory.lora_params("peftlab-base", 8, "all-linear")
+        == 116_736
+        == 4 * 8 * (4 * (192 + 192) + 2 * (192 + 512) + (512 + 192))
     )
