@@ -104,6 +104,7 @@ def test_any_causal_lm_runs_the_same_pipeline(tmp_path, monkeypatch):
         vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=256,
         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )  # fmt: skip
+    torch.manual_seed(0)  # the same random model whatever ran before
     GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
     tokenizer.save_pretrained(tmp_path / "gpt2")
     monkeypatch.setenv("PEFT_LAB_MODEL", str(tmp_path / "gpt2"))
