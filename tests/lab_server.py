@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 
 KERNEL = "peftlab"
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 START_TIMEOUT_S = 90
 
 

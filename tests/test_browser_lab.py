@@ -16,14 +16,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from lab_server import LabServer, kernel_is_installed, running_lab
+from lab_server import NOTEBOOKS, LabServer, kernel_is_installed, running_lab
 from playwright.sync_api import expect, sync_playwright
 
 from peftlab import memory
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 CHROMIUM = Path("/usr/bin/chromium")
 # Never a downloaded browser; no background traffic, which this machine's closed network refuses.
 CHROMIUM_FLAGS = [

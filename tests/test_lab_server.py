@@ -1,13 +1,10 @@
 """The browser tests' throwaway JupyterLab: private, and gone with its kernels in every case."""
 
 import urllib.error
-from pathlib import Path
 
 import psutil
 import pytest
-from lab_server import kernel_is_installed, running_lab
-
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+from lab_server import NOTEBOOKS, kernel_is_installed, running_lab
 
 
 def test_server_needs_its_token_and_serves_a_copy_of_the_notebooks(tmp_path):
