@@ -7,6 +7,9 @@ Measurements are interleaved (one of each per round) and the median is reported,
 machine slows all columns alike instead of whichever one ran last.
 """
 
+import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels' log line
+
+# isort: split
 import argparse
 import copy
 import statistics

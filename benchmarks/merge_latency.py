@@ -8,6 +8,9 @@ adapter has random non-zero weights (latency does not depend on what it learned)
 timed in interleaved rounds and the median is reported, so machine noise hits all alike.
 """
 
+import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels' log line
+
+# isort: split
 import argparse
 import statistics
 import sys

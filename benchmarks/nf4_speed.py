@@ -7,6 +7,9 @@ quantization) and dequantize it back; the script checks that the bytes agree bef
 Calls are interleaved and the median reported, so a busy machine slows both columns alike.
 """
 
+import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels' log line
+
+# isort: split
 import argparse
 import statistics
 import sys
