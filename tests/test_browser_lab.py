@@ -94,8 +94,8 @@ def run_all_cells(page, lab: LabServer, name: str) -> None:
     idle = ".jp-Notebook-ExecutionIndicator[data-status=idle]"
     page.wait_for_selector(idle, timeout=60_000)
     menu(page, "Edit", "Clear Outputs of All Cells")
-    prompts = page.locator(".jp-CodeCell .jp-InputPrompt")
-    expect(prompts).to_have_count(code_cell_count(name))
+    prompts, n_code = page.locator(".jp-CodeCell .jp-InputPrompt"), code_cell_count(name)
+    expect(prompts).to_have_count(n_code)
     assert not page.locator(".jupyter-widgets").count(), "outputs were not cleared"
     menu(page, "Run", "Run All Cells")
     page.wait_for_function(
@@ -103,7 +103,7 @@ def run_all_cells(page, lab: LabServer, name: str) -> None:
             const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
             return p.length === n && p.every(e => /^\\[\\d+\\]:$/.test(e.textContent.trim()));
         }""",
-        arg=code_cell_count(name),
+        arg=n_code,
         timeout=RUN_ALL_TIMEOUT_MS,
     )
     page.wait_for_selector(idle)
