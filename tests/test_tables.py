@@ -2,7 +2,13 @@
 
 import pytest
 
-from peftlab.tables import markdown_table
+from peftlab.tables import (
+    fact_differences,
+    find_table,
+    markdown_table,
+    parse_table,
+    table_differences,
+)
 
 
 def test_table_has_header_rule_and_rows():
@@ -22,3 +28,64 @@ def test_default_alignment_is_left():
 def test_alignment_rules_must_match_the_columns():
     with pytest.raises(ValueError, match="2 alignment rules for 3 columns"):
         markdown_table(["a", "b", "c"], [], ["---", "---:"])
+
+
+ROUTES = markdown_table(
+    ["route", "max |error|", "same reply", "MB"],
+    [["a", "1.410", "58%", "1.39"], ["b", "0.863", "96%", "4.05"]],
+    ["---", "---:", "---:", "---:"],
+)
+TOLERANCE = {"max |error|": 0.02, "same reply": 5}
+
+
+def edited(table: str, old: str, new: str) -> str:
+    assert old in table
+    return table.replace(old, new)
+
+
+def test_parse_table_unescapes_pipes_and_drops_the_rule():
+    assert parse_table(ROUTES)[0] == ["route", "max |error|", "same reply", "MB"]
+    assert parse_table(ROUTES)[1:] == [["a", "1.410", "58%", "1.39"], ["b", "0.863", "96%", "4.05"]]
+
+
+def test_find_table_takes_the_table_under_its_header_line():
+    text = "Some prose.\n\n" + ROUTES + "\n\nMore prose.\n| other | table |"
+    assert find_table(text, ROUTES.splitlines()[0]) == ROUTES
+    assert find_table(text, "| no | such |") is None
+
+
+def test_figures_within_their_columns_tolerance_agree():
+    lesson = edited(edited(ROUTES, "1.410", "1.396"), "58%", "54%")
+    assert table_differences(ROUTES, lesson, TOLERANCE) == []
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "column"),
+    [
+        ("1.410", "1.380", "max |error|"),  # 0.03 > 0.02
+        ("58%", "50%", "same reply"),  # 8 points > 5
+        ("1.39", "1.38", "MB"),  # no tolerance: exact
+        ("| b |", "| c |", "route"),  # words are exact
+    ],
+)
+def test_a_figure_past_its_tolerance_or_any_exact_cell_differs(old, new, column):
+    differences = table_differences(ROUTES, edited(ROUTES, old, new), TOLERANCE)
+    assert len(differences) == 1 and f"column {column!r}" in differences[0]
+
+
+def test_a_missing_table_or_a_changed_shape_differs():
+    assert table_differences(ROUTES, None, TOLERANCE) == ["table not found"]
+    shorter = "\n".join(ROUTES.splitlines()[:-1])
+    assert "rows" in table_differences(ROUTES, shorter, TOLERANCE)[0]
+
+
+def test_facts_are_found_across_line_breaks_and_checked_within_tolerance():
+    text = "both drift (58% and\n71% identical replies)."
+    pattern = r"both drift \((\d+)% and (\d+)% identical replies\)"
+    assert fact_differences(text, pattern, (60.0, 70.0), 5) == []
+    assert fact_differences(text, pattern, (58.0, 80.0), 5) == [
+        f"{pattern!r} quotes 71, computed 80"
+    ]
+    assert fact_differences("no such sentence", pattern, (58.0, 71.0), 5) == [
+        f"no sentence matches {pattern!r}"
+    ]

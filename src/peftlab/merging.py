@@ -175,6 +175,18 @@ def logit_error(
     return {"max": diff.max().item(), "mean": diff.mean().item()}
 
 
+# fp32 rounding noise: merging reorders sums, so logits and weights move by a few ulps. How many
+# depends on the CPU's kernels (instruction set, threads), so tables state the bound they stay
+# under, not the digits of the noise.
+LOGIT_NOISE = 1e-4
+WEIGHT_NOISE = 1e-6
+
+
+def below(value: float, bound: float) -> str:
+    """`< bound` for a value under it (rounding noise), else the value itself (a real gap)."""
+    return f"< {bound:.0e}".replace("e-0", "e-") if value < bound else f"{value:.2g}"
+
+
 @dataclass
 class MergeCheck:
     """How merging changed a model: logit gaps, parameter counts and what is left of peft."""
@@ -192,9 +204,12 @@ class MergeCheck:
         """(what, value) rows for a table."""
         return [
             ("max |logits| change from the adapter", f"{self.adapter_vs_base:.3g}"),
-            ("max |merged - adapter| logits", f"{self.merged_vs_adapter:.2g}"),
-            ("max |merged in place - adapter| logits", f"{self.merged_in_place_vs_adapter:.2g}"),
-            ("max |unmerged - base| weight", f"{self.unmerged_weights_vs_base:.2g}"),
+            ("max |merged - adapter| logits", below(self.merged_vs_adapter, LOGIT_NOISE)),
+            (
+                "max |merged in place - adapter| logits",
+                below(self.merged_in_place_vs_adapter, LOGIT_NOISE),
+            ),
+            ("max |unmerged - base| weight", below(self.unmerged_weights_vs_base, WEIGHT_NOISE)),
             ("parameters: base", f"{self.base_params:,}"),
             ("parameters: base + adapter", f"{self.adapter_params:,}"),
             ("parameters: merged", f"{self.merged_params:,}"),
@@ -380,12 +395,36 @@ def merge_route(
         ).eval()
 
 
+def in_fp32(model: torch.nn.Module) -> torch.nn.Module:
+    """The same stored weights, evaluated in fp32 arithmetic.
+
+    4-bit layers become the weights bitsandbytes computes with (each 4-bit code times its block
+    scale, in the model's bf16), then everything is cast up to fp32: both steps are exact, so
+    comparing two models in fp32 measures only how their stored weights differ. Left in bf16,
+    every logit would also carry the CPU's bf16 matmul rounding, which differs between
+    instruction sets (AVX2, AVX-512, AMX) and from bitsandbytes' own packed 4-bit kernel.
+    """
+    if getattr(model, "is_quantized", False):
+        restore_4bit_layout(model)
+        level = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "dequantized in bf16 and casted": that is the point
+        try:
+            with quiet():
+                model = model.dequantize(dtype=torch.float32)
+        finally:
+            hf_logging.set_verbosity(level)
+    return model.float().eval()
+
+
 @dataclass
 class RouteResult:
     """One way to a merged model, measured against the exact bf16 merge.
 
-    `agreement`: share of greedy replies identical to the exact merge's; `agreement_unmerged`:
-    identical to the unmerged 4-bit model's (the model QLoRA trains); `score`: mean rubric score.
+    Logits and greedy replies are computed in fp32 from each model's stored weights (`in_fp32`),
+    so the numbers measure the route's rounding and repeat on any CPU. `agreement`: share of
+    greedy replies identical to the exact merge's; `agreement_unmerged`: identical to the
+    unmerged 4-bit model's (the model QLoRA trains); `score`: mean rubric score;
+    `footprint_bytes`: the route's model as it is stored in memory (4-bit or bf16).
     """
 
     route: str
@@ -413,30 +452,34 @@ def route_experiment(
         raise ValueError("no complaints: give at least one to compare replies on")
     _, tokenizer = base_model.load(name)
     batch = prompt_batch(tokenizer, complaints)
-    reference = exact_merge(adapter_dir, name)
-    ref_logits = logits(reference, batch)
-    ref_replies = generate(reference, tokenizer, complaints, max_new_tokens=max_new_tokens)
-    unmerged_replies: list[str] = []
+
+    def run(model) -> tuple[torch.Tensor, list[str]]:
+        model = in_fp32(model)
+        return logits(model, batch), generate(model, tokenizer, complaints,
+                                              max_new_tokens=max_new_tokens)  # fmt: skip
 
     def same(replies: Sequence[str], other: Sequence[str]) -> float:
         return sum(a == b for a, b in zip(replies, other, strict=True)) / len(complaints)
 
-    def measure(route: str, how: str, model) -> RouteResult:
-        err = logit_error(logits(model, batch), ref_logits, batch["attention_mask"])
-        replies = generate(model, tokenizer, complaints, max_new_tokens=max_new_tokens)
-        if not unmerged_replies:
-            unmerged_replies.extend(replies)
+    ref_logits, ref_replies = run(exact_merge(adapter_dir, name))
+    quantized, _ = load_4bit(name)
+    stored = {"-": (UNMERGED, load_adapter(quantized, adapter_dir).get_memory_footprint())}
+    # the same sums as the 4-bit model computes, W x + (alpha/r) B A x, with W dequantized
+    models = {"-": load_adapter(in_fp32(load_4bit(name)[0]), adapter_dir)}
+    for route, how in ROUTES.items():
+        models[route] = merge_route(route, adapter_dir, name)
+        stored[route] = (how, models[route].get_memory_footprint())
+    results, unmerged_replies = [], None
+    for route, model in models.items():
+        out_logits, replies = run(model)
+        unmerged_replies = unmerged_replies or replies  # "-" comes first
+        err = logit_error(out_logits, ref_logits, batch["attention_mask"])
         score = statistics.fmean(
             score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)
         )
-        return RouteResult(route, how, err["max"], err["mean"], same(replies, ref_replies),
-                           same(replies, unmerged_replies), score,
-                           model.get_memory_footprint())  # fmt: skip
-
-    quantized, _ = load_4bit(name)
-    results = [measure("-", UNMERGED, load_adapter(quantized, adapter_dir).eval())]
-    for route, how in ROUTES.items():
-        results.append(measure(route, how, merge_route(route, adapter_dir, name)))
+        how, footprint = stored[route]
+        results.append(RouteResult(route, how, err["max"], err["mean"], same(replies, ref_replies),
+                                   same(replies, unmerged_replies), score, footprint))  # fmt: skip
     return results
 
 

@@ -22,6 +22,18 @@ LESSON_COMPLAINTS = 24
 LESSON_WEIGHTS = ((0.7, 0.3), (0.5, 0.5), (0.3, 0.7))
 LESSON_TENANTS = (1, 10, 100)
 SCALE_MODEL, SCALE_RANK = "llama-2-7b", 16
+# The route figures pass through bf16 and NF4 rounding of an adapter whose last fp32 bits depend
+# on the CPU's kernels: a weight near a rounding step can tip either way, so the figures move
+# slightly between CPUs. The lesson test accepts this much, in the unit the table prints
+# (5 percentage points is one reply of 24); every other table and fact must match exactly.
+ROUTE_TOLERANCE = {
+    "max abs logit error": 0.02,
+    "mean abs logit error": 0.003,
+    "same reply as exact merge": 5,
+    "same reply as unmerged 4-bit": 5,
+    "rubric score": 0.05,
+}
+LESSON_04_TOLERANCE = {"routes": ROUTE_TOLERANCE}
 BF16_BYTES = 2
 MB = 1e6
 
@@ -197,17 +209,9 @@ def lesson_04_tables(results: Mapping) -> dict[str, str]:
 
 def lesson_04_facts(results: Mapping) -> dict[str, str]:
     """Numbers the lesson's prose quotes, formatted as the lesson writes them."""
-    routes = {r.route: r for r in results["routes"]}
     sizes = results["storage"]
     scale = scale_rows()[-1]
-    exact = [routes[k].agreement for k in merging.ROUTES]
     return {
-        "route_a_over_b": f"{routes['a'].mean_logit_error / routes['b'].mean_logit_error:.1f}x",
-        "route_b_agreement": f"{routes['b'].agreement_unmerged:.0%}",
-        "route_a_agreement": f"{routes['a'].agreement_unmerged:.0%}",
-        "route_c_agreement": f"{routes['c'].agreement_unmerged:.0%}",
-        "unmerged_agreement": f"{routes['-'].agreement:.0%}",
-        "exact_agreement_range": f"{min(exact):.0%} to {max(exact):.0%}",
         "n_complaints": f"{len(results['complaints'])} complaints",
         "steps": str(results["steps"]),
         "mismatch": results["mismatch"],
@@ -216,3 +220,20 @@ def lesson_04_facts(results: Mapping) -> dict[str, str]:
         "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",
         "scale_base_gb": f"{scale['base_bytes'] / 1e9:.1f} GB",
     }
+
+
+def lesson_04_route_facts(results: Mapping) -> list[tuple[str, tuple[float, ...], float]]:
+    """The route figures the prose quotes: (pattern of the sentence, its numbers, tolerance),
+    checked with `tables.fact_differences` (they vary slightly by CPU, like the route table)."""
+    routes = {r.route: r for r in results["routes"]}
+    exact = [100 * routes[k].agreement for k in merging.ROUTES]
+    pct = ROUTE_TOLERANCE["same reply as unmerged 4-bit"]
+    ratio = routes["a"].mean_logit_error / routes["b"].mean_logit_error
+    return [
+        (r"mean logit error is ([\d.]+)x smaller than route a's", (ratio,), 0.1),
+        (r"\((\d+)% of replies identical\)", (100 * routes["b"].agreement_unmerged,), pct),
+        (r"both drift \((\d+)% and (\d+)% identical replies\)",
+         (100 * routes["a"].agreement_unmerged, 100 * routes["c"].agreement_unmerged), pct),
+        (r"matches it on (\d+)%", (100 * routes["-"].agreement,), pct),
+        (r"the routes on (\d+)% to (\d+)%", (min(exact), max(exact)), pct),
+    ]  # fmt: skip

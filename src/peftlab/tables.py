@@ -1,6 +1,7 @@
 """Markdown tables for notebooks and lessons, GitHub-flavoured (GitHub and nbconvert agree)."""
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 
@@ -19,3 +20,78 @@ def markdown_table(
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "|" + "|".join(rules) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def parse_table(markdown: str) -> list[list[str]]:
+    """The rows of a markdown table (header first, the rule line dropped), cells unescaped."""
+    rows = []
+    for line in markdown.strip().splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if not all(re.fullmatch(r":?-+:?", c) for c in cells):
+            rows.append(cells)
+    return rows
+
+
+def find_table(text: str, header_line: str) -> str | None:
+    """The table in `text` whose first line is `header_line`, or None."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() == header_line.strip():
+            end = i
+            while end < len(lines) and lines[end].lstrip().startswith("|"):
+                end += 1
+            return "\n".join(lines[i:end])
+    return None
+
+
+def number(text: str) -> float | None:
+    """A cell's number ("1,234", "46%", "1.6x", "0.2153"), or None for a cell of words."""
+    try:
+        return float(text.replace(",", "").removesuffix("%").removesuffix("x"))
+    except ValueError:
+        return None
+
+
+def table_differences(
+    expected: str, found: str | None, tolerance: Mapping[str, float] | None = None
+) -> list[str]:
+    """Cells where `found` differs from `expected`; empty when they agree.
+
+    Cells agree when their text is equal or, in a column named in `tolerance`, when both are
+    numbers within that column's tolerance (in the printed unit: percentage points for a
+    percent). Figures downstream of bf16 or 4-bit rounding differ slightly between CPUs, so
+    their columns carry a tolerance; every other cell must match to the letter.
+    """
+    if found is None:
+        return ["table not found"]
+    want, got = parse_table(expected), parse_table(found)
+    if len(want) != len(got) or want[0] != got[0]:
+        return [f"{len(got)} rows with header {got[0]}, expected {len(want)} with {want[0]}"]
+    tolerance = tolerance or {}
+    out = []
+    for w_row, g_row in zip(want[1:], got[1:], strict=True):
+        for column, w, g in zip(want[0], w_row, g_row, strict=True):
+            tol = tolerance.get(column)
+            a, b = number(w), number(g)
+            if w == g or (
+                tol is not None and a is not None and b is not None and abs(a - b) <= tol
+            ):
+                continue
+            out.append(f"row {w_row[0]!r}, column {column!r}: lesson has {g}, computed {w}")
+    return out
+
+
+def fact_differences(
+    text: str, pattern: str, values: Sequence[float], tolerance: float
+) -> list[str]:
+    """Where the sentence matching `pattern` quotes numbers (its groups) further than
+    `tolerance` from `values`; a missing sentence is a difference too. Line breaks in the
+    text count as spaces."""
+    match = re.search(pattern, " ".join(text.split()))
+    if match is None:
+        return [f"no sentence matches {pattern!r}"]
+    return [
+        f"{pattern!r} quotes {quoted}, computed {value:.4g}"
+        for quoted, value in zip(match.groups(), values, strict=True)
+        if abs(float(quoted) - value) > tolerance
+    ]
