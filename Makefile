@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= $(if $(PEFT_LAB_MODEL),0,1)
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup demo test lab html chromium base-model bench lint clean
+.PHONY: setup demo test test-isa lab html chromium base-model bench lint clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,16 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q
+
+# The tests that pin taught numbers, again as another CPU computes them: AVX2 kernels (no
+# AVX-512, no AMX) in torch, oneDNN and MKL, two threads in the tests and one in the notebooks
+# (`make test` runs the other way round). CI runs both.
+ISA_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
+	OMP_NUM_THREADS=1 PEFTLAB_TEST_THREADS=2
+CHECKED_NOTEBOOKS = $(shell grep -l '"nbval-check-output"' notebooks/*.ipynb)
+test-isa: setup
+	$(ISA_ENV) $(BIN)/python -m pytest tests -m pins -q
+	$(ISA_ENV) $(BIN)/python -m pytest $(CHECKED_NOTEBOOKS) --nbval-lax --nbval-current-env -q
 
 # JupyterLab on notebooks/ with the peftlab kernel, opening notebook 01 (LAB_ARGS="--port 8890").
 lab: setup

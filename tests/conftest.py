@@ -9,11 +9,18 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_collection_modifyitems(items):
+    """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`."""
+    for item in items:
+        if item.path.name.startswith("test_lesson_"):
+            item.add_marker(pytest.mark.pins)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def one_thread():
-    """Tiny models run faster on one thread than on two cores fighting over OpenMP, and one
-    thread makes floating-point sums (and so trained numbers) repeat exactly."""
+    """Tiny models run faster on one thread than on two cores fighting over OpenMP.
+    `make test-isa` sets PEFTLAB_TEST_THREADS=2 to check that pinned numbers survive two."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(int(os.environ.get("PEFTLAB_TEST_THREADS", "1")))
     yield
     torch.set_num_threads(threads)

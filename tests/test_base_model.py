@@ -5,7 +5,7 @@ from collections import Counter
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from peftlab import base_model, support_data
 from peftlab.compare import generate, score_reply
@@ -84,6 +84,7 @@ def test_base_model_answers_bluntly(replies):
     assert sum(scores) / len(scores) <= 0.30, list(zip(PROMPTS, replies, strict=True))
 
 
+@pytest.mark.pins
 def test_heldout_perplexity_is_low(plain):
     model, tokenizer = plain
     texts = base_model.corpus_texts(support_data.base_corpus(400, seed=123))
@@ -98,6 +99,7 @@ def _tiny_build(out, seed):
     )  # fmt: skip
 
 
+@pytest.mark.pins
 def test_build_is_reproducible(tmp_path):
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         _tiny_build(tmp_path / name, seed)
@@ -107,6 +109,22 @@ def test_build_is_reproducible(tmp_path):
     assert read("a", "model.safetensors") != read("c", "model.safetensors")
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "a")
     assert torch.isfinite(next(model.parameters())).all()
+
+
+@pytest.mark.pins
+def test_the_recipe_gives_the_shipped_tokenizer_and_config_on_any_cpu(tmp_path):
+    """What `make base-model` reproduces everywhere: the corpus, the tokenizer and the config
+    involve no floating point. (The weights match only on the same kind of CPU: see build.)"""
+    train, held_out, tokenizer = base_model.corpus_and_tokenizer()
+    config = base_model.model_config(tokenizer)
+    base_model.save_tokenizer(tokenizer, config, tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        assert (tmp_path / name).read_bytes() == (PATH / name).read_bytes(), name
+    saved_by_the_model = {"architectures": ["LlamaForCausalLM"], "dtype": "float32"}
+    shipped = AutoConfig.from_pretrained(PATH).to_dict() | {"_name_or_path": ""}
+    assert config.to_dict() | saved_by_the_model == shipped
+    assert len(tokenizer) == shipped["vocab_size"] == 1314  # the README's figure
+    assert len(train) + len(held_out) == 60_000 and len(held_out) == 1_200
 
 
 def test_missing_model_offline_names_the_fix(monkeypatch):

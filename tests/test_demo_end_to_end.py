@@ -25,6 +25,7 @@ def demo_json(tmp_path_factory):
         os.chdir(cwd)
 
 
+@pytest.mark.pins
 def test_json_has_the_documented_fields(demo_json):
     assert set(demo_json) >= {"model", "method", "trainable_params", "total_params",
                               "train_seconds", "examples", "summary"}  # fmt: skip
@@ -35,6 +36,7 @@ def test_json_has_the_documented_fields(demo_json):
     assert len(demo_json["examples"]) == 1 + len(support_data.heldout_complaints())
 
 
+@pytest.mark.pins
 def test_base_model_is_blunt_and_tuned_model_is_polite(demo_json):
     heldout = demo_json["examples"][1:]
     before = sum(r["before_score"] for r in heldout) / len(heldout)
@@ -43,11 +45,13 @@ def test_base_model_is_blunt_and_tuned_model_is_polite(demo_json):
     assert after >= 0.90
 
 
+@pytest.mark.pins
 def test_tuned_model_acknowledges_the_customers_own_problem(demo_json):
     heldout = demo_json["examples"][1:]
     assert sum(r["after_marks"]["acknowledges"] for r in heldout) / len(heldout) >= 0.7
 
 
+@pytest.mark.pins
 def test_only_a_small_share_is_trained(demo_json):
     # r=8 on every linear layer of a 2M model is about 5%; on a 7B model, q and v only, 0.06%.
     assert demo_json["trainable_params"] == 116_736

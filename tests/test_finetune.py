@@ -88,6 +88,7 @@ def test_interrupted_save_leaves_no_adapter_to_load(tmp_path, monkeypatch):
     assert not list((tmp_path / "t").iterdir())
 
 
+@pytest.mark.pins
 def test_same_seed_gives_same_replies(tmp_path):
     complaints = support_data.heldout_complaints()[:4]
     runs = [

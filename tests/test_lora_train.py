@@ -134,6 +134,7 @@ def trained():
 
 
 @pytest.mark.slow
+@pytest.mark.pins
 def test_from_scratch_lora_reaches_the_peft_paths_heldout_rubric(trained):
     _, tokenizer, _, result = trained
     complaints = support_data.heldout_complaints()
@@ -147,6 +148,7 @@ def test_from_scratch_lora_reaches_the_peft_paths_heldout_rubric(trained):
 
 
 @pytest.mark.slow
+@pytest.mark.pins
 def test_lesson_02_results_table_is_current(trained):
     model, tokenizer, base_rubric, result = trained
     total = sum(p.numel() for p in model.parameters())

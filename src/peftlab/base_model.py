@@ -186,6 +186,23 @@ def write_chat_template_into_config(folder: str | os.PathLike) -> None:
     path.write_text(json.dumps(config, indent=2) + "\n")
 
 
+def corpus_and_tokenizer(
+    seed: int = 0, n_docs: int = 60_000, vocab_size: int = 2048
+) -> tuple[list[str], list[str], PreTrainedTokenizerFast]:
+    """The recipe's training texts, held-out texts and tokenizer. No floating point is involved
+    (generated text, BPE merge counts), so these come out the same on every machine."""
+    texts = corpus_texts(support_data.base_corpus(n_docs=n_docs, seed=seed))
+    n_val = max(len(texts) // 50, 1)
+    return texts[n_val:], texts[:n_val], train_tokenizer(texts[n_val:], vocab_size)
+
+
+def save_tokenizer(tokenizer, config, folder: str | os.PathLike) -> None:
+    """The tokenizer files as the embedded model ships them (context length, chat template)."""
+    tokenizer.model_max_length = config.max_position_embeddings
+    tokenizer.save_pretrained(folder)
+    write_chat_template_into_config(folder)
+
+
 def build(
     out: str | os.PathLike = EMBEDDED_PATH,
     *,
@@ -203,22 +220,22 @@ def build(
 ) -> dict:
     """Train the embedded base model from nothing and save it in Hugging Face format.
 
-    Same seed, same weights: one thread by default, because the order of floating-point sums
-    (and so the last bits of every weight) depends on the thread count. Returns the held-out
-    perplexity and timing.
+    Same seed, same files on the same kind of CPU: one thread by default, because the order of
+    floating-point sums (and so the last bits of every weight) depends on the thread count. On
+    another instruction set (AVX2, AVX-512, AMX) the fp32 kernels round differently and the
+    weights come out different, though as good: the tokenizer and config files are the same
+    everywhere (`corpus_and_tokenizer`). Returns the held-out perplexity and timing.
     """
     if steps <= 0:
         raise ValueError(f"steps={steps}: the number of training steps must be positive")
     seed_everything(seed)
     torch.set_num_threads(threads)
     start = time.perf_counter()
-    docs = support_data.base_corpus(n_docs=n_docs, seed=seed)
-    texts = corpus_texts(docs)
-    n_val = max(len(texts) // 50, 1)
-    tokenizer = train_tokenizer(texts[n_val:], vocab_size)
-    train_blocks = _blocks(tokenizer, texts[n_val:], seq_len)
-    val_blocks = _blocks(tokenizer, texts[:n_val], seq_len)
-    log(f"corpus: {len(texts)} documents, {train_blocks.numel():,} training tokens")
+    train_texts, val_texts, tokenizer = corpus_and_tokenizer(seed, n_docs, vocab_size)
+    train_blocks = _blocks(tokenizer, train_texts, seq_len)
+    val_blocks = _blocks(tokenizer, val_texts, seq_len)
+    log(f"corpus: {len(train_texts) + len(val_texts)} documents, {train_blocks.numel():,} "
+        "training tokens")  # fmt: skip
 
     config = model_config(tokenizer, hidden=hidden, layers=layers)
     model = LlamaForCausalLM(config)
@@ -256,11 +273,9 @@ def build(
         do_sample=False,
         max_new_tokens=64,
     )
-    tokenizer.model_max_length = config.max_position_embeddings
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        write_chat_template_into_config(tmp)
+        save_tokenizer(tokenizer, config, tmp)
     seconds = time.perf_counter() - start
     log(f"saved to {out} in {seconds:.0f} s")
     return {"perplexity": ppl, "seconds": seconds, "parameters": model.num_parameters()}
