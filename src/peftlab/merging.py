@@ -398,11 +398,12 @@ def merge_route(
 def in_fp32(model: torch.nn.Module) -> torch.nn.Module:
     """The same stored weights, evaluated in fp32 arithmetic.
 
-    4-bit layers become the weights bitsandbytes computes with (each 4-bit code times its block
-    scale, in the model's bf16), then everything is cast up to fp32: both steps are exact, so
-    comparing two models in fp32 measures only how their stored weights differ. Left in bf16,
-    every logit would also carry the CPU's bf16 matmul rounding, which differs between
-    instruction sets (AVX2, AVX-512, AMX) and from bitsandbytes' own packed 4-bit kernel.
+    4-bit layers become the bf16 weights bitsandbytes dequantizes them to (each 4-bit code times
+    its block scale, rounded to bf16: what QLoRA trains with), then everything is cast up to
+    fp32, which is exact. So comparing two models this way measures only how their stored
+    weights differ. Left in bf16, every logit would also carry the CPU's bf16 matmul rounding,
+    which differs between instruction sets (AVX2, AVX-512, AMX), and on AVX512-BF16 CPUs
+    bitsandbytes' packed inference kernel rounds the block scales to bf16 as well.
     """
     if getattr(model, "is_quantized", False):
         restore_4bit_layout(model)
