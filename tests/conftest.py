@@ -8,6 +8,14 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+if os.environ.get("PEFTLAB_NO_AVX512BF16"):
+    # bitsandbytes asks the CPU itself whether to use its packed AVX512-BF16 4-bit kernel, and
+    # no instruction-set variable reaches that question: `make test-isa` answers no here, as an
+    # AVX2 CPU would (read when each Linear4bit is built).
+    import bitsandbytes.nn.modules
+
+    bitsandbytes.nn.modules.has_avx512bf16 = lambda: False
+
 
 def pytest_collection_modifyitems(items):
     """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`."""

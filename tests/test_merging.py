@@ -178,6 +178,45 @@ def test_four_bit_routes_route_b_is_closest(folders):
         merging.merge_route("d", folders / "one", str(folders / "base"))
 
 
+@pytest.mark.parametrize("route", ["-", "a", "c"])
+def test_in_fp32_holds_the_bf16_weights_bitsandbytes_computes_with(folders, route):
+    """Every 4-bit layer becomes its dequantized weight rounded to bf16 (route a's requantized
+    layers dequantize to fp32, and their forward casts that to bf16), cast up exactly."""
+    from bitsandbytes.functional import dequantize_4bit
+    from bitsandbytes.nn import Linear4bit
+
+    base = str(folders / "base")
+    if route == "-":
+        model, _ = merging.load_4bit(base)
+    else:
+        model = merging.merge_route(route, folders / "one", base)
+    expected = {
+        name: dequantize_4bit(m.weight.data, m.weight.quant_state).to(torch.bfloat16).float()
+        for name, m in model.named_modules()
+        if isinstance(m, Linear4bit)
+    }
+    assert len(expected) == 14  # 2 layers x 7 linear layers
+    fp32 = merging.in_fp32(model)
+    assert {p.dtype for p in fp32.parameters()} == {torch.float32}
+    for name, weight in expected.items():
+        assert torch.equal(fp32.get_submodule(name).weight, weight), name
+
+
+def test_in_fp32_computes_what_the_4bit_model_computes_without_bf16_rounding(folders, ids):
+    base = str(folders / "base")
+    real = merging.load_adapter(merging.load_4bit(base)[0], folders / "one").train()
+    fp32 = merging.load_adapter(merging.in_fp32(merging.load_4bit(base)[0]), folders / "one")
+    real_logits, fp32_logits = merging.logits(real, ids), merging.logits(fp32.train(), ids)
+    gap = (real_logits - fp32_logits).abs().max().item()
+    assert 0 < gap < 0.02 * real_logits.abs().max().item()  # bf16 arithmetic, nothing more
+
+
+def test_rounding_noise_is_shown_as_its_bound_and_a_real_gap_as_itself():
+    assert merging.below(2.0e-5, merging.LOGIT_NOISE) == "< 1e-4"
+    assert merging.below(3e-8, merging.WEIGHT_NOISE) == "< 1e-6"
+    assert merging.below(3.1e-4, merging.LOGIT_NOISE) == "0.00031"
+
+
 def test_restore_4bit_layout_gives_back_the_dequantizable_weight(folders):
     from peft.utils.integrations import dequantize_bnb_weight
 

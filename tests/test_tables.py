@@ -6,6 +6,7 @@ from peftlab.tables import (
     fact_differences,
     find_table,
     markdown_table,
+    number,
     parse_table,
     table_differences,
 )
@@ -75,8 +76,18 @@ def test_a_figure_past_its_tolerance_or_any_exact_cell_differs(old, new, column)
 
 def test_a_missing_table_or_a_changed_shape_differs():
     assert table_differences(ROUTES, None, TOLERANCE) == ["table not found"]
+    assert table_differences(ROUTES, "", TOLERANCE) == ["table not found"]
     shorter = "\n".join(ROUTES.splitlines()[:-1])
     assert "rows" in table_differences(ROUTES, shorter, TOLERANCE)[0]
+    short_row = edited(ROUTES, "| 58% | 1.39 |", "| 58% |")
+    assert table_differences(ROUTES, short_row, TOLERANCE) == ["row ['a']: 3 cells, expected 4"]
+
+
+def test_a_row_of_dashes_is_a_row_and_only_numbers_are_numbers():
+    dashes = markdown_table(["a", "b"], [["-", "-"], ["1", "2"]])
+    assert parse_table(dashes) == [["a", "b"], ["-", "-"], ["1", "2"]]
+    assert [number(t) for t in ("1,234", "46%", "1.6x", "-0.25")] == [1234, 46, 1.6, -0.25]
+    assert [number(t) for t in ("nan", "inf", "1_0", "-", "4-bit", "")] == [None] * 6
 
 
 def test_facts_are_found_across_line_breaks_and_checked_within_tolerance():

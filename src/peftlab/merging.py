@@ -363,6 +363,19 @@ def load_4bit(name: str | None = None):
         return base_model.load(name, quantization_config=nf4_config(), dtype=torch.bfloat16)
 
 
+def dequantize_bf16(model: torch.nn.Module) -> torch.nn.Module:
+    """The 4-bit model with every NF4 layer replaced by the bf16 weight bitsandbytes
+    dequantizes it to (a 4-bit code times its block scale, rounded to bf16)."""
+    restore_4bit_layout(model)
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "dequantized in ... and casted to bf16": that is the point
+    try:
+        with quiet():
+            return model.dequantize(dtype=torch.bfloat16)
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 def exact_merge(adapter_dir: str | os.PathLike, name: str | None = None) -> torch.nn.Module:
     """The reference: the unquantized base in bf16 with the adapter merged into it."""
     model, _ = base_model.load(name, dtype=torch.bfloat16)
@@ -382,10 +395,7 @@ def merge_route(
         with warnings.catch_warnings():  # peft warns of rounding: measuring it is the point
             warnings.filterwarnings("ignore", message="Merge lora module to 4-bit linear")
             return peft_model.merge_and_unload().eval()
-    restore_4bit_layout(model)
-    with quiet():
-        model = model.dequantize(dtype=torch.bfloat16)
-    merged = load_adapter(model, adapter_dir).merge_and_unload().eval()
+    merged = load_adapter(dequantize_bf16(model), adapter_dir).merge_and_unload().eval()
     if route == "b":
         return merged
     with tempfile.TemporaryDirectory() as tmp, quiet():
@@ -398,22 +408,16 @@ def merge_route(
 def in_fp32(model: torch.nn.Module) -> torch.nn.Module:
     """The same stored weights, evaluated in fp32 arithmetic.
 
-    4-bit layers become the bf16 weights bitsandbytes dequantizes them to (each 4-bit code times
-    its block scale, rounded to bf16: what QLoRA trains with), then everything is cast up to
-    fp32, which is exact. So comparing two models this way measures only how their stored
-    weights differ. Left in bf16, every logit would also carry the CPU's bf16 matmul rounding,
-    which differs between instruction sets (AVX2, AVX-512, AMX), and on AVX512-BF16 CPUs
-    bitsandbytes' packed inference kernel rounds the block scales to bf16 as well.
+    4-bit layers become the bf16 weights that bitsandbytes' forward and backward compute with
+    (`dequantize_bf16`; the layers route a requantizes dequantize to fp32, and their forward
+    casts that to bf16 too), then everything is cast up to fp32, which is exact. So comparing two
+    models this way measures how their stored weights differ, not the CPU's bf16 matmul
+    rounding, which differs between instruction sets (AVX2, AVX-512, AMX). On AVX512-BF16 CPUs
+    bitsandbytes' packed inference kernel also rounds the block scales to bf16; that kernel
+    is left out too.
     """
     if getattr(model, "is_quantized", False):
-        restore_4bit_layout(model)
-        level = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # "dequantized in bf16 and casted": that is the point
-        try:
-            with quiet():
-                model = model.dequantize(dtype=torch.float32)
-        finally:
-            hf_logging.set_verbosity(level)
+        model = dequantize_bf16(model)
     return model.float().eval()
 
 
@@ -422,7 +426,7 @@ class RouteResult:
     """One way to a merged model, measured against the exact bf16 merge.
 
     Logits and greedy replies are computed in fp32 from each model's stored weights (`in_fp32`),
-    so the numbers measure the route's rounding and repeat on any CPU. `agreement`: share of
+    so the numbers measure the route's rounding, not the CPU's bf16 kernels. `agreement`: share of
     greedy replies identical to the exact merge's; `agreement_unmerged`: identical to the
     unmerged 4-bit model's (the model QLoRA trains); `score`: mean rubric score;
     `footprint_bytes`: the route's model as it is stored in memory (4-bit or bf16).
@@ -462,23 +466,27 @@ def route_experiment(
     def same(replies: Sequence[str], other: Sequence[str]) -> float:
         return sum(a == b for a, b in zip(replies, other, strict=True)) / len(complaints)
 
+    def unmerged() -> tuple[torch.nn.Module, int]:
+        quantized, _ = load_4bit(name)
+        footprint = load_adapter(quantized, adapter_dir).get_memory_footprint()
+        # W x + (alpha/r) B A x with W the dequantized 4-bit weight: the sums QLoRA trains
+        return load_adapter(in_fp32(load_4bit(name)[0]), adapter_dir), footprint
+
+    def merged(route: str) -> tuple[torch.nn.Module, int]:
+        model = merge_route(route, adapter_dir, name)
+        return model, model.get_memory_footprint()
+
     ref_logits, ref_replies = run(exact_merge(adapter_dir, name))
-    quantized, _ = load_4bit(name)
-    stored = {"-": (UNMERGED, load_adapter(quantized, adapter_dir).get_memory_footprint())}
-    # the same sums as the 4-bit model computes, W x + (alpha/r) B A x, with W dequantized
-    models = {"-": load_adapter(in_fp32(load_4bit(name)[0]), adapter_dir)}
-    for route, how in ROUTES.items():
-        models[route] = merge_route(route, adapter_dir, name)
-        stored[route] = (how, models[route].get_memory_footprint())
     results, unmerged_replies = [], None
-    for route, model in models.items():
+    for route, how in {"-": UNMERGED, **ROUTES}.items():  # one model in memory at a time
+        model, footprint = unmerged() if route == "-" else merged(route)
         out_logits, replies = run(model)
+        del model
         unmerged_replies = unmerged_replies or replies  # "-" comes first
         err = logit_error(out_logits, ref_logits, batch["attention_mask"])
         score = statistics.fmean(
             score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)
         )
-        how, footprint = stored[route]
         results.append(RouteResult(route, how, err["max"], err["mean"], same(replies, ref_replies),
                                    same(replies, unmerged_replies), score, footprint))  # fmt: skip
     return results

@@ -23,13 +23,14 @@ def markdown_table(
 
 
 def parse_table(markdown: str) -> list[list[str]]:
-    """The rows of a markdown table (header first, the rule line dropped), cells unescaped."""
-    rows = []
-    for line in markdown.strip().splitlines():
-        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
-        if not all(re.fullmatch(r":?-+:?", c) for c in cells):
-            rows.append(cells)
-    return rows
+    """The rows of a markdown table: the header, then the body (the rule line dropped); cells
+    are unescaped."""
+    lines = markdown.strip().splitlines()
+    return [
+        [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        for i, line in enumerate(lines)
+        if i != 1
+    ]
 
 
 def find_table(text: str, header_line: str) -> str | None:
@@ -45,11 +46,9 @@ def find_table(text: str, header_line: str) -> str | None:
 
 
 def number(text: str) -> float | None:
-    """A cell's number ("1,234", "46%", "1.6x", "0.2153"), or None for a cell of words."""
-    try:
-        return float(text.replace(",", "").removesuffix("%").removesuffix("x"))
-    except ValueError:
-        return None
+    """A cell's number ("1,234", "46%", "1.6x", "-0.2153"), or None for a cell of words."""
+    match = re.fullmatch(r"([+-]?\d[\d,]*(?:\.\d+)?)[%x]?", text)
+    return float(match.group(1).replace(",", "")) if match else None
 
 
 def table_differences(
@@ -62,7 +61,7 @@ def table_differences(
     percent). Figures downstream of bf16 or 4-bit rounding differ slightly between CPUs, so
     their columns carry a tolerance; every other cell must match to the letter.
     """
-    if found is None:
+    if not found:
         return ["table not found"]
     want, got = parse_table(expected), parse_table(found)
     if len(want) != len(got) or want[0] != got[0]:
@@ -70,6 +69,9 @@ def table_differences(
     tolerance = tolerance or {}
     out = []
     for w_row, g_row in zip(want[1:], got[1:], strict=True):
+        if len(g_row) != len(w_row):
+            out.append(f"row {g_row[:1]}: {len(g_row)} cells, expected {len(w_row)}")
+            continue
         for column, w, g in zip(want[0], w_row, g_row, strict=True):
             tol = tolerance.get(column)
             a, b = number(w), number(g)
