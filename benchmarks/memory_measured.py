@@ -41,7 +41,9 @@ def reset_peak() -> None:
 def build(method: str, config, saved: str):
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM
+
+    from peftlab.base_model import nf4_config
 
     if method == "full":
         torch.manual_seed(0)
@@ -49,14 +51,8 @@ def build(method: str, config, saved: str):
     if method == "lora":
         base = AutoModelForCausalLM.from_pretrained(saved, dtype=torch.bfloat16)
     else:
-        quantization = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
         base = AutoModelForCausalLM.from_pretrained(
-            saved, quantization_config=quantization, device_map="cpu", dtype=torch.bfloat16
+            saved, quantization_config=nf4_config(), device_map="cpu", dtype=torch.bfloat16
         )
     return get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
 

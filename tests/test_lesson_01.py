@@ -7,9 +7,6 @@ import pytest
 from peftlab import plots
 
 LESSON = Path(__file__).resolve().parents[1] / "lessons" / "01-peft-basics.md"
-PEFT_DRIFT = pytest.mark.filterwarnings(
-    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
-)
 
 
 @pytest.fixture(scope="module")
@@ -17,14 +14,12 @@ def text() -> str:
     return LESSON.read_text(encoding="utf-8")
 
 
-@PEFT_DRIFT
 @pytest.mark.parametrize("name", ["bytes per parameter", "rule of thumb", "methods", "ranks"])
 def test_lesson_tables_are_current(text, name):
     table = plots.lesson_01_tables()[name]
     assert table in text, f"lesson table {name!r} is stale; paste:\n{table}"
 
 
-@PEFT_DRIFT
 def test_peft_methods_table_is_current(text):
     table = plots.peft_methods_table()
     assert table in text, f"PEFT methods table is stale; paste:\n{table}"

@@ -14,11 +14,6 @@ from transformers import (
 
 from peftlab import memory
 
-# peft 0.21.2 reads transformers' deprecated `is_gradient_checkpointing` in get_peft_model.
-PEFT_DRIFT = pytest.mark.filterwarnings(
-    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
-)
-
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2)
 
 
@@ -72,7 +67,6 @@ def test_llama_2_7b_published_counts():
     assert 2 * (2 * 32) * 4096 * 8 == 4_194_304
 
 
-@PEFT_DRIFT
 def test_llama_2_7b_lora_matches_peft_on_meta():
     model = get_peft_model(meta_model(memory.preset("llama-2-7b")), LoraConfig(r=8))
     trainable, total = model.get_nb_trainable_parameters()
@@ -80,7 +74,6 @@ def test_llama_2_7b_lora_matches_peft_on_meta():
     assert total == 6_742_609_920
 
 
-@PEFT_DRIFT
 @pytest.mark.parametrize(
     ("name", "targets", "r"),
     [

@@ -3,13 +3,11 @@
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig, LlamaForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
 from peftlab import memory, seed_everything
+from peftlab.base_model import nf4_config
 
-PEFT_DRIFT = pytest.mark.filterwarnings(
-    "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
-)
 CONFIG = LlamaConfig(
     vocab_size=256,
     hidden_size=64,
@@ -63,7 +61,6 @@ def test_full_mixed_under_torch_amp_holds_hf_accounting():
     assert held["optimizer_states"] == est.optimizer_states
 
 
-@PEFT_DRIFT
 @pytest.mark.parametrize(("precision", "upcast"), [("mixed", True), ("bf16", False)])
 def test_lora_on_bf16_base(precision, upcast):
     base = random_llama(torch.bfloat16)
@@ -76,19 +73,13 @@ def test_lora_on_bf16_base(precision, upcast):
         assert held[term] == getattr(est, term), term
 
 
-@PEFT_DRIFT
 @pytest.mark.parametrize("double_quant", [False, True])
 def test_qlora_nf4_base(tmp_path, double_quant):
     random_llama().save_pretrained(tmp_path)
-    quantization = BitsAndBytesConfig(
-        load_in_4bit=True,
-        bnb_4bit_quant_type="nf4",
-        bnb_4bit_use_double_quant=double_quant,
-        bnb_4bit_compute_dtype=torch.bfloat16,
-    )
     base = AutoModelForCausalLM.from_pretrained(
-        tmp_path, quantization_config=quantization, device_map="cpu", dtype=torch.bfloat16
-    )
+        tmp_path, quantization_config=nf4_config(double_quant), device_map="cpu",
+        dtype=torch.bfloat16,
+    )  # fmt: skip
     footprint = base.get_memory_footprint()
     model = get_peft_model(base, LoraConfig(r=R, target_modules=TARGETS))
     held = memory.held_bytes(model, one_step(model))

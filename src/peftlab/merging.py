@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -492,11 +492,6 @@ def route_experiment(
     return results
 
 
-def route_rows(results: Sequence[RouteResult]) -> list[dict]:
-    """Route results as plain dicts (for tables and JSON)."""
-    return [asdict(r) for r in results]
-
-
 # --- several adapters on one base --------------------------------------------------------------
 def replies_per_adapter(
     model: PeftModel,
@@ -604,11 +599,6 @@ def mixing_table(
 
 
 # --- disk and latency ------------------------------------------------------------------------
-def folder_bytes(folder: str | os.PathLike) -> int:
-    """Bytes of every file under a folder."""
-    return sum(p.stat().st_size for p in Path(folder).rglob("*") if p.is_file())
-
-
 def weights_bytes(folder: str | os.PathLike) -> int:
     """Bytes of the weight files (*.safetensors) in a model or adapter folder."""
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))

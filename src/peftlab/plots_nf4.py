@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from peftlab import memory, nf4
+from peftlab import base_model, memory, nf4
 from peftlab.seed import seed_everything
 from peftlab.tables import markdown_table
 
@@ -366,7 +366,7 @@ def lesson_03_facts(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
 def footprint_rows(folder: str | os.PathLike) -> list[dict]:
     """Load the model in `folder` as fp32, bf16, NF4 and NF4 with double quantization; bytes its
     tensors hold (weights and quantization constants) beside `peftlab.memory`'s prediction."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModelForCausalLM
 
     formats = [
         ("fp32", torch.float32, None),
@@ -379,12 +379,7 @@ def footprint_rows(folder: str | os.PathLike) -> list[dict]:
         kwargs: dict = {"dtype": dtype}
         if double_quant is not None:
             kwargs["device_map"] = "cpu"
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=double_quant,
-                bnb_4bit_compute_dtype=torch.bfloat16,
-            )
+            kwargs["quantization_config"] = base_model.nf4_config(double_quant)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
         held = memory.held_bytes(model)
         measured = sum(held[k] for k in ("frozen_weights", "trainable_weights"))
