@@ -469,6 +469,7 @@ def route_experiment(
     def unmerged() -> tuple[torch.nn.Module, int]:
         quantized, _ = load_4bit(name)
         footprint = load_adapter(quantized, adapter_dir).get_memory_footprint()
+        del quantized  # one model in memory at a time
         # W x + (alpha/r) B A x with W the dequantized 4-bit weight: the sums QLoRA trains
         return load_adapter(in_fp32(load_4bit(name)[0]), adapter_dir), footprint
 
