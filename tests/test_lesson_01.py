@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from peftlab import plots
+from peftlab.lessons import lesson01_peft_basics as lesson
 
 LESSON = Path(__file__).resolve().parents[1] / "lessons" / "01-peft-basics.md"
 
@@ -16,22 +16,22 @@ def text() -> str:
 
 @pytest.mark.parametrize("name", ["bytes per parameter", "rule of thumb", "methods", "ranks"])
 def test_lesson_tables_are_current(text, name):
-    table = plots.lesson_01_tables()[name]
+    table = lesson.lesson_01_tables()[name]
     assert table in text, f"lesson table {name!r} is stale; paste:\n{table}"
 
 
 def test_peft_methods_table_is_current(text):
-    table = plots.peft_methods_table()
+    table = lesson.peft_methods_table()
     assert table in text, f"PEFT methods table is stale; paste:\n{table}"
 
 
 def test_lesson_numbers_are_current(text):
-    stale = {k: v for k, v in plots.lesson_01_facts().items() if v not in text}
+    stale = {k: v for k, v in lesson.lesson_01_facts().items() if v not in text}
     assert not stale, f"numbers missing from the lesson: {stale}"
 
 
 def test_published_figures_still_hold():
-    facts = plots.lesson_01_facts()
+    facts = lesson.lesson_01_facts()
     assert facts["llama-2-7b parameters"] == "6,738,415,616"  # numbers.md
     assert facts["lora r=8 q,v trainable"] == "4,194,304"  # numbers.md
 
@@ -50,7 +50,7 @@ def test_notebook_prose_numbers_are_current():
     cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
     prose = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
     totals = {m: memory.estimate("llama-2-7b", method=m).total / 1e9 for m in memory.METHODS}
-    facts = plots.lesson_01_facts()
+    facts = lesson.lesson_01_facts()
     expected = [
         f"full ≈ {totals['full']:.0f} GB",
         f"LoRA ≈ {totals['lora']:.0f} GB",

@@ -6,8 +6,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftlab import base_model, lora, memory, plots_lora
+from peftlab import base_model, lora, memory
 from peftlab.exercises import check_lora_forward
+from peftlab.lessons import lesson02_lora as lesson
 
 
 def right(x, w0, a, b, alpha, r):
@@ -42,40 +43,40 @@ def test_check_lora_forward_waits_for_an_unwritten_exercise(capsys):
 
 
 def test_figures_draw_the_numbers_they_are_given():
-    fig = plots_lora.plot_params_vs_rank([1, 2, 4], {"q, v": [10, 20, 40]}, total=1000)
+    fig = lesson.plot_params_vs_rank([1, 2, 4], {"q, v": [10, 20, 40]}, total=1000)
     ax = fig.axes[0]
     assert list(ax.lines[0].get_ydata()) == [10, 20, 40]
     assert list(ax.lines[1].get_ydata()) == [1000, 1000]
 
-    fig = plots_lora.plot_losses({"ours": [(1, 3.0), (2, 2.5)], "peft": [(1, 3.1), (2, 2.4)]})
+    fig = lesson.plot_losses({"ours": [(1, 3.0), (2, 2.5)], "peft": [(1, 3.1), (2, 2.4)]})
     assert [list(line.get_ydata()) for line in fig.axes[0].lines] == [[3.0, 2.5], [3.1, 2.4]]
 
-    fig = plots_lora.plot_singular_values({"LoRA": torch.tensor([4.0, 2.0, 0.0])}, r=2)
+    fig = lesson.plot_singular_values({"LoRA": torch.tensor([4.0, 2.0, 0.0])}, r=2)
     assert list(fig.axes[0].lines[0].get_ydata()) == pytest.approx([1.0, 0.5, 1e-8])
 
 
 def test_rank_rows_on_llama_2_7b_match_the_published_and_the_memory_module_counts():
-    model = plots_lora.meta_model("llama-2-7b")
+    model = lesson.meta_model("llama-2-7b")
     targets = {"q, v": ["q_proj", "v_proj"], "all": "all-linear"}
-    rows = plots_lora.rank_rows(model, [1, 8], targets)
+    rows = lesson.rank_rows(model, [1, 8], targets)
     assert rows[1]["q, v"] == 4_194_304 and rows[1]["total"] == 6_738_415_616
     config = memory.preset("llama-2-7b")
     for row in rows:
         assert row["all"] == memory.lora_params(config, row["r"], "all-linear")
         assert row["q, v"] == memory.lora_params(config, row["r"], ["q_proj", "v_proj"])
-    table = plots_lora.rank_table(rows)
+    table = lesson.rank_table(rows)
     assert "| 8 | 4,194,304 (0.062%) |" in table
 
 
 def test_results_table_formats_each_run():
     row = {"run": "LoRA", "steps": 9, "trainable": 50, "total": 1000, "final_loss": 0.456}
-    table = plots_lora.results_table([row | {"rubric": 0.875}])
+    table = lesson.results_table([row | {"rubric": 0.875}])
     assert table.splitlines()[-1] == "| LoRA | 9 | 50 (5.00%) | 0.46 | 0.88 |"
 
 
 def test_results_table_shows_a_dash_for_the_untrained_base():
     row = {"run": "base", "steps": 0, "trainable": 0, "total": 1000, "final_loss": None}
-    table = plots_lora.results_table([row | {"rubric": 0.25}])
+    table = lesson.results_table([row | {"rubric": 0.25}])
     assert table.splitlines()[-1] == "| base | 0 | 0 (0.00%) | – | 0.25 |"
 
 
@@ -85,12 +86,12 @@ LESSON = ROOT / "lessons" / "02-lora.md"
 
 def test_lesson_02_rank_tables_and_counts_are_current():
     text = LESSON.read_text()
-    llama = plots_lora.meta_model("llama-2-7b")
-    rows = plots_lora.rank_rows(llama, plots_lora.LESSON_RANKS, plots_lora.LESSON_TARGETS)
-    assert plots_lora.rank_table(rows) in text, plots_lora.rank_table(rows)
+    llama = lesson.meta_model("llama-2-7b")
+    rows = lesson.rank_rows(llama, lesson.LESSON_RANKS, lesson.LESSON_TARGETS)
+    assert lesson.rank_table(rows) in text, lesson.rank_table(rows)
     model, _ = base_model.load()
-    rows = plots_lora.rank_rows(model, plots_lora.LESSON_RANKS, plots_lora.LESSON_TARGETS)
-    assert plots_lora.rank_table(rows) in text, plots_lora.rank_table(rows)
+    rows = lesson.rank_rows(model, lesson.LESSON_RANKS, lesson.LESSON_TARGETS)
+    assert lesson.rank_table(rows) in text, lesson.rank_table(rows)
     assert f"({rows[0]['total']:,} parameters)" in text
     assert f"{6_738_415_616:,}" in text and f"{4_194_304:,}" in text
 
@@ -104,7 +105,7 @@ def test_lesson_02_has_the_required_sections():
 def test_notebook_02_prose_numbers_are_computed_ones():
     notebook = json.loads((ROOT / "notebooks" / "02_lora_from_scratch.ipynb").read_text())
     prose = "".join("".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown")
-    llama = plots_lora.meta_model("llama-2-7b")
+    llama = lesson.meta_model("llama-2-7b")
     total = sum(p.numel() for p in llama.parameters())
     lora_count = lora.lora_param_count(llama, ["q_proj", "v_proj"], r=8)
     q_proj = llama.model.layers[0].self_attn.q_proj

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from peftlab import plots_nf4
+from peftlab.lessons import lesson03_qlora as lesson
 
 LESSON = Path(__file__).resolve().parents[1] / "lessons" / "03-qlora.md"
 
@@ -19,19 +19,19 @@ def text() -> str:
 def weights():
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield plots_nf4.lesson_weights(plots_nf4.LESSON_MODEL)
+    yield lesson.lesson_weights(lesson.LESSON_MODEL)
     torch.set_num_threads(threads)
 
 
 def test_lesson_tables_are_current(text, weights, tmp_path):
-    folder = plots_nf4.model_folder(plots_nf4.LESSON_MODEL, tmp_path)
-    stale = {name: table for name, table in plots_nf4.lesson_03_tables(weights, folder).items()
+    folder = lesson.model_folder(lesson.LESSON_MODEL, tmp_path)
+    stale = {name: table for name, table in lesson.lesson_03_tables(weights, folder).items()
              if table not in text}  # fmt: skip
     assert not stale, "stale lesson tables; paste:\n\n" + "\n\n".join(stale.values())
 
 
 def test_lesson_numbers_are_current(text, weights):
-    stale = {k: v for k, v in plots_nf4.lesson_03_facts(weights).items() if v not in text}
+    stale = {k: v for k, v in lesson.lesson_03_facts(weights).items() if v not in text}
     assert not stale, f"numbers missing from the lesson: {stale}"
 
 
@@ -42,7 +42,7 @@ def test_published_figures_still_hold(text):
 
 
 def test_lesson_names_the_model_it_measures(text):
-    assert f"`{plots_nf4.LESSON_MODEL}`" in text
+    assert f"`{lesson.LESSON_MODEL}`" in text
 
 
 def test_lesson_has_the_required_sections(text):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from peftlab import plots_merging
+from peftlab.lessons import lesson04_merging as lesson
 from peftlab.tables import fact_differences, find_table, table_differences
 
 LESSON = Path(__file__).resolve().parents[1] / "lessons" / "04-merging.md"
@@ -22,15 +22,15 @@ def text() -> str:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    return plots_merging.lesson_04_results(tmp_path_factory.mktemp("lesson04"))
+    return lesson.lesson_04_results(tmp_path_factory.mktemp("lesson04"))
 
 
 def test_lesson_tables_are_current(text, results):
     """Exact tables must appear as computed; the route table's bf16/NF4 figures within the
-    tolerance that holds across CPUs (plots_merging.ROUTE_TOLERANCE)."""
+    tolerance that holds across CPUs (lesson.ROUTE_TOLERANCE)."""
     stale = {}
-    for name, table in plots_merging.lesson_04_tables(results).items():
-        tolerance = plots_merging.LESSON_04_TOLERANCE.get(name)
+    for name, table in lesson.lesson_04_tables(results).items():
+        tolerance = lesson.LESSON_04_TOLERANCE.get(name)
         if tolerance is None:
             off = [] if table in text else [f"the {name} table is not in the lesson as computed"]
         else:
@@ -41,9 +41,9 @@ def test_lesson_tables_are_current(text, results):
 
 
 def test_lesson_numbers_are_current(text, results):
-    stale = {k: v for k, v in plots_merging.lesson_04_facts(results).items() if v not in text}
+    stale = {k: v for k, v in lesson.lesson_04_facts(results).items() if v not in text}
     assert not stale, f"numbers missing from the lesson: {stale}"
-    off = [d for fact in plots_merging.lesson_04_route_facts(results)
+    off = [d for fact in lesson.lesson_04_route_facts(results)
            for d in fact_differences(text, *fact)]  # fmt: skip
     assert not off, f"route figures the prose quotes are off: {off}"
 
@@ -60,7 +60,7 @@ def test_what_the_lesson_concludes_still_holds(results):
     assert routes["-"].agreement < 1  # quantizing the base alone changes some replies
     assert all(abs(r.score - routes["-"].score) <= 0.1 for r in routes.values())
     mixes = {(m["type"], m["weights"]): m for m in results["mixes"]}
-    cat = [mixes["cat", w] for w in plots_merging.LESSON_WEIGHTS]  # polite weight falling
+    cat = [mixes["cat", w] for w in lesson.LESSON_WEIGHTS]  # polite weight falling
     assert [m["greeting"] for m in cat] == sorted((m["greeting"] for m in cat), reverse=True)
     assert cat[0]["words"] > cat[-1]["words"]
     assert mixes["linear", (0.7, 0.3)]["greeting"] < cat[0]["greeting"]

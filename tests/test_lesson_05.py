@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from peftlab import plots_support, support_demo
+from peftlab.lessons import lesson05_support_demo as lesson
 from peftlab.rubric import CRITERIA
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,12 +38,12 @@ def checked_outputs() -> list[str]:
 
 
 def test_data_table_is_current(text):
-    table = plots_support.data_markdown(support_demo.data_facts())
+    table = lesson.data_markdown(lesson.data_facts())
     assert table in text, "stale data table; paste:\n\n" + table
 
 
 def test_memory_table_is_current(text):
-    table = plots_support.memory_markdown(support_demo.memory_rows())
+    table = lesson.memory_markdown(lesson.memory_rows())
     assert table in text, "stale memory table; paste:\n\n" + table
 
 

@@ -11,9 +11,10 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
 
-from peftlab import base_model, lora, lora_train, plots_lora, seed_everything, support_data
+from peftlab import base_model, lora, lora_train, seed_everything, support_data
 from peftlab.compare import generate, score_reply
 from peftlab.finetune import IGNORE_INDEX
+from peftlab.lessons import lesson02_lora as lesson02
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_lesson_02_results_table_is_current(trained):
             "rubric": lora_rubric,
         },
     ]
-    table = plots_lora.results_table([row | {"total": total} for row in rows])
+    table = lesson02.results_table([row | {"total": total} for row in rows])
     assert table in LESSON.read_text(), (
         f"lessons/02-lora.md is stale; its table should be:\n{table}"
     )

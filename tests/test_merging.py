@@ -10,7 +10,8 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from peftlab import base_model, merging, plots_merging, support_data
+from peftlab import base_model, merging, support_data
+from peftlab.lessons import lesson04_merging as lesson04
 from peftlab.rubric import score_reply
 
 HIDDEN = 64  # bitsandbytes' CPU 4-bit kernels need widths that are multiples of 64
@@ -171,7 +172,7 @@ def test_four_bit_routes_route_b_is_closest(folders):
     assert by_route["b"].mean_logit_error < by_route["c"].mean_logit_error
     assert by_route["a"].mean_logit_error > 0  # 4-bit rounding is real
     assert by_route["b"].footprint_bytes > by_route["a"].footprint_bytes  # bf16 vs 4-bit
-    fig = plots_merging.plot_routes(results)
+    fig = lesson04.plot_routes(results)
     assert [len(ax.patches) for ax in fig.axes] == [4, 4]
     assert fig.axes[1].patches[0].get_height() == 100  # unmerged agrees with itself
     with pytest.raises(ValueError, match="route='d'"):

@@ -4,7 +4,9 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from peftlab import nf4, plots_nf4, seed_everything, widgets_nf4
+from peftlab import exercises, nf4, seed_everything
+from peftlab.lessons import lesson03_qlora as lesson03
+from peftlab.widgets import nf4 as widgets_nf4
 
 
 @pytest.fixture
@@ -16,7 +18,7 @@ def weights():
 def test_combined_error_weights_each_tensor_by_its_size(weights):
     a = nf4.quantization_error(weights["a"], "nf4")
     b = nf4.quantization_error(weights["b"], "nf4")
-    both = plots_nf4.combined_error(weights, "nf4")
+    both = nf4.combined_error(weights, "nf4")
     assert both.mse == pytest.approx((a.mse * 4096 + b.mse * 3072) / 7168)
     assert both.max_error == max(a.max_error, b.max_error)
     assert both.bits_per_parameter == 4.5
@@ -32,7 +34,7 @@ def test_explorer_recomputes_on_every_control(weights):
     double.value = True
     assert f"{4 + 8 / 256 + 32 / (256 * 256):.4f}" in out.value and "double quant" in out.value
     method.value = "int4"
-    expected = plots_nf4.combined_error(weights, "int4", 256, double_quant=True)
+    expected = nf4.combined_error(weights, "int4", 256, double_quant=True)
     assert out.value.startswith("<b>INT4") and f"{expected.mse:.3e}" in out.value
 
 
@@ -44,7 +46,7 @@ def test_explorer_takes_a_single_tensor_and_rejects_bad_blocksizes(weights):
 
 
 def test_levels_table_lists_the_three_codes():
-    table = plots_nf4.levels_table()
+    table = lesson03.levels_table()
     lines = table.splitlines()
     assert len(lines) == 2 + 16
     assert "| 0 | `0000` | -1.0000 | +0.0000 | -1.0000 |" in lines
@@ -52,7 +54,7 @@ def test_levels_table_lists_the_three_codes():
 
 
 def test_bits_table_has_the_qlora_arithmetic():
-    table = plots_nf4.bits_table(n_params=2_000_000_000)
+    table = lesson03.bits_table(n_params=2_000_000_000)
     assert "| 0.5 |" in table and "| 0.126953125 |" in table and "| 0.373046875 |" in table
     megabytes = [bits * 2e9 / 8 / 1e6 for bits in (32 / 64, 8 / 64 + 32 / (64 * 256))]
     assert f"| {megabytes[0]:,.0f} |" in table and f"| {megabytes[1]:,.0f} |" in table
@@ -60,36 +62,36 @@ def test_bits_table_has_the_qlora_arithmetic():
 
 
 def test_error_and_blocksize_tables_agree_with_nf4(weights):
-    rows = plots_nf4.error_rows(weights)
+    rows = lesson03.error_rows(weights)
     assert [r["method"] for r in rows] == ["NF4", "NF4 + double quant", "FP4", "INT4"]
-    assert rows[0]["error"] == plots_nf4.combined_error(weights, "nf4")
-    table = plots_nf4.error_table(rows)
+    assert rows[0]["error"] == nf4.combined_error(weights, "nf4")
+    table = lesson03.error_table(rows)
     assert f"{rows[2]['error'].mse:.3e}" in table
-    sizes = plots_nf4.blocksize_rows(weights, (32, 4096))
+    sizes = lesson03.blocksize_rows(weights, (32, 4096))
     assert sizes[0]["bits"] == 5.0 and sizes[1]["bits"] == 4 + 32 / 4096
     assert sizes[0]["rms_ratio"] < sizes[1]["rms_ratio"]
-    assert "| 4096 | 4.0078 |" in plots_nf4.blocksize_table(sizes)
+    assert "| 4096 | 4.0078 |" in lesson03.blocksize_table(sizes)
 
 
 def test_memory_rows_follow_peftlab_memory():
-    (row,) = plots_nf4.memory_rows(["llama-2-7b"])
+    (row,) = lesson03.memory_rows(["llama-2-7b"])
     assert row["params"] == 6_738_415_616
     assert row["weights_16bit"] == 2 * row["params"]
     assert row["qlora_total"] < row["full_total"] / 10
     assert row["weights_nf4"] < row["weights_16bit"] / 3
-    table = plots_nf4.memory_table([row])
+    table = lesson03.memory_table([row])
     assert f"| llama-2-7b | 6.74B | {2 * 6_738_415_616 / 1e9:.1f} |" in table
 
 
 def test_figures(weights):
-    fig = plots_nf4.plot_levels_over_histogram(weights["a"])
+    fig = lesson03.plot_levels_over_histogram(weights["a"])
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    shares = plots_nf4.level_shares(weights["a"], "nf4")
+    shares = lesson03.level_shares(weights["a"], "nf4")
     assert shares.shape == (16,) and shares.sum().item() == pytest.approx(1.0)
-    assert plots_nf4.level_shares(weights["a"], "int4").shape == (15,)
-    normalized = plots_nf4.normalized_weights(weights["a"])
+    assert lesson03.level_shares(weights["a"], "int4").shape == (15,)
+    normalized = lesson03.normalized_weights(weights["a"])
     assert normalized.abs().max().item() == 1.0 and normalized.numel() == 4096
-    fig = plots_nf4.plot_blocksize_tradeoff(plots_nf4.blocksize_rows(weights, (32, 64)))
+    fig = lesson03.plot_blocksize_tradeoff(lesson03.blocksize_rows(weights, (32, 64)))
     assert isinstance(fig, Figure) and len(fig.axes) == 2
 
 
@@ -120,20 +122,20 @@ def _right(packed, absmax, n):
     ],
 )
 def test_dequantize_exercise_checker(answer, verdict, hint, capsys):
-    assert widgets_nf4.check_dequantize_block(answer) is verdict
+    assert exercises.check_dequantize_block(answer) is verdict
     assert hint in capsys.readouterr().out
 
 
 def test_footprint_of_the_lesson_model_matches_the_prediction(tmp_path):
-    rows = plots_nf4.footprint_rows(plots_nf4.model_folder("tiny-random-llama", tmp_path))
+    rows = lesson03.footprint_rows(lesson03.model_folder("tiny-random-llama", tmp_path))
     measured = {r["format"]: r["measured"] for r in rows}
     assert all(abs(r["measured"] / r["predicted"] - 1) < 0.02 for r in rows)
     assert measured["fp32"] == 2 * measured["bf16"]
     assert measured["bf16"] > measured["NF4"] > measured["NF4 + double quant"]
-    blocks = [-(-w.numel() // 64) for w in plots_nf4.lesson_weights("tiny-random-llama").values()]
+    blocks = [-(-w.numel() // 64) for w in lesson03.lesson_weights("tiny-random-llama").values()]
     saved = sum(4 * b - (b + 4 * -(-b // 256)) for b in blocks)
     assert measured["NF4"] - measured["NF4 + double quant"] == saved
-    assert "| NF4 + double quant |" in plots_nf4.footprint_table(rows)
+    assert "| NF4 + double quant |" in lesson03.footprint_table(rows)
 
 
 @pytest.mark.parametrize("folder", ["embedded", "random-llama-100m"])
@@ -143,9 +145,9 @@ def test_footprint_of_real_sized_models_matches_the_prediction(tmp_path, folder)
     path = (
         base_model.EMBEDDED_PATH
         if folder == "embedded"
-        else plots_nf4.model_folder(folder, tmp_path)
+        else lesson03.model_folder(folder, tmp_path)
     )
-    rows = plots_nf4.footprint_rows(path)
+    rows = lesson03.footprint_rows(path)
     assert [r["format"] for r in rows] == ["fp32", "bf16", "NF4", "NF4 + double quant"]
     for row in rows:
         assert abs(row["measured"] / row["predicted"] - 1) < 0.02, row

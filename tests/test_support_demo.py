@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from peftlab import plots_support, support_data, support_demo
+from peftlab import support_data
+from peftlab.lessons import lesson05_support_demo as lesson05
 from peftlab.rubric import CRITERIA
 
 COMPLAINT = "My kettle is leaking."
@@ -14,7 +15,7 @@ BLUNT = "Your kettle is leaking because of a loose seal."
 
 
 def _rows():
-    return support_demo.score_rows([COMPLAINT, COMPLAINT], [BLUNT, GREET_ONLY], [POLITE, POLITE])
+    return lesson05.score_rows([COMPLAINT, COMPLAINT], [BLUNT, GREET_ONLY], [POLITE, POLITE])
 
 
 def test_score_rows_have_the_comparison_shape():
@@ -24,28 +25,28 @@ def test_score_rows_have_the_comparison_shape():
     assert rows[0]["after_score"] == 1.0 and rows[0]["before_score"] == 0.0
     assert rows[1]["before_marks"]["greeting"] and not rows[1]["before_marks"]["action"]
     with pytest.raises(ValueError):
-        support_demo.score_rows([COMPLAINT], [BLUNT, BLUNT], [POLITE])
+        lesson05.score_rows([COMPLAINT], [BLUNT, BLUNT], [POLITE])
 
 
 def test_rubric_by_criterion_counts_each_check():
-    summary = support_demo.rubric_by_criterion(_rows())
+    summary = lesson05.rubric_by_criterion(_rows())
     assert summary["after"] == {**dict.fromkeys(CRITERIA, 1.0), "score": 1.0}
     assert summary["before"] == {"greeting": 0.5, "acknowledges": 0.0, "action": 0.0,
                                  "timeline": 0.0, "score": 0.125}  # fmt: skip
     with pytest.raises(ValueError, match="no rows"):
-        support_demo.rubric_by_criterion([])
+        lesson05.rubric_by_criterion([])
 
 
 def test_mean_score():
-    assert support_demo.mean_score([POLITE, BLUNT], [COMPLAINT, COMPLAINT]) == 0.5
+    assert lesson05.mean_score([POLITE, BLUNT], [COMPLAINT, COMPLAINT]) == 0.5
     with pytest.raises(ValueError):
-        support_demo.mean_score([], [])
+        lesson05.mean_score([], [])
 
 
 def test_sweep_trains_one_fresh_model_per_point():
     complaints = support_data.heldout_complaints(2)
     seen = []
-    points = support_demo.sweep((1, 2), (2,), complaints, n_examples=16, batch_size=4,
+    points = lesson05.sweep((1, 2), (2,), complaints, n_examples=16, batch_size=4,
                                 on_point=seen.append)  # fmt: skip
     assert [(p.r, p.steps) for p in points] == [(1, 2), (2, 2)] and seen == points
     # rank doubles -> every adapted matrix's r * (d_in + d_out) doubles
@@ -54,11 +55,11 @@ def test_sweep_trains_one_fresh_model_per_point():
         assert 0.0 <= p.score <= 1.0 and p.score * 8 == int(p.score * 8)  # 2 replies x 4 checks
         assert math.isfinite(p.final_loss) and p.final_loss > 0
     with pytest.raises(ValueError, match="ranks and steps"):
-        support_demo.sweep((), (2,), complaints)
+        lesson05.sweep((), (2,), complaints)
 
 
 def test_loss_curve_records_and_draws():
-    curve = plots_support.LossCurve()
+    curve = lesson05.LossCurve()
     for step, loss in [(5, 4.0), (10, 2.5), (15, 1.0)]:
         curve(step, loss)
     assert curve.steps == [5, 10, 15] and curve.losses == [4.0, 2.5, 1.0]
@@ -67,21 +68,21 @@ def test_loss_curve_records_and_draws():
 
 
 def test_criteria_bars_and_tables():
-    summary = support_demo.rubric_by_criterion(_rows())
-    ax = plots_support.criteria_bars(summary).axes[0]
+    summary = lesson05.rubric_by_criterion(_rows())
+    ax = lesson05.criteria_bars(summary).axes[0]
     heights = [p.get_height() for p in ax.patches]
     assert len(heights) == 2 * (len(CRITERIA) + 1)
     assert heights[:5] == [50.0, 0.0, 0.0, 0.0, 12.5] and heights[5:] == [100.0] * 5
-    table = plots_support.criteria_markdown(summary, 2)
+    table = lesson05.criteria_markdown(summary, 2)
     assert "| greeting | 50% | 100% |" in table and "| **mean score** | 0.12 | 1.00 |" in table
-    html = plots_support.rows_html(_rows())
+    html = lesson05.rows_html(_rows())
     assert html.count("<tr>") == 3 and html.count("&#10003;") == 1 + 8
 
 
 def test_sweep_figure_and_table():
-    points = [support_demo.SweepPoint(r, s, s / 100, 10 * r, 1.0, 0.1)
+    points = [lesson05.SweepPoint(r, s, s / 100, 10 * r, 1.0, 0.1)
               for r in (1, 4) for s in (20, 60)]  # fmt: skip
-    ax = plots_support.sweep_figure(points).axes[0]
+    ax = lesson05.sweep_figure(points).axes[0]
     assert len(ax.lines) == 2 and list(ax.lines[1].get_ydata()) == [0.2, 0.6]
-    table = plots_support.sweep_markdown(points)
+    table = lesson05.sweep_markdown(points)
     assert table.count("\n") == 5 and "| 4 | 60 | 40 | 1.00 | 0.60 |" in table

@@ -1,6 +1,7 @@
 """The memory calculator widget: its controls drive estimate() and the summary follows."""
 
-from peftlab import memory, widgets
+from peftlab import memory
+from peftlab.widgets import memory as widgets
 
 
 def test_opens_on_qlora_and_reports_the_estimate():

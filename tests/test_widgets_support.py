@@ -7,7 +7,7 @@ from peft import LoraConfig, get_peft_model
 
 from peftlab import base_model, compare, seed_everything, support_data
 from peftlab.rubric import CRITERIA, score_reply
-from peftlab.widgets_support import MAX_COMPLAINT_CHARS, Playground, playground
+from peftlab.widgets.support import MAX_COMPLAINT_CHARS, Playground, playground
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from peftlab import nf4
 from peftlab.lora import LoRALinear
 from peftlab.seed import seed_everything
 
@@ -69,3 +70,44 @@ def check_lora_forward(fn: LoraForward) -> bool:
     error = (got - expected).abs().max().item()
     print(f"Not yet: largest difference {error:.3g}; recall h = W0 x + (alpha / r) B A x.")
     return False
+
+
+def _dequantize_mistakes(packed: torch.Tensor, absmax: float, n: int) -> dict[str, torch.Tensor]:
+    """Wrong answers learners often write, each with the hint that fixes it."""
+    high, low = packed >> 4, packed & 0x0F
+    swapped = torch.stack([low, high], dim=1).reshape(-1)[:n].long()
+    ordered = torch.stack([high, low], dim=1).reshape(-1)[:n].long()
+    return {
+        "nibble order: the first value is in the high 4 bits (byte >> 4), the second in the low": (
+            nf4.NF4_CODE[swapped] * absmax
+        ),
+        "not scaled: multiply each level by the block's absmax": nf4.NF4_CODE[ordered],
+        "the index is not the value: look it up in the code, NF4_CODE[index]": (
+            ordered.float() * absmax
+        ),
+    }
+
+
+def check_dequantize_block(fn) -> bool:
+    """Check `fn(packed, absmax, n) -> weights` (one NF4 block) against `nf4.dequantize_nf4`;
+    print a verdict and, for a usual mistake, the hint that fixes it."""
+    generator = torch.Generator().manual_seed(0)
+    for n in (64, 7):
+        w = torch.randn(n, generator=generator) * 0.02
+        packed, absmax = nf4.quantize_nf4(w, blocksize=64)
+        expected = nf4.dequantize_nf4(packed, absmax, (n,), blocksize=64)
+        try:
+            got = torch.as_tensor(fn(packed.clone(), absmax.item(), n)).float().reshape(-1)
+        except Exception as exc:  # the learner's code: report, don't crash the notebook
+            print(f"Not yet: your function raised {type(exc).__name__}: {exc}")
+            return False
+        if got.shape == expected.shape and torch.allclose(got, expected, atol=1e-7):
+            continue
+        for hint, wrong in _dequantize_mistakes(packed, absmax.item(), n).items():
+            if got.shape == wrong.shape and torch.allclose(got, wrong, atol=1e-7):
+                print(f"Not yet ({n} weights): {hint}.")
+                return False
+        print(f"Not yet ({n} weights): expected {expected[:4].tolist()}, got {got[:4].tolist()}")
+        return False
+    print("Correct: your dequantization matches peftlab.nf4 (and so bitsandbytes).")
+    return True

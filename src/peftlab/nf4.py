@@ -13,6 +13,7 @@ does something for speed rather than for the idea, the docstring says so.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
@@ -298,3 +299,26 @@ def quantization_error(
         max_error=error.abs().max().item(),
         bits_per_parameter=bits_per_parameter(blocksize, double_quant),
     )
+
+
+def combined_error(
+    weights: Mapping[str, torch.Tensor],
+    method: str = "nf4",
+    blocksize: int = 64,
+    double_quant: bool = False,
+) -> QuantError:
+    """`quantization_error` over several tensors, each quantized on its own as
+    bitsandbytes does per layer: mean squared error over all weights, largest error of any."""
+    total_sq, count, worst = 0.0, 0, 0.0
+    for w in weights.values():
+        err = quantization_error(w, method, blocksize, double_quant)
+        total_sq += err.mse * w.numel()
+        count += w.numel()
+        worst = max(worst, err.max_error)
+    return QuantError(total_sq / count, worst, bits_per_parameter(blocksize, double_quant))
+
+
+def weights_rms(weights: Mapping[str, torch.Tensor]) -> float:
+    """Root mean square of all the weights together (the yardstick for the errors)."""
+    flat = torch.cat([w.reshape(-1) for w in weights.values()])
+    return flat.pow(2).mean().sqrt().item()

@@ -59,29 +59,6 @@ def lesson_weights(model: nn.Module | str = LESSON_MODEL) -> dict[str, torch.Ten
     }
 
 
-def combined_error(
-    weights: Mapping[str, torch.Tensor],
-    method: str = "nf4",
-    blocksize: int = 64,
-    double_quant: bool = False,
-) -> nf4.QuantError:
-    """`nf4.quantization_error` over several tensors, each quantized on its own as
-    bitsandbytes does per layer: mean squared error over all weights, largest error of any."""
-    total_sq, count, worst = 0.0, 0, 0.0
-    for w in weights.values():
-        err = nf4.quantization_error(w, method, blocksize, double_quant)
-        total_sq += err.mse * w.numel()
-        count += w.numel()
-        worst = max(worst, err.max_error)
-    return nf4.QuantError(total_sq / count, worst, nf4.bits_per_parameter(blocksize, double_quant))
-
-
-def weights_rms(weights: Mapping[str, torch.Tensor]) -> float:
-    """Root mean square of all the weights together (the yardstick for the errors)."""
-    flat = torch.cat([w.reshape(-1) for w in weights.values()])
-    return flat.pow(2).mean().sqrt().item()
-
-
 def levels_table() -> str:
     """The 16 levels of NF4, FP4 and INT4 by stored 4-bit pattern."""
     rows = [
@@ -96,10 +73,10 @@ def levels_table() -> str:
 
 def error_rows(weights: Mapping[str, torch.Tensor], blocksize: int = 64) -> list[dict]:
     """Round-trip error of each 4-bit code on `weights` (and NF4 with double quantization)."""
-    rms = weights_rms(weights)
+    rms = nf4.weights_rms(weights)
     rows = []
     for method, dq in [("nf4", False), ("nf4", True), ("fp4", False), ("int4", False)]:
-        err = combined_error(weights, method, blocksize, dq)
+        err = nf4.combined_error(weights, method, blocksize, dq)
         name = method.upper() + (" + double quant" if dq else "")
         rows.append(dict(method=name, rms_ratio=err.mse**0.5 / rms, error=err))
     return rows
@@ -125,11 +102,11 @@ def blocksize_rows(
     weights: Mapping[str, torch.Tensor], blocksizes: Sequence[int] = LESSON_BLOCKSIZES
 ) -> list[dict]:
     """NF4 error and storage cost for each blocksize, with and without double quantization."""
-    rms = weights_rms(weights)
+    rms = nf4.weights_rms(weights)
     rows = []
     for b in blocksizes:
-        plain = combined_error(weights, "nf4", b)
-        doubled = combined_error(weights, "nf4", b, double_quant=True)
+        plain = nf4.combined_error(weights, "nf4", b)
+        doubled = nf4.combined_error(weights, "nf4", b, double_quant=True)
         rows.append(
             dict(
                 blocksize=b,

@@ -4,7 +4,8 @@ does the work, so tests can drive the controls without a browser."""
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftlab import memory, plots
+from peftlab import memory
+from peftlab.lessons import lesson01_peft_basics as lesson01
 
 RANK_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 SEQ_CHOICES = (128, 256, 512, 1024, 2048, 4096, 8192)
@@ -73,7 +74,7 @@ class MemoryCalculator:
         self.figure.clear_output(wait=True)
         if self.breakdown is not None:
             with self.figure:
-                display(plots.breakdown_figure(self.breakdown, self.controls["method"].value))
+                display(lesson01.breakdown_figure(self.breakdown, self.controls["method"].value))
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -1,0 +1,1 @@
+"""One module per lesson: what lesson NN computes, shows and quotes."""
