@@ -1,13 +1,15 @@
 """The cheat sheet is generated from the bank and the committed copy is current."""
 
-from peftlab import cheatsheet
-from peftlab.quiz import load_topics
+import subprocess
+import sys
+
+from peftlab.quiz import cheatsheet, load_topics
 
 TOPICS = load_topics()
 
 
 def test_committed_cheatsheet_is_current():
-    committed = cheatsheet.DEFAULT_PATH.read_text(encoding="utf-8")
+    committed = cheatsheet.default_path().read_text(encoding="utf-8")
     assert committed == cheatsheet.render(), "stale: run python -m peftlab.cheatsheet"
 
 
@@ -41,3 +43,12 @@ def test_cli_writes_and_checks(tmp_path, capsys):
     path.write_text(path.read_text() + "edited by hand\n")
     assert cheatsheet.main(["--path", str(path), "--check"]) == 1
     assert "out of date" in capsys.readouterr().err
+
+
+def test_python_m_peftlab_cheatsheet_still_runs(tmp_path):
+    """The README and the sheet's own header name `python -m peftlab.cheatsheet`."""
+    path = tmp_path / "sheet.md"
+    path.write_text(cheatsheet.render(TOPICS), encoding="utf-8")
+    argv = [sys.executable, "-m", "peftlab.cheatsheet", "--path", str(path), "--check"]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0 and "up to date" in done.stdout, done.stderr

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from peftlab import quiz
+from peftlab import paths, quiz
 from peftlab.cli import main
 
 BANK = quiz.load_bank()
@@ -136,3 +136,17 @@ def test_bad_input_is_one_line_exit_2(data_dir, capsys, argv, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (data_dir / quiz.PROGRESS_FILE).exists()
+
+
+def test_without_a_checkout_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
+    """Installed non-editable and run outside a clone: no lessons, a one-line error, exit 2."""
+    monkeypatch.delenv("PEFTLAB_ROOT", raising=False)
+    monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setattr(paths, "PACKAGE", tmp_path / "site-packages" / "peftlab")
+    monkeypatch.chdir(tmp_path)
+    assert main(["quiz", "--n", "1"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("peftlab quiz: error: ") and "lessons/ folder was not found" in err
+    assert "PEFTLAB_ROOT" in err and "Traceback" not in err
+    assert not (tmp_path / "data").exists()

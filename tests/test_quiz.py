@@ -1,6 +1,9 @@
 """Quiz engine: honest answer checking, Leitner scheduling, progress that survives corruption."""
 
 import json
+import os
+import subprocess
+import sys
 from statistics import mean
 
 import pytest
@@ -15,7 +18,7 @@ from peftlab.quiz import (
     load_progress,
     normalize,
     save_progress,
-    stem,
+    stem_word,
 )
 
 BANK = load_bank()
@@ -51,12 +54,13 @@ def test_repeating_the_question_does_not_pass():
 
 
 def test_stems_and_synonyms_make_wording_irrelevant():
-    assert stem("quantized") == stem("quantizing") == stem("quantization") == stem("quantizes")
-    assert stem("merging") == stem("merged") == stem("merge")
-    assert stem("stopping") == stem("stop") and stem("copied") == stem("copies")
+    forms = ("quantized", "quantizing", "quantization", "quantizes")
+    assert len({stem_word(w) for w in forms}) == 1
+    assert stem_word("merging") == stem_word("merged") == stem_word("merge")
+    assert stem_word("stopping") == stem_word("stop") and stem_word("copied") == stem_word("copies")
     assert normalize("frozen weights") == normalize("freeze weight") == normalize("fixed weights")
     assert normalize("matrices") == normalize("matrix")
-    assert normalize("6,738,415,616 params") == ["6738415616", stem("parameter")]
+    assert normalize("6,738,415,616 params") == ["6738415616", stem_word("parameter")]
     assert normalize("quantised") == normalize("quantized")
 
 
@@ -227,3 +231,26 @@ def test_simulated_learner_climbs_the_boxes():
     mixed = quiz.simulate_learner(BANK, 8, 10, {"easy": 1, "medium": 2, "hard": 3})
     assert sum(mixed[-1][b] for b in "2345") > sum(mixed[1][b] for b in "2345")
     assert all(sum(h.values()) == len(BANK) for h in mixed)
+
+
+def test_importing_needs_no_checkout(tmp_path):
+    """Installed without the lessons, the package imports; loading the bank says what to do."""
+    code = (
+        "from pathlib import Path\n"
+        "from peftlab import paths\n"
+        "paths.PACKAGE = Path('/nonexistent/site-packages/peftlab')\n"
+        "from peftlab import cheatsheet, quiz\n"
+        "import peftlab.commands.quiz\n"
+        "for load in (quiz.load_bank, quiz.default_bank_dir, cheatsheet.default_path):\n"
+        "    try:\n"
+        "        load()\n"
+        "    except FileNotFoundError as exc:\n"
+        "        assert 'PEFTLAB_ROOT' in str(exc), exc\n"
+        "    else:\n"
+        "        raise AssertionError(load)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PEFTLAB_ROOT"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr

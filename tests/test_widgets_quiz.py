@@ -5,7 +5,7 @@ import json
 import pytest
 
 from peftlab import quiz
-from peftlab.widgets_quiz import Flashcards, MockInterview
+from peftlab.widgets.quiz import Flashcards, MockInterview
 
 BANK = quiz.load_bank()
 

@@ -1,0 +1,94 @@
+"""Interview rehearsal: the question bank, Leitner-box scheduling and a typed-answer self-check.
+
+The bank lives in `lessons/interview/<topic>.yaml`. Each key point names the concepts an answer
+must mention to cover it; `check_answer` matches them on word stems and a small synonym table, so
+"quantized the frozen weights" covers a point written as "quantize, freeze".
+
+- `quiz.matching`: tokenising, stemming (`stem_word`), synonyms, `KeyPoint`, `check_answer`, `Check`
+- `quiz.bank`: `Question`, `Topic`, loading and validating the YAML bank, topics and difficulties
+- `quiz.progress`: Leitner boxes (`Card`, `Progress`), loading and saving the progress file
+- `quiz.selection`: `filter_bank`, `choose`, `summary`, `interview_round`, `simulate_learner`
+- `quiz.cheatsheet`: renders `lessons/06-interview-cheatsheet.md` from the bank (not imported
+  here; run it as `python -m peftlab.cheatsheet`)
+
+The names below are re-exported, so `from peftlab import quiz; quiz.load_bank()` works. Nothing
+here reads the lessons at import time: the bank is found when it is loaded.
+"""
+
+from peftlab.quiz.bank import (
+    ANSWER_WORDS,
+    DIFFICULTIES,
+    KEY_POINTS,
+    LESSONS,
+    TOPICS,
+    Question,
+    Topic,
+    default_bank_dir,
+    load_bank,
+    load_topic,
+    load_topics,
+)
+from peftlab.quiz.matching import (
+    PASS_SCORE,
+    STOPWORDS,
+    SYNONYM_GROUPS,
+    Check,
+    KeyPoint,
+    check_answer,
+    normalize,
+    stem_word,
+)
+from peftlab.quiz.progress import (
+    BOX_INTERVAL_SESSIONS,
+    BOXES,
+    PROGRESS_FILE,
+    PROGRESS_VERSION,
+    Card,
+    Progress,
+    load_progress,
+    progress_path,
+    save_progress,
+)
+from peftlab.quiz.selection import (
+    choose,
+    filter_bank,
+    interview_round,
+    simulate_learner,
+    summary,
+)
+
+__all__ = [
+    "ANSWER_WORDS",
+    "BOXES",
+    "BOX_INTERVAL_SESSIONS",
+    "Card",
+    "Check",
+    "DIFFICULTIES",
+    "KEY_POINTS",
+    "KeyPoint",
+    "LESSONS",
+    "PASS_SCORE",
+    "PROGRESS_FILE",
+    "PROGRESS_VERSION",
+    "Progress",
+    "Question",
+    "STOPWORDS",
+    "SYNONYM_GROUPS",
+    "TOPICS",
+    "Topic",
+    "check_answer",
+    "choose",
+    "default_bank_dir",
+    "filter_bank",
+    "interview_round",
+    "load_bank",
+    "load_progress",
+    "load_topic",
+    "load_topics",
+    "normalize",
+    "progress_path",
+    "save_progress",
+    "simulate_learner",
+    "stem_word",
+    "summary",
+]

@@ -1,0 +1,212 @@
+"""The interview question bank: `lessons/interview/<topic>.yaml`, loaded and validated.
+
+Each file is a `Topic` (title, one-line TL;DR, questions); each `Question` has a model answer of
+30-90 s spoken, 3-6 key points (each naming the concepts an answer must mention), common mistakes,
+a follow-up and the lesson it comes from. Loading checks all of it, and errors name the file and
+the question. The bank lives in the repository, not the package: `default_bank_dir()` finds it
+through `peftlab.paths` when called, and says what to do when there is no checkout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from peftlab import paths
+from peftlab.quiz.matching import STOPWORDS, KeyPoint, normalize
+
+TOPICS: tuple[str, ...] = (
+    "peft-basics",
+    "full-ft-memory",
+    "lora",
+    "qlora",
+    "merging",
+    "before-after-demo",
+    "trade-offs",
+)
+DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
+LESSONS: tuple[str, ...] = (
+    "lessons/01-peft-basics.md",
+    "lessons/02-lora.md",
+    "lessons/03-qlora.md",
+    "lessons/04-merging.md",
+    "lessons/05-customer-support-demo.md",
+)
+ANSWER_WORDS = (75, 230)  # 30-90 s spoken at roughly 150 words per minute
+KEY_POINTS = (3, 6)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One interview question with its model answer and what a good answer must cover."""
+
+    id: str
+    topic: str
+    difficulty: str
+    question: str
+    answer: str
+    key_points: tuple[KeyPoint, ...]
+    mistakes: tuple[str, ...]
+    follow_up: str
+    lesson: str
+    numbers: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A bank file: its questions plus the one-line summary used in the cheat sheet's TL;DR."""
+
+    name: str
+    title: str
+    tldr: str
+    questions: tuple[Question, ...]
+    numbers: tuple[dict[str, Any], ...] = ()
+
+
+def default_bank_dir() -> Path:
+    """`lessons/interview/` of the course checkout (FileNotFoundError if there is none)."""
+    return paths.question_bank_dir()
+
+
+def _need(cond: bool, where: str, problem: str) -> None:
+    if not cond:
+        raise ValueError(f"{where}: {problem}")
+
+
+def _text(value: Any, where: str, name: str) -> str:
+    _need(isinstance(value, str) and value.strip() != "", where, f"'{name}' must be non-empty text")
+    return " ".join(value.split())
+
+
+def _numbers(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """Numeric claims {claim, value, shown}: tests recompute `value` and find `shown` in text."""
+    _need(isinstance(raw, list), where, "'numbers' must be a list")
+    for num in raw:
+        _need(
+            isinstance(num, dict)
+            and set(num) == {"claim", "value", "shown"}
+            and isinstance(num["value"], int | float),
+            where,
+            f"number {num!r} needs exactly claim, numeric value and shown",
+        )
+    return tuple(raw)
+
+
+def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Question:
+    _need(isinstance(raw, dict), where, "each question must be a mapping")
+    known = {
+        "id",
+        "difficulty",
+        "question",
+        "answer",
+        "key_points",
+        "mistakes",
+        "follow_up",
+        "lesson",
+        "numbers",
+    }
+    unknown = sorted(set(raw) - known)
+    _need(not unknown, where, f"unknown field(s) {unknown}; valid: {sorted(known)}")
+    qid = _text(raw.get("id"), where, "id")
+    where = f"{where.rsplit(':', 1)[0]}: question {qid!r}"
+    _need(qid.startswith(f"{topic}-"), where, f"id must start with '{topic}-'")
+    difficulty = raw.get("difficulty")
+    _need(difficulty in DIFFICULTIES, where, f"difficulty={difficulty!r}; use {DIFFICULTIES}")
+    answer = _text(raw.get("answer"), where, "answer")
+    words = len(answer.split())
+    lo, hi = ANSWER_WORDS
+    _need(lo <= words <= hi, where, f"answer has {words} words; keep it {lo}-{hi} (30-90 s)")
+    kps = raw.get("key_points")
+    _need(isinstance(kps, list), where, "'key_points' must be a list")
+    lo, hi = KEY_POINTS
+    _need(lo <= len(kps) <= hi, where, f"{len(kps)} key points; give {lo}-{hi}")
+    key_points = []
+    for kp in kps:
+        _need(isinstance(kp, dict) and set(kp) == {"point", "needs"}, where, f"key point {kp!r}")
+        needs = kp["needs"]
+        _need(
+            isinstance(needs, list) and len(needs) >= 2 and all(isinstance(c, str) for c in needs),
+            where,
+            f"key point {kp['point']!r}: 'needs' must list at least 2 concept words",
+        )
+        for concept in needs:
+            for alt in concept.split("|"):
+                _need(
+                    bool(normalize(alt)) and alt.strip().lower() not in STOPWORDS,
+                    where,
+                    f"key point {kp['point']!r}: concept {alt!r} is empty or a stopword",
+                )
+        key_points.append(KeyPoint(_text(kp["point"], where, "point"), tuple(needs)))
+    mistakes = raw.get("mistakes")
+    _need(
+        isinstance(mistakes, list) and len(mistakes) >= 1,
+        where,
+        "'mistakes' must list at least one common mistake",
+    )
+    lesson = raw.get("lesson", default_lesson)
+    _need(lesson in LESSONS, where, f"lesson={lesson!r}; use one of {LESSONS}")
+    numbers = _numbers(raw.get("numbers", []), where)
+    return Question(
+        id=qid,
+        topic=topic,
+        difficulty=difficulty,
+        question=_text(raw.get("question"), where, "question"),
+        answer=answer,
+        key_points=tuple(key_points),
+        mistakes=tuple(_text(m, where, "mistakes") for m in mistakes),
+        follow_up=_text(raw.get("follow_up"), where, "follow_up"),
+        lesson=lesson,
+        numbers=tuple(numbers),
+    )
+
+
+def load_topic(path: str | os.PathLike) -> Topic:
+    """Read and validate one bank file; errors name the file and the question."""
+    path = Path(path)
+    where = str(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{where}: not valid YAML ({exc})") from None
+    _need(isinstance(data, dict), where, "expected a mapping with topic, title, tldr, questions")
+    topic = data.get("topic")
+    _need(topic == path.stem, where, f"topic={topic!r} must equal the file name {path.stem!r}")
+    questions = data.get("questions")
+    _need(isinstance(questions, list) and questions, where, "'questions' must be a non-empty list")
+    parsed = tuple(
+        _question(q, f"{where}: question #{i + 1}", topic, data.get("lesson"))
+        for i, q in enumerate(questions)
+    )
+    return Topic(
+        name=topic,
+        title=_text(data.get("title"), where, "title"),
+        tldr=_text(data.get("tldr"), where, "tldr"),
+        questions=parsed,
+        numbers=_numbers(data.get("numbers", []), where),
+    )
+
+
+def load_topics(folder: str | os.PathLike | None = None) -> list[Topic]:
+    """All bank files in TOPICS order (unknown file names are an error, not ignored)."""
+    folder = Path(folder) if folder is not None else default_bank_dir()
+    files = sorted(folder.glob("*.yaml"))
+    if not files:
+        raise FileNotFoundError(f"no question bank (*.yaml) in {folder}")
+    unknown = [f.name for f in files if f.stem not in TOPICS]
+    _need(not unknown, str(folder), f"unknown topic file(s) {unknown}; topics are {TOPICS}")
+    topics = sorted((load_topic(f) for f in files), key=lambda t: TOPICS.index(t.name))
+    seen: dict[str, str] = {}
+    for t in topics:
+        for q in t.questions:
+            _need(q.id not in seen, f"{folder}/{t.name}.yaml", f"duplicate question id {q.id!r}")
+            seen[q.id] = t.name
+    return topics
+
+
+def load_bank(folder: str | os.PathLike | None = None) -> list[Question]:
+    """Every question of the bank, in topic order."""
+    return [q for t in load_topics(folder) for q in t.questions]
