@@ -66,7 +66,7 @@ def child(args: argparse.Namespace) -> None:
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     from transformers.utils import logging as hf_logging
 
-    from peftlab import memory
+    from peftlab import measure, memory
 
     hf_logging.disable_progress_bar()
     config = memory.preset(args.model)
@@ -74,9 +74,9 @@ def child(args: argparse.Namespace) -> None:
     gc.collect()
     reset_peak()
     before = vm_kib()["VmRSS"]
-    optimizer = memory.train_step(model, batch_size=args.batch_size, seq_len=args.seq_len)
+    optimizer = measure.train_step(model, batch_size=args.batch_size, seq_len=args.seq_len)
     growth = (vm_kib()["VmHWM"] - before) * 1024
-    held = memory.held_bytes(model, optimizer)
+    held = measure.held_bytes(model, optimizer)
     est = memory.estimate(
         config,
         method=args.child,

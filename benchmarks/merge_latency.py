@@ -19,15 +19,16 @@ import time
 import torch
 from peft import LoraConfig, get_peft_model
 
-from peftlab import base_model, merging, seed_everything, support_data
+from peftlab import base_model, measure, merging, seed_everything, support_data
 from peftlab.atomic import atomic_write_text
 from peftlab.compare import generate
+from peftlab.quiet import muted
 
 
 def models_to_time(name: str | None, r: int) -> tuple[dict[str, torch.nn.Module], object]:
     """{"base", "adapter (unmerged)", "merged"} models and the tokenizer."""
     seed_everything(0)
-    with merging.quiet():
+    with muted():
         base, tokenizer = base_model.load(name)
         config = LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear",
                             init_lora_weights=False)  # fmt: skip
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     complaints = support_data.heldout_complaints(args.batch)
     batch = merging.prompt_batch(tokenizer, complaints)
     repeats, rounds, new_tokens = (2, 1, 4) if args.quick else (20, 5, 32)
-    forward = merging.latency_table(models, batch, repeats=repeats * rounds)
+    forward = measure.latency_table(models, batch, repeats=repeats * rounds)
     gen = generate_ms(models, tokenizer, complaints, new_tokens, rounds)
     table = format_table(forward, gen, batch=args.batch, prompt_tokens=batch["input_ids"].shape[1],
                          new_tokens=new_tokens, r=args.rank)  # fmt: skip

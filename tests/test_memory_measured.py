@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from peftlab import memory, seed_everything
+from peftlab import measure, memory, seed_everything
 from peftlab.base_model import nf4_config
 
 CONFIG = LlamaConfig(
@@ -21,7 +21,7 @@ R = 4
 
 
 def one_step(model, autocast: bool = False):
-    return memory.train_step(model, batch_size=2, seq_len=16, autocast=autocast)
+    return measure.train_step(model, batch_size=2, seq_len=16, autocast=autocast)
 
 
 def random_llama(dtype=torch.float32):
@@ -31,7 +31,7 @@ def random_llama(dtype=torch.float32):
 
 def test_full_fp32():
     model = random_llama()
-    held = memory.held_bytes(model, one_step(model))
+    held = measure.held_bytes(model, one_step(model))
     est = memory.estimate(CONFIG, method="full", precision="fp32")
     assert held["trainable_weights"] == est.trainable_weights
     assert held["gradients"] == est.gradients
@@ -41,7 +41,7 @@ def test_full_fp32():
 
 def test_full_bf16():
     model = random_llama(torch.bfloat16)
-    held = memory.held_bytes(model, one_step(model))
+    held = measure.held_bytes(model, one_step(model))
     est = memory.estimate(CONFIG, method="full", precision="bf16")
     assert (held["trainable_weights"], held["gradients"], held["optimizer_states"]) == (
         est.trainable_weights,
@@ -54,7 +54,7 @@ def test_full_mixed_under_torch_amp_holds_hf_accounting():
     """torch AMP keeps fp32 weights, fp32 grads and fp32 AdamW states; the 16-bit copy is
     autocast's transient cache, so the persistent terms are HF's 4 + 4 + 8."""
     model = random_llama()
-    held = memory.held_bytes(model, one_step(model, autocast=True))
+    held = measure.held_bytes(model, one_step(model, autocast=True))
     est = memory.estimate(CONFIG, method="full", precision="mixed", accounting="hf")
     assert held["trainable_weights"] == est.master_weights
     assert held["gradients"] == est.gradients
@@ -67,7 +67,7 @@ def test_lora_on_bf16_base(precision, upcast):
     model = get_peft_model(
         base, LoraConfig(r=R, target_modules=TARGETS), autocast_adapter_dtype=upcast
     )
-    held = memory.held_bytes(model, one_step(model))
+    held = measure.held_bytes(model, one_step(model))
     est = memory.estimate(CONFIG, "lora", r=R, target_modules=TARGETS, precision=precision)
     for term in ("frozen_weights", "trainable_weights", "gradients", "optimizer_states"):
         assert held[term] == getattr(est, term), term
@@ -82,7 +82,7 @@ def test_qlora_nf4_base(tmp_path, double_quant):
     )  # fmt: skip
     footprint = base.get_memory_footprint()
     model = get_peft_model(base, LoraConfig(r=R, target_modules=TARGETS))
-    held = memory.held_bytes(model, one_step(model))
+    held = measure.held_bytes(model, one_step(model))
     est = memory.estimate(CONFIG, "qlora", r=R, target_modules=TARGETS, double_quant=double_quant)
     for term in (
         "frozen_weights",

@@ -1,4 +1,5 @@
-"""peftlab.merging: merge/unmerge exactness, merged folders, 4-bit routes, several adapters."""
+"""peftlab.merging, merging_4bit, adapters, measure: merge/unmerge exactness, merged folders, 4-bit
+routes, several adapters, disk and latency."""
 
 import copy
 import math
@@ -10,8 +11,9 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from peftlab import base_model, merging, support_data
+from peftlab import adapters, base_model, measure, merging, merging_4bit, support_data
 from peftlab.lessons import lesson04_merging as lesson04
+from peftlab.quiet import muted
 from peftlab.rubric import score_reply
 
 HIDDEN = 64  # bitsandbytes' CPU 4-bit kernels need widths that are multiples of 64
@@ -32,7 +34,7 @@ def random_adapter(model, seed: int, r: int = 4, alpha: int = 8) -> PeftModel:
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear",
                         init_lora_weights=False)  # fmt: skip
-    with merging.quiet():
+    with muted():
         return get_peft_model(model, config).eval()
 
 
@@ -69,7 +71,7 @@ def test_merge_and_unload_equals_adapter_model(ids):
     merged = merging.merged_copy(model)
     torch.testing.assert_close(merging.logits(merged, ids), adapter_logits, atol=1e-5, rtol=0)
     assert merging.param_count(merged) == merging.param_count(base)
-    assert merging.lora_layers(merged) == {}
+    assert adapters.lora_layers(merged) == {}
     assert not any("lora" in key for key in merged.state_dict())
     assert type(merged) is LlamaForCausalLM
     assert not merging.is_merged(model)  # merged_copy left the adapter model alone
@@ -149,19 +151,19 @@ def test_adapter_for_another_base_is_refused_before_any_change(folders):
     other = tiny_llama(hidden=128, vocab=512)
     before = copy.deepcopy(other.state_dict())
     with pytest.raises(ValueError) as err:
-        merging.load_adapter(other, folders / "one")
+        adapters.load_adapter(other, folders / "one")
     message = str(err.value)
     assert "model.layers.0" in message and "128x128" in message and "64x64" in message
-    assert merging.lora_layers(other) == {}
+    assert adapters.lora_layers(other) == {}
     assert other.state_dict().keys() == before.keys()
     assert all(torch.equal(other.state_dict()[k], v) for k, v in before.items())
     with pytest.raises(ValueError, match="adapter_model.safetensors"):
-        merging.load_adapter(other, folders / "missing")
+        adapters.load_adapter(other, folders / "missing")
 
 
 def test_four_bit_routes_route_b_is_closest(folders):
     complaints = support_data.heldout_complaints(3)
-    results = merging.route_experiment(folders / "one", complaints, str(folders / "base"),
+    results = merging_4bit.route_experiment(folders / "one", complaints, str(folders / "base"),
                                        max_new_tokens=4)  # fmt: skip
     by_route = {r.route: r for r in results}
     assert list(by_route) == ["-", "a", "b", "c"]
@@ -176,7 +178,7 @@ def test_four_bit_routes_route_b_is_closest(folders):
     assert [len(ax.patches) for ax in fig.axes] == [4, 4]
     assert fig.axes[1].patches[0].get_height() == 100  # unmerged agrees with itself
     with pytest.raises(ValueError, match="route='d'"):
-        merging.merge_route("d", folders / "one", str(folders / "base"))
+        merging_4bit.merge_route("d", folders / "one", str(folders / "base"))
 
 
 @pytest.mark.parametrize("route", ["-", "a", "c"])
@@ -188,16 +190,16 @@ def test_in_fp32_holds_the_bf16_weights_bitsandbytes_computes_with(folders, rout
 
     base = str(folders / "base")
     if route == "-":
-        model, _ = merging.load_4bit(base)
+        model, _ = merging_4bit.load_4bit(base)
     else:
-        model = merging.merge_route(route, folders / "one", base)
+        model = merging_4bit.merge_route(route, folders / "one", base)
     expected = {
         name: dequantize_4bit(m.weight.data, m.weight.quant_state).to(torch.bfloat16).float()
         for name, m in model.named_modules()
         if isinstance(m, Linear4bit)
     }
     assert len(expected) == 14  # 2 layers x 7 linear layers
-    fp32 = merging.in_fp32(model)
+    fp32 = merging_4bit.in_fp32(model)
     assert {p.dtype for p in fp32.parameters()} == {torch.float32}
     for name, weight in expected.items():
         assert torch.equal(fp32.get_submodule(name).weight, weight), name
@@ -205,8 +207,10 @@ def test_in_fp32_holds_the_bf16_weights_bitsandbytes_computes_with(folders, rout
 
 def test_in_fp32_computes_what_the_4bit_model_computes_without_bf16_rounding(folders, ids):
     base = str(folders / "base")
-    real = merging.load_adapter(merging.load_4bit(base)[0], folders / "one").train()
-    fp32 = merging.load_adapter(merging.in_fp32(merging.load_4bit(base)[0]), folders / "one")
+    real = adapters.load_adapter(merging_4bit.load_4bit(base)[0], folders / "one").train()
+    fp32 = adapters.load_adapter(
+        merging_4bit.in_fp32(merging_4bit.load_4bit(base)[0]), folders / "one"
+    )
     real_logits, fp32_logits = merging.logits(real, ids), merging.logits(fp32.train(), ids)
     gap = (real_logits - fp32_logits).abs().max().item()
     assert 0 < gap < 0.02 * real_logits.abs().max().item()  # bf16 arithmetic, nothing more
@@ -221,7 +225,7 @@ def test_rounding_noise_is_shown_as_its_bound_and_a_real_gap_as_itself():
 def test_restore_4bit_layout_gives_back_the_dequantizable_weight(folders):
     from peft.utils.integrations import dequantize_bnb_weight
 
-    model, _ = merging.load_4bit(str(folders / "base"))
+    model, _ = merging_4bit.load_4bit(str(folders / "base"))
     layer = model.model.layers[0].mlp.down_proj
     before = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state).clone()
     with torch.no_grad():
@@ -230,7 +234,7 @@ def test_restore_4bit_layout_gives_back_the_dequantizable_weight(folders):
     if packed:  # read in the repacked layout, the weight is garbage
         wrong = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state)
         assert (wrong.float() - before.float()).abs().max() > before.abs().max() / 2
-    assert merging.restore_4bit_layout(model) == (14 if packed else 0)  # 7 linears x 2 layers
+    assert merging_4bit.restore_4bit_layout(model) == (14 if packed else 0)  # 7 linears x 2 layers
     after = dequantize_bnb_weight(layer.weight, state=layer.weight.quant_state)
     # the block scales come back through bf16: equal up to one bf16 step of the scale
     torch.testing.assert_close(after.float(), before.float(), atol=1e-3, rtol=0)
@@ -238,7 +242,7 @@ def test_restore_4bit_layout_gives_back_the_dequantizable_weight(folders):
 
 def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
     base, _ = base_model.load(str(folders / "base"))
-    model = merging.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
+    model = adapters.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
     assert model.active_adapter == "one"
     one = merging.logits(model, ids)
     model.set_adapter("two")
@@ -279,7 +283,7 @@ def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
 
 
 @pytest.mark.parametrize(
-    ("adapters", "weights", "kind", "match"),
+    ("names", "weights", "kind", "match"),
     [
         (["one", "two"], [1.0], "linear", "one weight per adapter"),
         (["one"], [0.5, 0.5], "cat", "one weight per adapter"),
@@ -287,20 +291,20 @@ def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
         (["one", "three"], [0.5, 0.5], "linear", "not loaded"),
     ],
 )
-def test_combine_rejects_bad_input(folders, adapters, weights, kind, match):
+def test_combine_rejects_bad_input(folders, names, weights, kind, match):
     base, _ = base_model.load(str(folders / "base"))
-    model = merging.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
+    model = adapters.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
     before = set(model.peft_config)
     with pytest.raises(ValueError, match=match):
-        merging.combine(model, adapters, weights, kind)
+        merging.combine(model, names, weights, kind)
     assert set(model.peft_config) == before
 
 
 def test_one_base_and_adapters_take_less_disk_than_merged_copies(folders, tmp_path, tokenizer):
     base, _ = base_model.load(str(folders / "base"))
-    merged_dir = merging.save_merged(merging.load_adapter(base, folders / "one"), tokenizer,
+    merged_dir = merging.save_merged(adapters.load_adapter(base, folders / "one"), tokenizer,
                                      tmp_path / "merged")  # fmt: skip
-    sizes = merging.storage(folders / "base", [folders / "one", folders / "two"], merged_dir)
+    sizes = measure.storage(folders / "base", [folders / "one", folders / "two"], merged_dir)
     assert sizes["merged_models_bytes"] == 2 * sizes["merged_model_bytes"]
     assert sizes["base_plus_adapters_bytes"] < sizes["merged_models_bytes"]
     assert sizes["adapter_bytes"] == sum(
@@ -309,11 +313,11 @@ def test_one_base_and_adapters_take_less_disk_than_merged_copies(folders, tmp_pa
 
 
 def test_latency_is_measured(ids):
-    assert merging.latency_ms(tiny_llama(), ids, repeats=2, warmup=0) > 0
-    table = merging.latency_table({"x": tiny_llama()}, ids, repeats=2, warmup=0)
+    assert measure.latency_ms(tiny_llama(), ids, repeats=2, warmup=0) > 0
+    table = measure.latency_table({"x": tiny_llama()}, ids, repeats=2, warmup=0)
     assert list(table) == ["x"] and table["x"] > 0
     with pytest.raises(ValueError, match="repeats=0"):
-        merging.latency_ms(tiny_llama(), ids, repeats=0)
+        measure.latency_ms(tiny_llama(), ids, repeats=0)
 
 
 def test_terse_finetune_set_is_a_second_behaviour():

@@ -358,63 +358,6 @@ def fits(total_bytes: int) -> dict[str, bool]:
     return {gpu: total_bytes <= capacity for gpu, capacity in GPUS.items()}
 
 
-def held_bytes(model: Any, optimizer: Any = None) -> dict[str, int]:
-    """Bytes actually held by a model's tensors (and an optimizer's state), grouped like Breakdown.
-
-    Frozen and trainable parameters, `.grad` tensors, optimizer state tensors (the scalar `step`
-    counters excluded), and the NF4 absmax constants of bitsandbytes 4-bit weights.
-    """
-    held = dict(
-        frozen_weights=0,
-        trainable_weights=0,
-        gradients=0,
-        optimizer_states=0,
-        quantization_constants=0,
-    )
-    for param in model.parameters():
-        key = "trainable_weights" if param.requires_grad else "frozen_weights"
-        held[key] += _nbytes(param)
-        if param.grad is not None:
-            held["gradients"] += _nbytes(param.grad)
-        quant_state = getattr(param, "quant_state", None)
-        if quant_state is not None:
-            held["quantization_constants"] += _nbytes(quant_state.absmax)
-            if quant_state.nested:
-                held["quantization_constants"] += _nbytes(quant_state.state2.absmax)
-    if optimizer is not None:
-        for state in optimizer.state.values():
-            for name, value in state.items():
-                if name != "step" and hasattr(value, "element_size"):
-                    held["optimizer_states"] += _nbytes(value)
-    return held
-
-
-def train_step(
-    model: Any, batch_size: int = 2, seq_len: int = 32, autocast: bool = False, seed: int = 0
-) -> Any:
-    """One forward, backward and AdamW step on random tokens; returns the optimizer.
-
-    This is the smallest run after which every training tensor exists, so `held_bytes` can
-    be compared with `estimate`. The model is put in train mode (bitsandbytes repacks 4-bit
-    weights for CPU inference in eval mode).
-    """
-    import torch
-
-    torch.manual_seed(seed)
-    model.train()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len))
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
-    optimizer.step()
-    return optimizer
-
-
-def _nbytes(tensor: Any) -> int:
-    return tensor.nelement() * tensor.element_size()
-
-
 def _optimizer_bytes(optimizer: str, precision: str, param_bytes: int | None = None) -> int:
     """Bytes of optimizer state per trainable parameter (HF "Model training anatomy")."""
     state_bytes = param_bytes or (HALF_BYTES if precision == "bf16" else FP32_BYTES)

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from peftlab import base_model, memory, merging, support_data
+from peftlab import adapters, base_model, measure, memory, merging, merging_4bit, support_data
+from peftlab.quiet import muted
 from peftlab.tables import markdown_table
 
 SMALL = (7.0, 3.0)
@@ -58,7 +59,7 @@ def latency_table(latency_ms: Mapping[str, float]) -> str:
     return markdown_table(("model", "forward ms (median)", "/ base"), rows, ("---", "---:", "---:"))
 
 
-def route_table(results: Sequence[merging.RouteResult]) -> str:
+def route_table(results: Sequence[merging_4bit.RouteResult]) -> str:
     """Each way to a merged model from the 4-bit base, against the exact bf16 merge."""
     rows = [
         (r.route, r.how, f"{r.max_logit_error:.3f}", f"{r.mean_logit_error:.4f}",
@@ -129,7 +130,7 @@ def scale_table(rows: Sequence[Mapping]) -> str:
     return markdown_table(header, body, ("---:", "---:", "---:", "---:"))
 
 
-def plot_routes(results: Sequence[merging.RouteResult]) -> Figure:
+def plot_routes(results: Sequence[merging_4bit.RouteResult]) -> Figure:
     """Mean logit error vs the exact bf16 merge, and replies kept from the unmerged 4-bit model."""
     fig = Figure(figsize=SMALL, layout="constrained")
     err, agree = fig.subplots(1, 2)
@@ -160,21 +161,21 @@ def lesson_04_results(
     torch.set_num_threads(threads)
     try:
         runs_dir = Path(runs_dir)
-        folders = merging.train_adapters(runs_dir, name=name, steps=steps, seed=seed)
+        folders = adapters.train_adapters(runs_dir, name=name, steps=steps, seed=seed)
         complaints = lesson_complaints(n_complaints)
-        with merging.quiet():
+        with muted():
             model, tokenizer = base_model.load(name)
-        polite = merging.load_adapter(model, folders["polite"])
+        polite = adapters.load_adapter(model, folders["polite"])
         check = merging.check_merge(polite, merging.prompt_batch(tokenizer, complaints))
         merged_dir = merging.save_merged(polite, tokenizer, runs_dir / "merged-polite")
-        routes = merging.route_experiment(folders["polite"], complaints, name)
-        with merging.quiet():
+        routes = merging_4bit.route_experiment(folders["polite"], complaints, name)
+        with muted():
             model, tokenizer = base_model.load(name)
-        both = merging.load_adapters(model, folders)
+        both = adapters.load_adapters(model, folders)
         replies = merging.replies_per_adapter(both, tokenizer, complaints)
         summaries = {k: merging.reply_summary(v, complaints) for k, v in replies.items()}
         mixes = merging.mixing_table(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
-        sizes = merging.storage(base_model.resolve(name), list(folders.values()), merged_dir)
+        sizes = measure.storage(base_model.resolve(name), list(folders.values()), merged_dir)
         mismatch = wrong_base_message(model.config, folders["polite"])
     finally:
         torch.set_num_threads(saved_threads)
@@ -191,7 +192,7 @@ def wrong_base_message(config, adapter_dir: str | os.PathLike) -> str:
     wider = config.to_dict() | {"hidden_size": 2 * config.hidden_size}
     model = AutoModelForCausalLM.from_config(type(config)(**wider))
     try:
-        merging.load_adapter(model, adapter_dir)
+        adapters.load_adapter(model, adapter_dir)
     except ValueError as err:
         message = str(err)
         return message[message.index("layer ") : message.index(" (lora_B")]
@@ -229,7 +230,7 @@ def lesson_04_route_facts(results: Mapping) -> list[tuple[str, tuple[float, ...]
     """The route figures the prose quotes: (pattern of the sentence, its numbers, tolerance),
     checked with `tables.fact_differences` (they vary slightly by CPU, like the route table)."""
     routes = {r.route: r for r in results["routes"]}
-    exact = [100 * routes[k].agreement for k in merging.ROUTES]
+    exact = [100 * routes[k].agreement for k in merging_4bit.ROUTES]
     pct = ONE_REPLY_PERCENT
     ratio = routes["a"].mean_logit_error / routes["b"].mean_logit_error
     return [
