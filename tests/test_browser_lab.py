@@ -4,6 +4,9 @@ nbval runs every notebook but never renders a widget. These tests start a throwa
 (`lab_server.py`) and drive Debian's Chromium, headless, through Playwright: run all
 cells as a learner would, then use the widgets. A failing test leaves screenshots and the
 server's log in a temp folder and prints where.
+
+The static site (`make html`) is checked in the same browser, without JupyterLab: its maths,
+typeset as MathML at build time, is laid out as maths with no network.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 from lab_server import NOTEBOOKS, LabServer, kernel_is_installed, running_lab
 from playwright.sync_api import expect, sync_playwright
 
-from peftlab import memory
+from peftlab import html_site, memory
 
 pytestmark = pytest.mark.browser
 
@@ -61,9 +64,26 @@ def page(browser, lab):
     context.close()
 
 
+@pytest.fixture
+def offline_page(browser):
+    """A page with no JupyterLab behind it, and the list of the http(s) URLs it asked for: all
+    refused, as on a learner's machine with no network."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.set_default_timeout(30_000)
+    requested: list[str] = []
+
+    def refuse(route):
+        requested.append(route.request.url)
+        route.abort()
+
+    context.route(re.compile(r"^https?://"), refuse)
+    yield context.new_page(), requested
+    context.close()
+
+
 @contextmanager
-def evidence_on_failure(page, lab: LabServer, name: str) -> Iterator[None]:
-    """On any failure, save a full-page screenshot and the server log, and say where."""
+def evidence_on_failure(page, lab: LabServer | None, name: str) -> Iterator[None]:
+    """On any failure, save a full-page screenshot and the server log (if any), and say where."""
     try:
         yield
     except BaseException:
@@ -71,8 +91,9 @@ def evidence_on_failure(page, lab: LabServer, name: str) -> Iterator[None]:
         try:
             page.screenshot(path=folder / "page.png", full_page=True)
         finally:
-            (folder / "jupyterlab.log").write_text(lab.log_tail(400), encoding="utf-8")
-            print(f"browser test failed: screenshot and JupyterLab log in {folder}")
+            if lab is not None:
+                (folder / "jupyterlab.log").write_text(lab.log_tail(400), encoding="utf-8")
+            print(f"browser test failed: screenshot and any JupyterLab log in {folder}")
         raise
 
 
@@ -176,3 +197,29 @@ def test_notebook_05_playground_answers_a_typed_complaint(page, lab):
         marks = re.findall(r"[\u2713\u2717] (greeting|acknowledges|action|timeline)", text)
         assert len(marks) == 8, text
         assert score(text, "after") > score(text, "before"), text
+
+
+def test_site_lesson_page_shows_its_maths_typeset(offline_page, tmp_path):
+    """Lesson 02's LoRA equation, built into a site, is laid out by the browser as maths."""
+    page, requested = offline_page
+    html_site.build(tmp_path / "site")
+    with evidence_on_failure(page, None, "site-maths"):
+        page.goto((tmp_path / "site" / "02-lora.html").as_uri())
+        equation = page.locator('math[display="block"]').first
+        expect(equation).to_be_visible()
+        box = equation.bounding_box()
+        assert box["width"] > 100 and box["height"] > 10, box
+        text = equation.text_content()  # a MathML element has no innerText
+        assert "$" not in text and "\\frac" not in text and "W" in text, text
+        # Laid out as MathML, alpha sits above r in the fraction, not beside it as plain text.
+        numerator = equation.locator("mfrac > :first-child").first.bounding_box()
+        denominator = equation.locator("mfrac > :last-child").first.bounding_box()
+        assert numerator["y"] + numerator["height"] <= denominator["y"] + 1, (
+            numerator,
+            denominator,
+        )
+        inline = page.locator('math[display="inline"]')
+        assert inline.count() > 10
+        assert all(b and b["width"] > 0 for b in (m.bounding_box() for m in inline.all()[:10]))
+        assert "\\frac" not in page.locator("body").inner_text()
+        assert not [url for url in requested if "mathjax" in url.lower()], requested

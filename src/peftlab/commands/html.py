@@ -1,4 +1,8 @@
-"""`peftlab html`: the lessons and executed notebooks as static HTML pages, with an index."""
+"""`peftlab html`: the lessons and executed notebooks as static HTML pages, with an index.
+
+Maths in the lessons and notebooks is typeset as MathML at build time, so the pages need no
+network to show it.
+"""
 
 import argparse
 from pathlib import Path
@@ -8,7 +12,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("html", help="export lessons and executed notebooks to static HTML pages")
     p.add_argument("--out", type=Path, default=Path("site"), help="folder to write (default: site)")
     p.add_argument(
-        "--root", type=Path, default=None, help="checkout holding lessons/ and notebooks/"
+        "--root",
+        type=Path,
+        default=None,
+        help="checkout holding lessons/ and notebooks/ (default: $PEFTLAB_ROOT, this package's "
+        "clone, or the current folder or one above it)",
     )
     p.set_defaults(run=run)
 
@@ -16,6 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from peftlab import html_site
 
-    paths = html_site.build(args.out, args.root or html_site.ROOT)
+    paths = html_site.build(args.out, args.root)
     print(f"wrote {len(paths)} pages to {args.out}/ (open {args.out / 'index.html'})")
     return 0
