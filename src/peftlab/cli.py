@@ -14,6 +14,7 @@ COMMANDS = {
     "quiz": "quiz",
     "build-base-model": "build_base_model",
     "html": "html",
+    "lessons": "lessons",
 }
 
 
