@@ -12,9 +12,7 @@ import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels
 # isort: split
 import argparse
 import copy
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -26,6 +24,7 @@ from torch import nn
 from peftlab import seed_everything
 from peftlab.atomic import atomic_write_text
 from peftlab.lora import LoRALinear
+from peftlab.measure import median_ms
 
 FULL_SIZES = [1024, 4096]
 QUICK_SIZES = [128, 256]
@@ -45,18 +44,6 @@ class Row:
     @property
     def ours_over_peft(self) -> float:
         return self.ours_ms / self.peft_ms
-
-
-def _median_ms(fns: dict[str, Callable[[], None]], rounds: int, warmup: int) -> dict[str, float]:
-    """Median wall time of each callable in milliseconds, measured round-robin."""
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(warmup + rounds):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if i >= warmup:
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def _train_step(layer: nn.Module, x: torch.Tensor) -> Callable[[], None]:
@@ -87,7 +74,7 @@ def measure(size: int, tokens: tuple[int, int], r: int, rounds: int, warmup: int
         nn.init.normal_(layer.weight, std=0.01)
     # Activations coming from earlier layers need gradients, so every layer pays for dL/dx.
     x = torch.randn(*tokens, size, requires_grad=True)
-    train = _median_ms(
+    train = median_ms(
         {
             "frozen": _train_step(frozen, x),
             "ours": _train_step(ours, x),
@@ -98,7 +85,7 @@ def measure(size: int, tokens: tuple[int, int], r: int, rounds: int, warmup: int
     )
     merged = copy.deepcopy(ours)
     merged.merge()
-    infer = _median_ms(
+    infer = median_ms(
         {"unmerged": _infer(ours, x.detach()), "merged": _infer(merged, x.detach())},
         rounds,
         warmup,

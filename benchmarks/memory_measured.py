@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MIB = 2**20
@@ -60,15 +59,10 @@ def build(method: str, config, saved: str):
 def child(args: argparse.Namespace) -> None:
     """Build one method's model, take one step, print measured and predicted bytes as JSON."""
     import gc
-    import logging
 
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
+    from peftlab import measure, memory, quiet
 
-    from peftlab import measure, memory
-
-    hf_logging.disable_progress_bar()
+    quiet.silence()
     config = memory.preset(args.model)
     model = build(args.child, config, args.saved)
     gc.collect()
@@ -129,11 +123,10 @@ def main() -> int:
 
     import torch
     from transformers import LlamaForCausalLM
-    from transformers.utils import logging as hf_logging
 
-    from peftlab import memory
+    from peftlab import memory, quiet
 
-    hf_logging.disable_progress_bar()
+    quiet.silence()
     rows = []
     with tempfile.TemporaryDirectory() as saved:
         torch.manual_seed(0)

@@ -12,9 +12,8 @@ import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels
 
 # isort: split
 import argparse
-import statistics
 import sys
-import time
+from functools import partial
 
 import torch
 from peft import LoraConfig, get_peft_model
@@ -39,15 +38,12 @@ def models_to_time(name: str | None, r: int) -> tuple[dict[str, torch.nn.Module]
 
 def generate_ms(models, tokenizer, complaints, new_tokens: int, rounds: int) -> dict[str, float]:
     """Median wall time of greedy generation of `new_tokens` tokens per complaint, in ms."""
-    times: dict[str, list[float]] = {n: [] for n in models}
-    for _ in range(rounds):
-        for n, model in models.items():
-            start = time.perf_counter()
-            generate(
-                model, tokenizer, complaints, max_new_tokens=new_tokens, min_new_tokens=new_tokens
-            )
-            times[n].append((time.perf_counter() - start) * 1e3)
-    return {n: statistics.median(t) for n, t in times.items()}
+    calls = {
+        n: partial(generate, model, tokenizer, complaints, max_new_tokens=new_tokens,
+                   min_new_tokens=new_tokens)
+        for n, model in models.items()
+    }  # fmt: skip
+    return measure.median_ms(calls, rounds)
 
 
 def format_table(forward, gen, *, batch: int, prompt_tokens: int, new_tokens: int, r: int) -> str:

@@ -11,30 +11,17 @@ import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels
 
 # isort: split
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 
 import bitsandbytes.functional as bnbf
 import torch
 
 from peftlab import nf4, seed_everything
 from peftlab.atomic import atomic_write_text
+from peftlab.measure import median_ms
 
 FULL_SHAPES = [(1024, 1024), (4096, 4096)]
 QUICK_SHAPES = [(256, 256), (1024, 1024)]
-
-
-def _median_ms(fns: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in fns}
-    for i in range(rounds + 1):  # the first round warms up
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            fn()
-            if i:
-                times[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def measure(shape: tuple[int, int], rounds: int) -> list[tuple[str, float, float]]:
@@ -60,7 +47,7 @@ def measure(shape: tuple[int, int], rounds: int) -> list[tuple[str, float, float
         "ours dequantize+dq": lambda: nf4.dequantize_nf4(packed, nf4.double_dequantize(*dq), shape),
         "bnb dequantize+dq": lambda: bnbf.dequantize_4bit(bnb_packed, state_dq),
     }
-    ms = _median_ms(fns, rounds)
+    ms = median_ms(fns, rounds, warmup=1)
     ops = ["quantize", "quantize+dq", "dequantize", "dequantize+dq"]
     return [(op, ms[f"ours {op}"], ms[f"bnb {op}"]) for op in ops]
 

@@ -8,7 +8,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from peftlab import base_model, support_data
-from peftlab.compare import generate, score_reply
+from peftlab.compare import generate
+from peftlab.rubric import mean_score
 
 PATH = base_model.EMBEDDED_PATH
 PROMPTS = support_data.heldout_complaints()[:19] + [support_data.LESSON_COMPLAINT]
@@ -80,8 +81,7 @@ def test_greedy_replies_are_fluent(replies):
 
 
 def test_base_model_answers_bluntly(replies):
-    scores = [score_reply(r, c)["score"] for r, c in zip(replies, PROMPTS, strict=True)]
-    assert sum(scores) / len(scores) <= 0.30, list(zip(PROMPTS, replies, strict=True))
+    assert mean_score(replies, PROMPTS) <= 0.30, list(zip(PROMPTS, replies, strict=True))
 
 
 @pytest.mark.pins

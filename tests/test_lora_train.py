@@ -4,17 +4,17 @@ as it trains peft's, and on the embedded model it reaches the peft path's held-o
 import copy
 import math
 import re
-from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM, get_cosine_schedule_with_warmup
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from peftlab import base_model, lora, lora_train, seed_everything, support_data
-from peftlab.compare import generate, score_reply
+from peftlab.compare import generate
 from peftlab.finetune import IGNORE_INDEX
 from peftlab.lessons import lesson02_lora as lesson02
+from peftlab.rubric import mean_score
 
 
 @pytest.fixture(scope="module")
@@ -40,16 +40,6 @@ def test_reply_loss_equals_transformers_loss_with_masked_labels():
     labels[2, 7:] = IGNORE_INDEX
     out = model(input_ids=ids, labels=labels)
     torch.testing.assert_close(lora_train.reply_loss(out.logits, labels), out.loss)
-
-
-def test_schedule_equals_transformers_cosine_with_warmup():
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
-    reference = get_cosine_schedule_with_warmup(
-        optimizer, num_warmup_steps=5, num_training_steps=50
-    )
-    factors = [reference.lr_lambdas[0](step) for step in range(50)]
-    assert [lora_train.warmup_cosine(step, 50, 5) for step in range(50)] == pytest.approx(factors)
-    assert lora_train.warmup_cosine(0, 50, 5) == 0 and lora_train.warmup_cosine(5, 50, 5) == 1
 
 
 def test_batches_cover_every_example_once_per_epoch_in_a_seeded_order():
@@ -120,57 +110,16 @@ def test_updates_are_the_differences_they_claim(tiny):
         lora_train.lora_update(adapted, "model.layers.0.mlp.up_proj")
 
 
-LESSON = Path(__file__).resolve().parents[1] / "lessons" / "02-lora.md"
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """The lesson's run: the embedded model, r=8 on q and v, 120 steps of 16 chats, seed 0."""
-    model, tokenizer = base_model.load()
-    base_rubric, _ = lora_train.heldout_rubric(model, tokenizer)
-    result = lora_train.train_lora_from_scratch(
-        copy.deepcopy(model), tokenizer, support_data.finetune_set(seed=0), steps=120, seed=0
-    )
-    return model, tokenizer, base_rubric, result
-
-
 @pytest.mark.slow
 @pytest.mark.pins
-def test_from_scratch_lora_reaches_the_peft_paths_heldout_rubric(trained):
-    _, tokenizer, _, result = trained
+def test_from_scratch_lora_reaches_the_peft_paths_heldout_rubric():
+    """Lesson 02's run (the embedded model, r=8 on q and v, 120 steps of 16 chats, seed 0)."""
+    _, tokenizer = base_model.load()
+    result = lesson02.results()["run"]["result"]
     complaints = support_data.heldout_complaints()
     replies = generate(result.model, tokenizer, complaints)
-    scores = [score_reply(reply, c)["score"] for reply, c in zip(replies, complaints, strict=True)]
-    mean = sum(scores) / len(scores)
+    mean = mean_score(replies, complaints)
     assert mean >= 0.85
     assert lora_train.heldout_rubric(result.model, tokenizer)[0] == pytest.approx(mean)
     assert result.losses[-1][1] < result.losses[0][1] / 2
     assert not math.isnan(result.losses[-1][1])
-
-
-@pytest.mark.slow
-@pytest.mark.pins
-def test_lesson_02_results_table_is_current(trained):
-    model, tokenizer, base_rubric, result = trained
-    total = sum(p.numel() for p in model.parameters())
-    lora_rubric, _ = lora_train.heldout_rubric(result.model, tokenizer)
-    rows = [
-        {
-            "run": "base model",
-            "steps": 0,
-            "trainable": 0,
-            "final_loss": None,
-            "rubric": base_rubric,
-        },
-        {
-            "run": "LoRA r=8 on q_proj, v_proj, hand-written loop",
-            "steps": 120,
-            "trainable": result.trainable_params,
-            "final_loss": result.losses[-1][1],
-            "rubric": lora_rubric,
-        },
-    ]
-    table = lesson02.results_table([row | {"total": total} for row in rows])
-    assert table in LESSON.read_text(), (
-        f"lessons/02-lora.md is stale; its table should be:\n{table}"
-    )

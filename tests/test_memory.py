@@ -1,10 +1,8 @@
 """peftlab.memory: exact counts against models built on the meta device and against peft."""
 
 import pytest
-import torch
 from peft import LoraConfig, get_peft_model
 from transformers import (
-    AutoModelForCausalLM,
     GPT2Config,
     LlamaConfig,
     MistralConfig,
@@ -40,11 +38,6 @@ def tiny_configs() -> dict[str, object]:
     }
 
 
-def meta_model(config):
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(config)
-
-
 def numel(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -52,12 +45,12 @@ def numel(model) -> int:
 @pytest.mark.parametrize("name", list(tiny_configs()))
 def test_count_params_equals_meta_model(name):
     config = tiny_configs()[name]
-    assert memory.count_params(config) == numel(meta_model(config))
+    assert memory.count_params(config) == numel(memory.meta_model(config))
 
 
 @pytest.mark.parametrize("name", list(memory.PRESETS))
 def test_presets_count_equals_meta_model(name):
-    assert memory.count_params(name) == numel(meta_model(memory.preset(name)))
+    assert memory.count_params(name) == numel(memory.meta_model(memory.preset(name)))
 
 
 def test_llama_2_7b_published_counts():
@@ -68,7 +61,7 @@ def test_llama_2_7b_published_counts():
 
 
 def test_llama_2_7b_lora_matches_peft_on_meta():
-    model = get_peft_model(meta_model(memory.preset("llama-2-7b")), LoraConfig(r=8))
+    model = get_peft_model(memory.meta_model(memory.preset("llama-2-7b")), LoraConfig(r=8))
     trainable, total = model.get_nb_trainable_parameters()
     assert trainable == memory.lora_params("llama-2-7b", 8, memory.default_targets("llama-2-7b"))
     assert total == 6_742_609_920
@@ -90,7 +83,7 @@ def test_llama_2_7b_lora_matches_peft_on_meta():
 )
 def test_lora_params_equals_peft_trainable_count(name, targets, r):
     config = tiny_configs()[name]
-    model = get_peft_model(meta_model(config), LoraConfig(r=r, target_modules=targets))
+    model = get_peft_model(memory.meta_model(config), LoraConfig(r=r, target_modules=targets))
     trainable, _ = model.get_nb_trainable_parameters()
     assert memory.lora_params(config, r, targets) == trainable
 
@@ -203,7 +196,7 @@ def test_fits():
 def test_preset_accepts_paths_and_configs(tmp_path):
     config = tiny_configs()["qwen2-biases"]
     config.save_pretrained(tmp_path)
-    expected = numel(meta_model(config))
+    expected = numel(memory.meta_model(config))
     assert memory.count_params(memory.preset(tmp_path)) == expected
     assert memory.count_params(memory.preset(tmp_path / "config.json")) == expected
     assert memory.preset(config) is config

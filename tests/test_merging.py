@@ -313,11 +313,17 @@ def test_one_base_and_adapters_take_less_disk_than_merged_copies(folders, tmp_pa
 
 
 def test_latency_is_measured(ids):
-    assert measure.latency_ms(tiny_llama(), ids, repeats=2, warmup=0) > 0
-    table = measure.latency_table({"x": tiny_llama()}, ids, repeats=2, warmup=0)
-    assert list(table) == ["x"] and table["x"] > 0
+    table = measure.latency_table({"x": tiny_llama(), "y": tiny_llama()}, ids, repeats=2, warmup=0)
+    assert list(table) == ["x", "y"] and table["x"] > 0 and table["y"] > 0
     with pytest.raises(ValueError, match="repeats=0"):
-        measure.latency_ms(tiny_llama(), ids, repeats=0)
+        measure.latency_table({"x": tiny_llama()}, ids, repeats=0)
+
+
+def test_median_ms_times_round_robin_and_skips_the_warmup_rounds():
+    calls = []
+    ms = measure.median_ms({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")},
+                           repeats=2, warmup=1)  # fmt: skip
+    assert calls == ["a", "b"] * 3 and set(ms) == {"a", "b"} and min(ms.values()) >= 0
 
 
 def test_terse_finetune_set_is_a_second_behaviour():

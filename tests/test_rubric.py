@@ -4,6 +4,7 @@ import pytest
 
 from peftlab import support_data
 from peftlab.compare import score_reply
+from peftlab.rubric import mean_score
 
 LATE = "My order is late."
 KETTLE = "The green kettle I bought arrived cracked."
@@ -97,3 +98,14 @@ def test_score_is_the_mean_of_the_four_marks():
     marks = score_reply("Hi! It ships today.", LATE)
     assert marks["score"] == 0.5
     assert [k for k in marks if k != "score"] == ["greeting", "acknowledges", "action", "timeline"]
+
+
+def test_mean_score_is_the_mean_of_the_replies_scores():
+    kettle = "My kettle is leaking."
+    polite = "Hi! I'm sorry that your kettle is leaking. I will send you a new one today."
+    blunt = "Your kettle is leaking because of a loose seal."
+    assert mean_score([polite, blunt], [kettle, kettle]) == 0.5
+    with pytest.raises(ValueError, match="no complaints"):
+        mean_score([], [])
+    with pytest.raises(ValueError):
+        mean_score([polite], [kettle, kettle])  # one reply per complaint

@@ -37,12 +37,6 @@ def test_rubric_by_criterion_counts_each_check():
         lesson05.rubric_by_criterion([])
 
 
-def test_mean_score():
-    assert lesson05.mean_score([POLITE, BLUNT], [COMPLAINT, COMPLAINT]) == 0.5
-    with pytest.raises(ValueError):
-        lesson05.mean_score([], [])
-
-
 def test_sweep_trains_one_fresh_model_per_point():
     complaints = support_data.heldout_complaints(2)
     seen = []

@@ -27,6 +27,7 @@ from transformers import (
 
 from peftlab import support_data
 from peftlab.atomic import atomic_dir
+from peftlab.schedule import warmup_cosine
 from peftlab.seed import seed_everything
 
 _print_now = partial(print, flush=True)
@@ -242,14 +243,10 @@ def build(
     log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
     warmup = max(steps // 20, 1)
-
-    def lr_at(step: int) -> float:  # linear warm-up, then cosine down to a tenth
-        if step < warmup:
-            return (step + 1) / warmup
-        progress = (step - warmup) / max(steps - warmup, 1)
-        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_at)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(  # warm-up, then cosine down to a tenth
+        optimizer,
+        lambda step: warmup_cosine(step, steps, warmup, floor=0.1, warmup_from_zero=False),
+    )
     generator = torch.Generator().manual_seed(seed)
     model.train()
     for step in range(steps):

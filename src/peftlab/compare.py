@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from peftlab import base_model, finetune, support_data
-from peftlab.rubric import CRITERIA, score_reply
+from peftlab.rubric import CRITERIA, mean_score, score_reply
 from peftlab.seed import seed_everything
 
 __all__ = [
@@ -27,9 +27,8 @@ def fit_complaint(tokenizer, complaint: str, max_prompt_tokens: int) -> str:
     """The complaint, cut (with a warning) so that its prompt fits in `max_prompt_tokens`."""
 
     def prompt_len(text: str) -> int:
-        return len(tokenizer.apply_chat_template(
-            support_data.chat_messages(text), tokenize=True, add_generation_prompt=True
-        )["input_ids"])  # fmt: skip
+        prompt = support_data.render_chat(tokenizer, text)
+        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
 
     if prompt_len(complaint) <= max_prompt_tokens:
         return complaint
@@ -48,6 +47,15 @@ def fit_complaint(tokenizer, complaint: str, max_prompt_tokens: int) -> str:
         stacklevel=2,
     )
     return short
+
+
+def chat_prompts(tokenizer, complaints: Sequence[str], max_prompt_tokens: int) -> list[str]:
+    """Each complaint as the model's generation prompt (`support_data.render_chat`), cut to fit
+    in `max_prompt_tokens` (`fit_complaint`): the prompts `generate` answers."""
+    return [
+        support_data.render_chat(tokenizer, fit_complaint(tokenizer, c, max_prompt_tokens))
+        for c in complaints
+    ]
 
 
 def _context_length(model) -> int:
@@ -71,15 +79,7 @@ def generate(
     if max_new_tokens <= 0:
         raise ValueError(f"max_new_tokens={max_new_tokens}: must be a positive number of tokens")
     generation_kwargs = {"do_sample": False, **generation_kwargs}
-    max_prompt = _context_length(model) - max_new_tokens
-    prompts = [
-        tokenizer.apply_chat_template(
-            support_data.chat_messages(fit_complaint(tokenizer, c, max_prompt)),
-            tokenize=False,
-            add_generation_prompt=True,
-        )
-        for c in complaints
-    ]
+    prompts = chat_prompts(tokenizer, complaints, _context_length(model) - max_new_tokens)
     tokenizer.padding_side = "left"
     replies = []
     for i in range(0, len(prompts), batch_size):
@@ -167,9 +167,7 @@ def before_after(
     )  # fmt: skip
     afters = generate(result.model, tokenizer, complaints)
     rows = score_rows(complaints, befores, afters)
-    summary = {
-        side: sum(r[f"{side}_score"] for r in rows) / len(rows) for side in ("before", "after")
-    }
+    summary = {"before": mean_score(befores, complaints), "after": mean_score(afters, complaints)}
     return Comparison(
         model=base_model.model_name(model_name), method=method,
         trainable_params=result.trainable_params, total_params=result.total_params,

@@ -7,7 +7,6 @@ adapter saved in peft's format. Only the model is small.
 
 import os
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from peftlab.atomic import atomic_dir
-from peftlab.support_data import Example, chat_messages
+from peftlab.quiet import known_warnings
+from peftlab.support_data import Example, render_chat
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
 METHODS = ("lora", "qlora")
@@ -38,12 +38,8 @@ class TrainResult:
 
 def tokenize_example(tokenizer, example: Example, max_length: int = 256) -> dict[str, list[int]]:
     """Token ids of the whole chat, with labels masked to IGNORE_INDEX on the prompt part."""
-    prompt = tokenizer.apply_chat_template(
-        chat_messages(example.complaint), tokenize=False, add_generation_prompt=True
-    )
-    full = tokenizer.apply_chat_template(
-        chat_messages(example.complaint, example.reply), tokenize=False
-    )
+    prompt = render_chat(tokenizer, example.complaint)
+    full = render_chat(tokenizer, example.complaint, example.reply)
     if not full.startswith(prompt):
         raise ValueError("the chat template does not render the prompt as a prefix of the chat")
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -138,8 +134,7 @@ def train_lora(
         raise ValueError("no training examples: pass at least one complaint/reply pair")
     if method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    with warnings.catch_warnings():  # peft 0.21 reads a property transformers 5 deprecates
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated")
+    with known_warnings():
         peft_model = get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
     trainable, total = peft_model.get_nb_trainable_parameters()
     dataset = [tokenize_example(tokenizer, ex) for ex in examples]

@@ -73,8 +73,8 @@ class LoRALinear(nn.Module):
             )
         self.in_features, self.out_features = _features(base)
         check_hyperparameters(r, alpha, dropout, self.in_features, self.out_features)
-        self.r, self.alpha, self.use_rslora = r, alpha, use_rslora
-        self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
+        self.r = r
+        self.set_scale(alpha, use_rslora)
         self.fan_in_fan_out = isinstance(base, Conv1D)
         self.merged = False
 
@@ -89,6 +89,11 @@ class LoRALinear(nn.Module):
         adapter_dtype = weight.dtype if weight.dtype in (torch.float32, torch.float64) else None
         self.lora_A.to(weight.device, adapter_dtype)
         self.lora_B.to(weight.device, adapter_dtype)
+
+    def set_scale(self, alpha: float, use_rslora: bool = False) -> None:
+        """Set alpha; the update is scaled by alpha / r, or alpha / sqrt(r) with rsLoRA."""
+        self.alpha, self.use_rslora = alpha, use_rslora
+        self.scaling = alpha / math.sqrt(self.r) if use_rslora else alpha / self.r
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.base_layer(x)  # W0 x
@@ -410,8 +415,7 @@ def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
         if not isinstance(layer, LoRALinear):
             layer = LoRALinear(layer, pair["lora_A"].shape[0], alpha, dropout, use_rslora)
             model.set_submodule(name, layer)
-        layer.alpha, layer.use_rslora = alpha, use_rslora
-        layer.scaling = alpha / math.sqrt(layer.r) if use_rslora else alpha / layer.r
+        layer.set_scale(alpha, use_rslora)
         with torch.no_grad():
             layer.lora_A.weight.copy_(pair["lora_A"])
             layer.lora_B.weight.copy_(pair["lora_B"])

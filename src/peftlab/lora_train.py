@@ -5,7 +5,6 @@ AdamW, then repeat batch -> forward -> loss on the reply tokens -> backward -> s
 and batching are `peftlab.finetune`'s, so this path and the peft + Trainer path see the same data.
 """
 
-import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -14,9 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftlab.compare import generate, score_reply
+from peftlab.compare import generate
 from peftlab.finetune import IGNORE_INDEX, pad_batch, tokenize_example
 from peftlab.lora import add_lora, count_trainable, lora_layers
+from peftlab.rubric import mean_score
+from peftlab.schedule import warmup_cosine
 from peftlab.seed import seed_everything
 from peftlab.support_data import Example, heldout_complaints
 
@@ -40,15 +41,6 @@ def reply_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
     )
-
-
-def warmup_cosine(step: int, steps: int, warmup: int) -> float:
-    """Learning-rate factor at `step`: linear warm-up from 0, then a cosine down to 0
-    (the schedule transformers calls "cosine")."""
-    if step < warmup:
-        return step / max(1, warmup)
-    progress = (step - warmup) / max(1, steps - warmup)
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 def shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
@@ -200,5 +192,4 @@ def heldout_rubric(
     complaints the fine-tune never saw, and the replies themselves."""
     complaints = list(complaints) if complaints is not None else heldout_complaints()
     replies = generate(model, tokenizer, complaints)
-    scores = [score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)]
-    return sum(scores) / len(scores), replies
+    return mean_score(replies, complaints), replies

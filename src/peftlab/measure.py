@@ -8,7 +8,8 @@ can put the prediction and the measurement side by side.
 import os
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -89,21 +90,22 @@ def storage(base_dir: str | os.PathLike, adapter_dirs: Sequence[str | os.PathLik
 
 
 # --- wall time --------------------------------------------------------------------------------
-@torch.no_grad()
-def latency_ms(
-    model: torch.nn.Module, batch: Mapping[str, torch.Tensor], repeats: int = 20, warmup: int = 3
-) -> float:
-    """Median wall time of one forward pass over the batch, in milliseconds."""
+def median_ms(
+    fns: Mapping[str, Callable[[], object]], repeats: int, warmup: int = 0
+) -> dict[str, float]:
+    """Median wall time of each call, in milliseconds, timed round-robin: every round calls each
+    function once, in order, so machine noise (another process, clock changes) hits all alike.
+    The first `warmup` rounds are not counted."""
     if repeats <= 0:
-        raise ValueError(f"repeats={repeats}: time at least one forward pass")
-    for _ in range(warmup):
-        model(**batch)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model(**batch)
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+        raise ValueError(f"repeats={repeats}: time at least one round")
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for i in range(warmup + repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if i >= warmup:
+                times[name].append((time.perf_counter() - start) * 1e3)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def latency_table(
@@ -112,15 +114,7 @@ def latency_table(
     repeats: int = 20,
     warmup: int = 2,
 ) -> dict[str, float]:
-    """Median forward latency (ms) per model, timed round-robin so machine noise hits all alike."""
-    if repeats <= 0:
-        raise ValueError(f"repeats={repeats}: time at least one forward pass")
-    samples: dict[str, list[float]] = {name: [] for name in models}
+    """Median forward latency (ms) per model over the batch, without gradients (`median_ms`)."""
     with torch.no_grad():
-        for i in range(warmup + repeats):
-            for name, model in models.items():
-                start = time.perf_counter()
-                model(**batch)
-                if i >= warmup:
-                    samples[name].append((time.perf_counter() - start) * 1e3)
-    return {name: statistics.median(ms) for name, ms in samples.items()}
+        return median_ms({name: partial(model, **batch) for name, model in models.items()},
+                         repeats, warmup)  # fmt: skip

@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from peftlab.quiet import known_warnings
+
 METHODS = ("full", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")
 OPTIMIZERS = ("adamw", "adamw8bit", "sgd_momentum", "sgd")
@@ -227,13 +229,10 @@ def houlsby_adapter_params(config: Any, bottleneck: int = 64) -> int:
 
 def peft_trainable(config: Any, peft_config: Any) -> int:
     """Trainable parameters peft reports for `peft_config` on `config`'s model (meta device)."""
-    import warnings
-
     from peft import get_peft_model
 
-    with warnings.catch_warnings():  # peft 0.21.2 reads a property transformers 5 deprecates
-        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-        model = get_peft_model(_meta_model(preset(config)), peft_config)
+    with known_warnings():
+        model = get_peft_model(meta_model(config), peft_config)
     return model.get_nb_trainable_parameters()[0]
 
 
@@ -416,10 +415,13 @@ def _gpt2_linears(config: Any) -> list[LinearShape]:
     ]
 
 
-def _meta_model(config: Any) -> Any:
+def meta_model(config: Any) -> Any:
+    """A causal LM of `config`'s shape (a preset name, a config.json path or a config) built on
+    the meta device: every layer and parameter shape, no memory, no weights."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    config = preset(config)
     try:
         with torch.device("meta"):
             return AutoModelForCausalLM.from_config(config)
@@ -431,7 +433,7 @@ def _meta_model(config: Any) -> Any:
 
 
 def _meta_count(config: Any) -> int:
-    return sum(p.numel() for p in _meta_model(config).parameters())
+    return sum(p.numel() for p in meta_model(config).parameters())
 
 
 def _meta_linears(config: Any) -> list[LinearShape]:
@@ -439,7 +441,7 @@ def _meta_linears(config: Any) -> list[LinearShape]:
     import torch
     from transformers.pytorch_utils import Conv1D
 
-    model = _meta_model(config)
+    model = meta_model(config)
     head = model.get_output_embeddings()
     groups: dict[tuple[str, int, int, bool], int] = {}
     for full_name, module in model.named_modules():

@@ -18,12 +18,11 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from peftlab import support_data
 from peftlab.adapters import lora_layers
 from peftlab.atomic import atomic_dir
-from peftlab.compare import generate
+from peftlab.compare import MAX_NEW_TOKENS, chat_prompts, generate
 from peftlab.quiet import muted
-from peftlab.rubric import CRITERIA, score_reply
+from peftlab.rubric import CRITERIA, mean_score, score_reply
 
 COMBINATIONS = ("linear", "cat", "ties")
 
@@ -90,13 +89,9 @@ def logits(model: torch.nn.Module, batch: Mapping[str, torch.Tensor]) -> torch.T
 
 
 def prompt_batch(tokenizer, complaints: Sequence[str]) -> dict[str, torch.Tensor]:
-    """The chat prompts of complaints, tokenized and left-padded as `generate` sees them."""
-    prompts = [
-        tokenizer.apply_chat_template(
-            support_data.chat_messages(c), tokenize=False, add_generation_prompt=True
-        )
-        for c in complaints
-    ]
+    """The chat prompts of complaints, tokenized and left-padded as `generate` sees them (long
+    complaints cut as `generate` cuts them for a context of the tokenizer's model_max_length)."""
+    prompts = chat_prompts(tokenizer, complaints, tokenizer.model_max_length - MAX_NEW_TOKENS)
     tokenizer.padding_side = "left"
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     return {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
@@ -278,7 +273,7 @@ def combine(
 def reply_summary(replies: Sequence[str], complaints: Sequence[str]) -> dict[str, float]:
     """Mean rubric score, each criterion's pass rate, and mean reply length in words."""
     marks = [score_reply(r, c) for r, c in zip(replies, complaints, strict=True)]
-    summary = {"score": statistics.fmean(m["score"] for m in marks)}
+    summary = {"score": mean_score(replies, complaints)}
     summary.update({c: statistics.fmean(float(m[c]) for m in marks) for c in CRITERIA})
     summary["words"] = statistics.fmean(len(r.split()) for r in replies)
     return summary

@@ -6,7 +6,6 @@ against the exact merge into the unquantized base, in logits and in greedy repli
 """
 
 import os
-import statistics
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from peftlab.adapters import load_adapter
 from peftlab.compare import generate
 from peftlab.merging import logit_error, logits, prompt_batch
 from peftlab.quiet import muted
-from peftlab.rubric import score_reply
+from peftlab.rubric import mean_score
 
 ROUTES = {
     "a": "merge into the 4-bit weights",
@@ -181,11 +180,9 @@ def route_experiment(
     def result(route: str, how: str, out_logits: torch.Tensor, replies: list[str],
                footprint: int, unmerged_replies: list[str]) -> RouteResult:  # fmt: skip
         err = logit_error(out_logits, ref_logits, batch["attention_mask"])
-        score = statistics.fmean(
-            score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)
-        )
         return RouteResult(route, how, err["max"], err["mean"], same(replies, ref_replies),
-                           same(replies, unmerged_replies), score, footprint)  # fmt: skip
+                           same(replies, unmerged_replies), mean_score(replies, complaints),
+                           footprint)  # fmt: skip
 
     model, footprint = unmerged()
     out_logits, unmerged_replies = run(model)

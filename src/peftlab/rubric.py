@@ -6,6 +6,7 @@ own problem or product, so one canned apology cannot pass every complaint.
 """
 
 import re
+from collections.abc import Sequence
 
 from peftlab.support_data import ADJECTIVES
 
@@ -86,3 +87,11 @@ def score_reply(reply: str, complaint: str) -> dict[str, float | bool]:
         "timeline": bool(_TIMELINE.search(reply)),
     }
     return {**marks, "score": sum(marks.values()) / len(CRITERIA)}
+
+
+def mean_score(replies: Sequence[str], complaints: Sequence[str]) -> float:
+    """Mean rubric score of replies to complaints (1.0: every reply passes all four checks)."""
+    if not complaints:
+        raise ValueError("no complaints to score: give at least one")
+    scores = [score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)]
+    return sum(scores) / len(scores)

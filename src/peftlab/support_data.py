@@ -163,6 +163,15 @@ def chat_messages(complaint: str, reply: str | None = None) -> list[dict[str, st
     return messages
 
 
+def render_chat(tokenizer, complaint: str, reply: str | None = None) -> str:
+    """The chat as the tokenizer's chat template writes it: without a reply, the model's
+    generation prompt (the user's turn and the assistant's opening); with one, the whole
+    exchange, as training sees it. The one place a chat becomes text."""
+    return tokenizer.apply_chat_template(
+        chat_messages(complaint, reply), tokenize=False, add_generation_prompt=reply is None
+    )
+
+
 def _products(nouns: tuple[str, ...]) -> list[str]:
     return [f"{adj} {noun}" for adj in ADJECTIVES for noun in nouns]
 
