@@ -1,1 +1,63 @@
-"""One module per lesson: what lesson NN computes, shows and quotes."""
+"""One module per lesson: what lesson NN computes, draws and quotes.
+
+Every lesson module has the same shape (copy lesson05's to start lesson 07):
+
+- `LESSON`, `NOTEBOOK`: its markdown in `lessons/` and its notebook in `notebooks/`;
+- `results(...)`: everything the lesson computes, in one call. Expensive results (a training
+  run) go through `lessons.cache.cached`, so the notebook and the lesson test share one run;
+- `quotes(results)`: every number and table its lesson and notebook prose quote, by the name of
+  the region that holds it (`lessons.prose` explains the regions);
+- `TOLERANCE`: the few quotes whose last digits depend on the CPU's kernels, and by how much;
+- functions that draw its figures and format its tables from `results`.
+
+Lesson modules import the core modules (`memory`, `lora`, `nf4`, `merging`, `finetune`, ...),
+never `widgets`, `cli` or `commands`. `peftlab lessons` checks (or, with `--write`, rewrites) the
+regions of every lesson from its module.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from peftlab import paths
+from peftlab.lessons import prose
+
+MODULES = (
+    "lesson01_peft_basics",
+    "lesson02_lora",
+    "lesson03_qlora",
+    "lesson04_merging",
+    "lesson05_support_demo",
+    "lesson06_interview",
+)
+
+
+def module(name: str) -> ModuleType:
+    """A lesson module by its name in MODULES or its number ("04")."""
+    found = [m for m in MODULES if m == name or m.startswith(f"lesson{name}_")]
+    if len(found) != 1:
+        raise ValueError(f"no lesson {name!r}: choose a number 01-{len(MODULES):02d} or {MODULES}")
+    return importlib.import_module(f"peftlab.lessons.{found[0]}")
+
+
+def documents(lesson: ModuleType) -> dict[str, Path]:
+    """The files whose prose the lesson's regions live in: its markdown and its notebook."""
+    return {
+        f"lessons/{lesson.LESSON}": paths.lessons_dir() / lesson.LESSON,
+        f"notebooks/{lesson.NOTEBOOK}": paths.notebooks_dir() / lesson.NOTEBOOK,
+    }
+
+
+def differences(lesson: ModuleType, results: Any) -> list[str]:
+    """Where the lesson's committed prose differs from what its module computes now."""
+    texts = {name: prose.read(path) for name, path in documents(lesson).items()}
+    return prose.differences(texts, lesson.quotes(results), lesson.TOLERANCE)
+
+
+def write(lesson: ModuleType, results: Any) -> list[Path]:
+    """Rewrite the lesson's regions from its module; the files that changed."""
+    quotes = lesson.quotes(results)
+    return [path for path in documents(lesson).values() if prose.rewrite(path, quotes)]

@@ -1,4 +1,7 @@
-"""Figures and tables for the memory lesson (notebook 01, lesson 01, benchmarks).
+"""Lesson 01, full fine-tuning vs PEFT: what training costs (notebook 01, lessons/01).
+
+The memory arithmetic is `peftlab.memory`'s; this module turns it into the lesson's figures and
+tables and the numbers its prose quotes.
 
 Figures are matplotlib `Figure`s built without pyplot state, so a notebook shows each once and
 a test can inspect it. Tables are markdown strings, so the lesson can quote them verbatim and a
@@ -28,6 +31,9 @@ TERM_COLORS = {
 CARD_LINES_GIB = (24, 48, 80)
 LESSON_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
 LESSON_RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+LESSON = "01-peft-basics.md"
+NOTEBOOK = "01_full_ft_vs_peft.ipynb"
+TOLERANCE: dict = {}  # arithmetic: every figure is exact on every CPU
 
 
 def stack_bars(ax: Any, breakdowns: Mapping[str, memory.Breakdown]) -> None:
@@ -252,27 +258,30 @@ def measured_table(rows: Sequence[tuple[str, dict[str, int], memory.Breakdown]])
     return markdown_table(["run", "term", "measured bytes", "predicted bytes", "equal"], out)
 
 
-def lesson_01_tables() -> dict[str, str]:
-    """The tables the memory lesson quotes verbatim."""
+def results() -> dict[str, memory.Breakdown]:
+    """The estimates the lesson's prose quotes (arithmetic: milliseconds)."""
+    return {
+        "full": memory.estimate("llama-2-7b"),
+        "hf": memory.estimate("llama-2-7b", accounting="hf"),
+        "lora": memory.estimate("llama-2-7b", method="lora"),
+        "qlora": memory.estimate("llama-2-7b", method="qlora"),
+        "70b qlora checkpointed": memory.estimate(
+            "llama-2-70b", method="qlora", gradient_checkpointing=True
+        ),
+    }
+
+
+def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
+    """Every table and number the lesson and its notebook quote, by region name."""
+    n = memory.count_params("llama-2-7b")
+    full, hf, lora, qlora = (estimates[k] for k in ("full", "hf", "lora", "qlora"))
+    lora_qv = memory.lora_params("llama-2-7b", 8, ["q_proj", "v_proj"])
     return {
         "bytes per parameter": bytes_per_param_table(),
         "rule of thumb": seed_rule_table(),
         "methods": methods_table(),
         "ranks": rank_table(),
         "peft methods": peft_methods_table(),
-    }
-
-
-def lesson_01_facts() -> dict[str, str]:
-    """Every number the memory lesson quotes in its prose, formatted as the lesson writes it."""
-    n = memory.count_params("llama-2-7b")
-    full = memory.estimate("llama-2-7b")
-    hf = memory.estimate("llama-2-7b", accounting="hf")
-    lora = memory.estimate("llama-2-7b", method="lora")
-    qlora = memory.estimate("llama-2-7b", method="qlora")
-    qlora_70b_ckpt = memory.estimate("llama-2-70b", method="qlora", gradient_checkpointing=True)
-    lora_qv = memory.lora_params("llama-2-7b", 8, ["q_proj", "v_proj"])
-    return {
         "llama-2-7b parameters": f"{n:,}",
         "llama-2-7b 16-bit weights": gb(2 * n),
         "full zero before activations": gb(full.total - full.activations),
@@ -286,11 +295,14 @@ def lesson_01_facts() -> dict[str, str]:
         "full / qlora": f"{full.total / qlora.total:.0f}x",
         "lora r=8 q,v trainable": f"{lora_qv:,}",
         "lora r=8 q,v share": f"{100 * lora_qv / n:.3f}%",
-        "70b qlora checkpointed": gb(qlora_70b_ckpt.total),
+        "70b qlora checkpointed": gb(estimates["70b qlora checkpointed"].total),
         "24 GiB card in GB": gb(24 * 2**30),
         "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
         "interview: lora total": f"about {lora.total / GB:.0f} GB",
         "interview: qlora total": f"about {qlora.total / GB:.0f} GB",
         "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
         "interview: lora share": f"{100 * lora_qv / n:.2f}%",
+        "notebook: full": f"full ≈ {full.total / GB:.0f} GB",
+        "notebook: lora": f"LoRA ≈ {lora.total / GB:.0f} GB",
+        "notebook: qlora": f"QLoRA ≈ {qlora.total / GB:.0f} GB",
     }

@@ -73,14 +73,6 @@ def plot_singular_values(spectra: Mapping[str, torch.Tensor], r: int, first: int
     return fig
 
 
-def meta_model(name: str) -> nn.Module:
-    """A model of a preset's shape (e.g. "llama-2-7b") on the meta device: no memory, no weights."""
-    from transformers import AutoModelForCausalLM
-
-    with torch.device("meta"):
-        return AutoModelForCausalLM.from_config(memory.preset(name))
-
-
 def rank_rows(
     model: nn.Module, ranks: Sequence[int], targets: Mapping[str, lora.Targets]
 ) -> list[dict]:
@@ -123,3 +115,69 @@ def results_table(rows: Sequence[Mapping]) -> str:
     ]
     header = ["run", "steps", "trainable parameters", "final loss", "held-out rubric"]
     return _first_left(header, body)
+
+
+LESSON = "02-lora.md"
+NOTEBOOK = "02_lora_from_scratch.ipynb"
+TOLERANCE: dict = {}  # the training run is fp32: its figures repeat on every CPU
+RUN = {"r": 8, "alpha": 16, "target_modules": ("q_proj", "v_proj"), "steps": 120, "seed": 0}
+
+
+def _train(model_name: str | None, run: Mapping) -> dict:
+    import copy
+
+    from peftlab import base_model, lora_train, support_data
+
+    model, tokenizer = base_model.load(model_name)
+    base_rubric, _ = lora_train.heldout_rubric(model, tokenizer)
+    settings = dict(run) | {"target_modules": list(run["target_modules"])}
+    result = lora_train.train_lora_from_scratch(
+        copy.deepcopy(model), tokenizer, support_data.finetune_set(seed=run["seed"]), **settings
+    )
+    lora_rubric, replies = lora_train.heldout_rubric(result.model, tokenizer)
+    return {"base_rubric": base_rubric, "result": result, "lora_rubric": lora_rubric,
+            "replies": replies}  # fmt: skip
+
+
+def results(model_name: str | None = None) -> dict:
+    """The lesson's counts on Llama-2-7B and on the embedded model, and its training run: the
+    hand-written loop, LoRA r=8 on q and v, 120 steps of 16 chats (cached: tens of seconds)."""
+    from peftlab import base_model
+    from peftlab.lessons.cache import cached
+
+    model, _ = base_model.load(model_name)
+    llama = memory.meta_model("llama-2-7b")
+    return {
+        "llama": rank_rows(llama, LESSON_RANKS, LESSON_TARGETS),
+        "model": rank_rows(model, LESSON_RANKS, LESSON_TARGETS),
+        "q_proj entries": llama.model.layers[0].self_attn.q_proj.weight.numel(),
+        "run": cached("lesson02-run", _train, model_name=model_name, run=RUN),
+    }
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 02 and notebook 02 quote, by region name."""
+    llama, model, run = results["llama"], results["model"], results["run"]
+    trained = run["result"]
+    total = model[0]["total"]
+    rows = [
+        {"run": "base model", "steps": 0, "trainable": 0, "final_loss": None,
+         "rubric": run["base_rubric"]},
+        {"run": "LoRA r=8 on q_proj, v_proj, hand-written loop", "steps": RUN["steps"],
+         "trainable": trained.trainable_params, "final_loss": trained.losses[-1][1],
+         "rubric": run["lora_rubric"]},
+    ]  # fmt: skip
+    qv, llama_total = llama[1]["q_proj, v_proj"], llama[0]["total"]
+    return {
+        "llama ranks": rank_table(llama),
+        "model ranks": rank_table(model),
+        "model parameters": f"{total:,}",
+        "llama parameters": f"{llama_total:,}",
+        "llama r=8 q,v": f"{qv:,}",
+        "results": results_table([row | {"total": total} for row in rows]),
+        "notebook: lora of llama": f"{qv / 1e6:.1f} M",
+        "notebook: llama total": f"{llama_total / 1e9:.1f} B",
+        "notebook: lora share": f"{qv / llama_total:.2%}".replace("%", " %"),
+        "notebook: q_proj entries": f"{results['q_proj entries'] / 1e6:.1f} M",
+        "notebook: r=8 count": f"$8\\cdot(4096+4096)={8 * (4096 + 4096):,}$".replace(",", "{,}"),
+    }

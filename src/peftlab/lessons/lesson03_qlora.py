@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from peftlab import base_model, memory, nf4
+from peftlab import base_model, measure, memory, nf4
 from peftlab.seed import seed_everything
 from peftlab.tables import markdown_table
 
@@ -293,23 +293,30 @@ def plot_blocksize_tradeoff(rows: Sequence[Mapping]) -> Figure:
     return fig
 
 
-def lesson_03_tables(
-    weights: Mapping[str, torch.Tensor], folder: str | os.PathLike
-) -> dict[str, str]:
-    """Every table lessons/03-qlora.md quotes, computed on `weights` (see `lesson_weights`) and
-    on the model saved in `folder` (see `model_folder`)."""
-    return {
-        "memory": memory_table(memory_rows()),
-        "levels": levels_table(),
-        "errors": error_table(error_rows(weights)),
-        "blocksizes": blocksize_table(blocksize_rows(weights)),
-        "bits": bits_table(),
-        "footprint": footprint_table(footprint_rows(folder)),
-    }
+LESSON = "03-qlora.md"
+NOTEBOOK = "03_qlora.ipynb"
+TOLERANCE: dict = {}  # the lesson's figures are fp32 arithmetic and byte counts: exact
 
 
-def lesson_03_facts(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
-    """Numbers lessons/03-qlora.md quotes in its prose, formatted as it quotes them."""
+def results(name: str = LESSON_MODEL) -> dict:
+    """The lesson's weights (the decoder's linear layers of `name`, built on one thread so
+    they repeat) and the footprint of that model loaded four ways."""
+    import tempfile
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        weights = lesson_weights(name)
+        with tempfile.TemporaryDirectory() as scratch:
+            footprint = footprint_rows(model_folder(name, scratch))
+    finally:
+        torch.set_num_threads(threads)
+    return {"name": name, "weights": weights, "footprint": footprint}
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lessons/03-qlora.md quotes, by region name."""
+    weights = results["weights"]
     errors = {row["method"]: row["error"] for row in error_rows(weights)}
     nf4_err = errors["NF4"]
     small, large = memory_rows()
@@ -317,6 +324,13 @@ def lesson_03_facts(weights: Mapping[str, torch.Tensor]) -> dict[str, str]:
     saving_bits = nf4.bits_per_parameter(64) - nf4.bits_per_parameter(64, double_quant=True)
     blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
     return {
+        "memory": memory_table(memory_rows()),
+        "levels": levels_table(),
+        "errors": error_table(error_rows(weights)),
+        "blocksizes": blocksize_table(blocksize_rows(weights)),
+        "bits": bits_table(),
+        "footprint": footprint_table(results["footprint"]),
+        "model": f"`{results['name']}`",
         "linear layers": f"{len(weights)} linear layers",
         "weights": f"{sum(w.numel() for w in weights.values()):,} weights",
         "int4/nf4 mse": f"{errors['INT4'].mse / nf4_err.mse:.2f}x",
@@ -358,7 +372,7 @@ def footprint_rows(folder: str | os.PathLike) -> list[dict]:
             kwargs["device_map"] = "cpu"
             kwargs["quantization_config"] = base_model.nf4_config(double_quant)
         model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-        held = memory.held_bytes(model)
+        held = measure.held_bytes(model)
         measured = sum(held[k] for k in ("frozen_weights", "trainable_weights"))
         measured += held["quantization_constants"]
         precision = "fp32" if dtype == torch.float32 else "bf16"

@@ -1,7 +1,7 @@
-"""Figures and tables for the merging lesson (notebook 04, lessons/04-merging.md).
+"""Lesson 04, merging adapters (notebook 04, lessons/04-merging.md).
 
-Tables are markdown strings, so the notebook prints them and a test checks that the lesson
-holds their current text; `lesson_04_results` computes everything the lesson quotes.
+`results` computes everything the lesson shows (cached: one run serves the notebook and the
+lesson test); the functions below draw its figures and format its tables from them.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ ROUTE_TOLERANCE = {
     "same reply as unmerged 4-bit": ONE_REPLY_PERCENT,
     "rubric score": 1 / LESSON_COMPLAINTS + 0.01,
 }
-LESSON_04_TOLERANCE = {"routes": ROUTE_TOLERANCE}
 BF16_BYTES = 2
 MB = 1e6
 
@@ -147,41 +146,65 @@ def plot_routes(results: Sequence[merging_4bit.RouteResult]) -> Figure:
     return fig
 
 
-def lesson_04_results(
-    runs_dir: str | os.PathLike,
-    *,
+LESSON = "04-merging.md"
+NOTEBOOK = "04_merging.ipynb"
+# The route figures pass through bf16 and NF4 rounding: see ROUTE_TOLERANCE.
+TOLERANCE = {
+    "routes": ROUTE_TOLERANCE,
+    "route ratio": 0.1,
+    "route b identical": ONE_REPLY_PERCENT,
+    "route a identical": ONE_REPLY_PERCENT,
+    "route c identical": ONE_REPLY_PERCENT,
+    "quantized base agreement": ONE_REPLY_PERCENT,
+    "routes agreement low": ONE_REPLY_PERCENT,
+    "routes agreement high": ONE_REPLY_PERCENT,
+}
+
+
+def results(
     name: str | None = None,
+    *,
     steps: int = LESSON_STEPS,
     seed: int = 0,
     n_complaints: int = LESSON_COMPLAINTS,
-    threads: int = 1,
 ) -> dict:
-    """Everything the lesson quotes, computed on one thread so that it repeats exactly."""
+    """Everything lesson 04 and notebook 04 compute: two adapters trained, the merge check, the
+    three routes into a 4-bit base, both adapters on one base, their mixes and the disk they
+    take. Minutes on a laptop the first time, then read from `lessons.cache` (on one thread,
+    so that it repeats exactly)."""
+    from peftlab.lessons.cache import cached
+
+    return cached(
+        "lesson04", _compute, files=True, name=name, steps=steps, seed=seed,
+        n_complaints=n_complaints,
+    )  # fmt: skip
+
+
+def _compute(name, steps, seed, n_complaints, scratch: Path) -> dict:
     saved_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(1)
     try:
-        runs_dir = Path(runs_dir)
-        folders = adapters.train_adapters(runs_dir, name=name, steps=steps, seed=seed)
+        folders = adapters.train_adapters(scratch, name=name, steps=steps, seed=seed)
         complaints = lesson_complaints(n_complaints)
         with muted():
             model, tokenizer = base_model.load(name)
-        polite = adapters.load_adapter(model, folders["polite"])
+        polite = adapters.load(model, folders["polite"])
         check = merging.check_merge(polite, merging.prompt_batch(tokenizer, complaints))
-        merged_dir = merging.save_merged(polite, tokenizer, runs_dir / "merged-polite")
+        merged_dir = merging.save_merged(polite, tokenizer, scratch / "merged-polite")
         routes = merging_4bit.route_experiment(folders["polite"], complaints, name)
         with muted():
             model, tokenizer = base_model.load(name)
-        both = adapters.load_adapters(model, folders)
+        both = adapters.load_many(model, folders)
         replies = merging.replies_per_adapter(both, tokenizer, complaints)
         summaries = {k: merging.reply_summary(v, complaints) for k, v in replies.items()}
-        mixes = merging.mixing_table(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
+        mixes = merging.mixing_rows(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
         sizes = measure.storage(base_model.resolve(name), list(folders.values()), merged_dir)
         mismatch = wrong_base_message(model.config, folders["polite"])
     finally:
         torch.set_num_threads(saved_threads)
-    return {"check": check, "routes": routes, "summaries": summaries, "mixes": mixes,
-            "storage": sizes, "replies": replies, "complaints": complaints, "steps": steps,
-            "mismatch": mismatch}  # fmt: skip
+    return {"adapters": folders, "merged_dir": merged_dir, "check": check, "routes": routes,
+            "summaries": summaries, "mixes": mixes, "storage": sizes, "replies": replies,
+            "complaints": complaints, "steps": steps, "mismatch": mismatch}  # fmt: skip
 
 
 def wrong_base_message(config, adapter_dir: str | os.PathLike) -> str:
@@ -192,15 +215,20 @@ def wrong_base_message(config, adapter_dir: str | os.PathLike) -> str:
     wider = config.to_dict() | {"hidden_size": 2 * config.hidden_size}
     model = AutoModelForCausalLM.from_config(type(config)(**wider))
     try:
-        adapters.load_adapter(model, adapter_dir)
+        adapters.load(model, adapter_dir)
     except ValueError as err:
         message = str(err)
         return message[message.index("layer ") : message.index(" (lora_B")]
     raise AssertionError("an adapter for another base was accepted")
 
 
-def lesson_04_tables(results: Mapping) -> dict[str, str]:
-    """The lesson's tables, by name."""
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 04 quotes, by region name."""
+    sizes = results["storage"]
+    scale = scale_rows()[-1]
+    routes = {r.route: r for r in results["routes"]}
+    exact = [100 * routes[k].agreement for k in merging_4bit.ROUTES]
+    ratio = f"{routes['a'].mean_logit_error / routes['b'].mean_logit_error:.1f}x"
     return {
         "check": merge_check_table(results["check"]),
         "routes": route_table(results["routes"]),
@@ -208,14 +236,6 @@ def lesson_04_tables(results: Mapping) -> dict[str, str]:
         "mixes": mixing_table(results["mixes"]),
         "storage": storage_table(results["storage"]),
         "scale": scale_table(scale_rows()),
-    }
-
-
-def lesson_04_facts(results: Mapping) -> dict[str, str]:
-    """Numbers the lesson's prose quotes, formatted as the lesson writes them."""
-    sizes = results["storage"]
-    scale = scale_rows()[-1]
-    return {
         "n_complaints": f"{len(results['complaints'])} complaints",
         "steps": str(results["steps"]),
         "mismatch": results["mismatch"],
@@ -223,22 +243,11 @@ def lesson_04_facts(results: Mapping) -> dict[str, str]:
         "base_bytes": f"{sizes['base_bytes']:,} bytes",
         "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",
         "scale_base_gb": f"{scale['base_bytes'] / 1e9:.1f} GB",
+        "route ratio": ratio,
+        "route b identical": f"{100 * routes['b'].agreement_unmerged:.0f}%",
+        "route a identical": f"{100 * routes['a'].agreement_unmerged:.0f}%",
+        "route c identical": f"{100 * routes['c'].agreement_unmerged:.0f}%",
+        "quantized base agreement": f"{100 * routes['-'].agreement:.0f}%",
+        "routes agreement low": f"{min(exact):.0f}%",
+        "routes agreement high": f"{max(exact):.0f}%",
     }
-
-
-def lesson_04_route_facts(results: Mapping) -> list[tuple[str, tuple[float, ...], float]]:
-    """The route figures the prose quotes: (pattern of the sentence, its numbers, tolerance),
-    checked with `tables.fact_differences` (they vary slightly by CPU, like the route table)."""
-    routes = {r.route: r for r in results["routes"]}
-    exact = [100 * routes[k].agreement for k in merging_4bit.ROUTES]
-    pct = ONE_REPLY_PERCENT
-    ratio = routes["a"].mean_logit_error / routes["b"].mean_logit_error
-    return [
-        (r"mean logit error is ([\d.]+)x smaller than route a's", (ratio,), 0.1),
-        (r"route b, ([\d.]+)x less logit error", (ratio,), 0.1),  # the TL;DR
-        (r"\((\d+)% of replies identical\)", (100 * routes["b"].agreement_unmerged,), pct),
-        (r"both drift \((\d+)% and (\d+)% identical replies\)",
-         (100 * routes["a"].agreement_unmerged, 100 * routes["c"].agreement_unmerged), pct),
-        (r"matches it on (\d+)%", (100 * routes["-"].agreement,), pct),
-        (r"the routes on (\d+)% to (\d+)%", (min(exact), max(exact)), pct),
-    ]  # fmt: skip

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 
 from peftlab import base_model, compare, finetune, support_data
 from peftlab.compare import score_rows  # noqa: F401  (the notebook's scored rows)
-from peftlab.rubric import CRITERIA, score_reply
+from peftlab.rubric import CRITERIA, mean_score
 from peftlab.seed import seed_everything
 
 SIDES = ("before", "after")
@@ -36,14 +36,6 @@ def rubric_by_criterion(rows: Sequence[dict]) -> dict[str, dict[str, float]]:
         summary[side] = {c: sum(bool(m[c]) for m in marks) / len(marks) for c in CRITERIA}
         summary[side]["score"] = sum(m["score"] for m in marks) / len(marks)
     return summary
-
-
-def mean_score(replies: Sequence[str], complaints: Sequence[str]) -> float:
-    """Mean rubric score of replies to complaints (1.0: every reply passes all four checks)."""
-    if not complaints:
-        raise ValueError("no complaints to score: give at least one")
-    scores = [score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)]
-    return sum(scores) / len(scores)
 
 
 @dataclass(frozen=True)
@@ -89,7 +81,7 @@ def sweep(
             model, tokenizer = base_model.load(model_name)
             result = finetune.train_lora(
                 model, tokenizer, examples, r=r, alpha=2 * r, steps=n_steps,
-                batch_size=batch_size, target_modules=compare.default_targets(model_name),
+                batch_size=batch_size, target_modules=compare.demo_targets(model_name),
                 seed=seed, run_name=None, progress=False,
             )  # fmt: skip
             replies = compare.generate(result.model, tokenizer, complaints)
@@ -151,6 +143,59 @@ def memory_rows(
         rows.append({"model": name, "method": method, "params": memory.count_params(config),
                      "total_bytes": total, "fits": memory.fits(total)})  # fmt: skip
     return rows
+
+
+LESSON = "05-customer-support-demo.md"
+NOTEBOOK = "05_customer_support_demo.ipynb"
+TOLERANCE: dict = {}  # fp32 training and greedy replies: the figures repeat on every CPU
+SWEEP = {"ranks": (1, 8), "steps": (20, 50), "n_complaints": 6}
+
+
+def results(
+    name: str | None = None, *, seed: int = 0, steps: int = 100, n_heldout: int = 12
+) -> dict:
+    """Everything lesson 05 quotes: the data, the before/after of the notebook's fine-tune
+    (LoRA r=8, alpha 16, `steps` steps of 16 chats) on the lesson's complaint and `n_heldout`
+    held-out ones, the rank x steps sweep, and the memory table. Cached: the notebook's sweep
+    and the lesson test share one run."""
+    from peftlab.lessons.cache import cached
+
+    return cached(
+        "lesson05", _compute, files=True, name=name, seed=seed, steps=steps, n_heldout=n_heldout
+    )
+
+
+def _compute(name, seed, steps, n_heldout, scratch) -> dict:
+    seed_everything(seed)  # as notebook 05 does first: the LoRA init draws from this generator
+    heldout = [
+        support_data.LESSON_COMPLAINT,
+        *support_data.heldout_complaints(n_heldout, seed=seed),
+    ]
+    base, tokenizer = base_model.load(name)
+    model, _ = base_model.load(name)
+    befores = compare.generate(base, tokenizer, heldout)
+    run = finetune.train_lora(
+        model, tokenizer, support_data.finetune_set(seed=seed), r=8, alpha=16, steps=steps,
+        target_modules=compare.demo_targets(name), seed=seed, run_name="support",
+        runs_dir=scratch, progress=False,
+    )  # fmt: skip
+    rows = score_rows(heldout, befores, compare.generate(run.model, tokenizer, heldout))
+    points = sweep(SWEEP["ranks"], SWEEP["steps"], heldout[: SWEEP["n_complaints"]],
+                   model_name=name, seed=seed)  # fmt: skip
+    return {"heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
+            "sweep": points, "data": data_facts(seed=seed), "memory": memory_rows()}  # fmt: skip
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table lesson 05 quotes, by region name."""
+    rows = results["rows"]
+    return {
+        "data": data_markdown(results["data"]),
+        "example": example_markdown(rows[0]),
+        "criteria": criteria_markdown(rubric_by_criterion(rows), len(rows)),
+        "sweep": sweep_markdown(results["sweep"]),
+        "memory": memory_markdown(results["memory"]),
+    }
 
 
 SMALL = (6.0, 3.0)

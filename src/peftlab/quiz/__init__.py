@@ -8,8 +8,8 @@ must mention to cover it; `check_answer` matches them on word stems and a small 
 - `quiz.bank`: `Question`, `Topic`, loading and validating the YAML bank, topics and difficulties
 - `quiz.progress`: Leitner boxes (`Card`, `Progress`), loading and saving the progress file
 - `quiz.selection`: `filter_bank`, `choose`, `summary`, `interview_round`, `simulate_learner`
-- `quiz.cheatsheet`: renders `lessons/06-interview-cheatsheet.md` from the bank (not imported
-  here; run it as `python -m peftlab.cheatsheet`)
+
+The cheat sheet that lays the bank out (lessons/06) is `peftlab.lessons.lesson06_interview`.
 
 The names below are re-exported, so `from peftlab import quiz; quiz.load_bank()` works. Nothing
 here reads the lessons at import time: the bank is found when it is loaded.

@@ -10,10 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from peftlab.quiz.bank import Question
+from typing import Any
 
 PASS_SCORE = 0.6  # share of key points a typed answer must cover to count as "knew it"
 
@@ -141,8 +138,9 @@ class Check:
         return self.score >= PASS_SCORE
 
 
-def check_answer(question: Question, text: str) -> Check:
-    """Compare a typed answer with the question's key points, tolerant of wording."""
+def check_answer(question: Any, text: str) -> Check:
+    """Compare a typed answer with the key points of `question` (a `quiz.bank.Question`, or
+    anything with `key_points`), tolerant of wording."""
     stems = normalize(text)
     result = Check(covered=[], missed=[])
     for kp in question.key_points:

@@ -1,0 +1,151 @@
+"""The one mechanism that keeps every lesson's prose in step with the code.
+
+Every number or table a lesson quotes from a computation sits in the lesson's markdown (or in a
+markdown cell of its notebook) between two HTML comments, which the rendered page does not show:
+
+    Llama-2-7B has <!-- computed: llama params -->6,738,415,616<!-- /computed --> parameters.
+
+    <!-- computed: memory table -->
+
+    | method | ... |
+    |---|---|
+
+    <!-- /computed -->
+
+The lesson module's `quotes(results)` maps each name to the text the code computes now.
+`render(text, quotes)` writes those texts into the regions; `differences(text, quotes)` lists
+every region whose text is not what the code computes, every region the code does not know and
+every quote no region holds. The lesson tests assert there are no differences, so changing a
+computed number fails a test until the text changes too (`peftlab lessons --write` rewrites
+the regions).
+
+A few figures depend, in their last digits, on the CPU's floating-point kernels (bf16 and 4-bit
+matmuls). For those the lesson module's `TOLERANCE` names the region and how far a figure may
+move: a number (for a region that is one number) or a mapping of column to tolerance (for a
+table, see `tables.table_differences`). Everything else must match exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from peftlab.tables import number, table_differences
+
+OPEN = "<!-- computed: {name} -->"
+CLOSE = "<!-- /computed -->"
+_REGION = re.compile(r"<!-- computed: (?P<name>[^>]+?) -->(?P<body>.*?)<!-- /computed -->", re.S)
+_STRAY = re.compile(r"<!-- (?:computed: [^>]*|/computed) -->")
+
+Tolerance = float | Mapping[str, float]
+
+
+def regions(text: str) -> dict[str, list[str]]:
+    """Each region's name and the text it holds now (stripped), in order of appearance.
+
+    Raises ValueError for a marker without its partner or a region inside another.
+    """
+    found: dict[str, list[str]] = {}
+    for match in _REGION.finditer(text):
+        body = match.group("body")
+        if _STRAY.search(body):
+            raise ValueError(f"region {match.group('name')!r} is not closed before the next opens")
+        found.setdefault(match.group("name"), []).append(body.strip())
+    leftover = _STRAY.findall(_REGION.sub("", text))
+    if leftover:
+        raise ValueError(f"{leftover[0]!r} has no partner: every region opens and closes")
+    return found
+
+
+def _body(value: str) -> str:
+    """A block (several lines) stands between blank lines, so markdown parses it as a block."""
+    return f"\n\n{value}\n\n" if "\n" in value else value
+
+
+def render(text: str, quotes: Mapping[str, str]) -> str:
+    """The text with every region holding what the code computes (`quotes[name]`)."""
+    unknown = sorted(set(regions(text)) - set(quotes))
+    if unknown:
+        raise ValueError(f"regions with no computed value: {unknown}")
+    return _REGION.sub(
+        lambda m: (
+            OPEN.format(name=m.group("name")) + _body(quotes[m.group("name")].strip()) + CLOSE
+        ),
+        text,
+    )
+
+
+def _within(expected: str, found: str, tolerance: Tolerance | None) -> list[str]:
+    if isinstance(tolerance, Mapping):
+        return table_differences(expected, found, tolerance)
+    a, b = number(expected), number(found)
+    if tolerance is None or a is None or b is None:
+        return [] if expected == found else [f"is {found!r}, computed {expected!r}"]
+    return [] if abs(a - b) <= tolerance else [f"is {found}, computed {expected} (± {tolerance})"]
+
+
+def differences(
+    texts: Mapping[str, str],
+    quotes: Mapping[str, str],
+    tolerance: Mapping[str, Tolerance] | None = None,
+) -> list[str]:
+    """What in `texts` (document name -> text) differs from `quotes`; empty when all is current.
+
+    Every region must be known to `quotes`, every quote must be held by some region, and every
+    region must hold its quote (exactly, or within `tolerance[name]`).
+    """
+    tolerance = tolerance or {}
+    found: dict[str, list[tuple[str, str]]] = {}
+    off = []
+    for document, text in texts.items():
+        try:
+            held = regions(text)
+        except ValueError as err:
+            off.append(f"{document}: {err}")
+            continue
+        for name, bodies in held.items():
+            found.setdefault(name, []).extend((document, body) for body in bodies)
+    for name in sorted(set(found) - set(quotes)):
+        off.append(f"{found[name][0][0]}: region {name!r} has no computed value")
+    for name in sorted(set(quotes) - set(found)):
+        off.append(f"computed {name!r} is quoted by no region of {sorted(texts)}")
+    for name, places in found.items():
+        if name not in quotes:
+            continue
+        for document, body in places:
+            wrong = _within(quotes[name].strip(), body, tolerance.get(name))
+            off += [f"{document}: {name!r} {d}" for d in wrong]
+    return off
+
+
+# --- documents: a lesson's markdown and its notebook's markdown cells ---------------------------
+def read(path: Path) -> str:
+    """The text regions can live in: the markdown file, or a notebook's markdown cells joined."""
+    if path.suffix != ".ipynb":
+        return path.read_text(encoding="utf-8")
+    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+    return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+
+
+def rewrite(path: Path, quotes: Mapping[str, str]) -> bool:
+    """Render the regions of one document in place (atomically); True if it changed."""
+    from peftlab.atomic import atomic_write_text
+
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix != ".ipynb":
+        new = render(raw, quotes)
+    else:
+        notebook: dict[str, Any] = json.loads(raw)
+        for cell in notebook["cells"]:
+            if cell["cell_type"] == "markdown":
+                source = "".join(cell["source"])
+                if _STRAY.search(source):
+                    cell["source"] = render(source, quotes).splitlines(keepends=True)
+        new = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
+    if new == raw:
+        return False
+    atomic_write_text(path, new)
+    return True

@@ -1,0 +1,128 @@
+"""Every lesson module has one shape, and every lesson's prose quotes what its module computes.
+
+The regions (`peftlab.lessons.prose`) hold every computed number and table a lesson or its
+notebook quotes; `peftlab lessons --write` rewrites them after a change to the code.
+"""
+
+import pytest
+
+from peftlab import lessons, paths
+from peftlab.lessons import prose
+
+SLOW = {"lesson04_merging", "lesson05_support_demo"}  # they train: a minute each, once (cached)
+PARAMS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in lessons.MODULES]
+
+
+@pytest.fixture(scope="session")
+def lesson_results():
+    """Each lesson's results, computed once per session (expensive ones are cached on disk too,
+    so notebook 04 and 05 under nbval reuse them)."""
+    computed = {}
+
+    def get(name):
+        if name not in computed:
+            computed[name] = lessons.module(name).results()
+        return computed[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", lessons.MODULES)
+def test_every_lesson_module_has_the_same_shape(name):
+    lesson = lessons.module(name)
+    for attribute in ("LESSON", "NOTEBOOK", "TOLERANCE", "results", "quotes"):
+        assert hasattr(lesson, attribute), f"{name} has no {attribute}: copy lesson05's shape"
+    for path in lessons.documents(lesson).values():
+        assert path.is_file(), path
+    assert lesson.LESSON[:2] == lesson.NOTEBOOK[:2] == name.removeprefix("lesson")[:2]
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_prose_quotes_what_the_code_computes(name, lesson_results):
+    lesson = lessons.module(name)
+    off = lessons.differences(lesson, lesson_results(name))
+    assert not off, f"stale prose; run `peftlab lessons {name[6:8]} --write`:\n" + "\n".join(off)
+
+
+@pytest.mark.parametrize("name", lessons.MODULES)
+def test_lesson_has_the_required_sections(name):
+    text = (paths.lessons_dir() / lessons.module(name).LESSON).read_text(encoding="utf-8")
+    for heading in ("## Interview answer", "## TL;DR"):
+        assert heading in text, f"{name} has no {heading!r}"
+
+
+# --- the mechanism itself ------------------------------------------------------------------------
+def test_a_changed_number_fails_until_the_text_changes(lesson_results):
+    """The real lesson 01 and its real quotes: change one computed number and the committed text
+    is stale, naming the region; render the text again and it is current."""
+    lesson = lessons.module("01")
+    texts = {name: prose.read(path) for name, path in lessons.documents(lesson).items()}
+    quotes = lesson.quotes(lesson_results("lesson01_peft_basics"))
+    assert prose.differences(texts, quotes) == []
+    changed = quotes | {"full total": quotes["full total"].replace("111.5", "111.6")}
+    off = prose.differences(texts, changed)
+    assert off and all("'full total'" in line for line in off), off
+    changed_table = quotes | {"methods": quotes["methods"].replace("17.2 GB", "17.3 GB")}
+    assert any("'methods'" in line for line in prose.differences(texts, changed_table))
+    rewritten = {name: prose.render(text, changed) for name, text in texts.items()}
+    assert prose.differences(rewritten, changed) == []
+
+
+def test_every_quote_needs_a_region_and_every_region_a_quote():
+    text = "The model has <!-- computed: n -->7<!-- /computed --> layers."
+    assert prose.differences({"doc": text}, {"n": "7"}) == []
+    assert prose.differences({"doc": text}, {"n": "7", "m": "8"}) == [
+        "computed 'm' is quoted by no region of ['doc']"
+    ]
+    assert prose.differences({"doc": text}, {}) == ["doc: region 'n' has no computed value"]
+    assert prose.differences({"doc": "plain text"}, {"n": "7"})  # nothing quotes n
+
+
+def test_a_tolerance_accepts_small_moves_only():
+    text = "error <!-- computed: e -->1.6x<!-- /computed -->, <!-- computed: s -->96%<!-- /computed -->"
+    tolerance = {"e": 0.1, "s": 5.2}
+    assert prose.differences({"doc": text}, {"e": "1.7x", "s": "92%"}, tolerance) == []
+    off = prose.differences({"doc": text}, {"e": "1.8x", "s": "90%"}, tolerance)
+    assert len(off) == 2 and "1.8x" in off[0] and "90%" in off[1]
+    assert prose.differences({"doc": text}, {"e": "1.7x", "s": "96%"})  # exact without one
+
+
+def test_a_table_region_is_compared_cell_by_cell_within_its_columns_tolerance():
+    table = "| route | error |\n|---|---|\n| a | 1.439 |"
+    text = f"<!-- computed: t -->\n\n{table}\n\n<!-- /computed -->"
+    assert (
+        prose.differences(
+            {"doc": text}, {"t": table.replace("1.439", "1.445")}, {"t": {"error": 0.02}}
+        )
+        == []
+    )
+    off = prose.differences(
+        {"doc": text}, {"t": table.replace("1.439", "1.5")}, {"t": {"error": 0.02}}
+    )
+    assert off and "column 'error'" in off[0]
+
+
+def test_render_writes_blocks_between_blank_lines_and_is_idempotent():
+    text = "a <!-- computed: x -->old<!-- /computed --> b\n<!-- computed: t --><!-- /computed -->\n"
+    once = prose.render(text, {"x": "new", "t": "| h |\n|---|\n| 1 |\n"})
+    assert (
+        once
+        == "a <!-- computed: x -->new<!-- /computed --> b\n<!-- computed: t -->\n\n| h |\n|---|\n| 1 |\n\n<!-- /computed -->\n"
+    )
+    assert prose.render(once, {"x": "new", "t": "| h |\n|---|\n| 1 |"}) == once
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("<!-- computed: a -->1", "has no partner"),
+        ("1<!-- /computed -->", "has no partner"),
+        (
+            "<!-- computed: a --><!-- computed: b -->1<!-- /computed --><!-- /computed -->",
+            "not closed",
+        ),
+    ],
+)
+def test_broken_regions_are_named(text, message):
+    with pytest.raises(ValueError, match=message):
+        prose.regions(text)
