@@ -23,7 +23,7 @@ import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MIB = 2**20
-METHODS = {"full": "fp32", "lora": "mixed", "qlora": "mixed"}
+METHOD_PRECISION = {"full": "fp32", "lora": "mixed", "qlora": "mixed"}
 
 
 def vm_kib() -> dict[str, int]:
@@ -75,7 +75,7 @@ def child(args: argparse.Namespace) -> None:
         config,
         method=args.child,
         target_modules=["q_proj", "v_proj"],
-        precision=METHODS[args.child],
+        precision=METHOD_PRECISION[args.child],
         batch_size=args.batch_size,
         seq_len=args.seq_len,
     )
@@ -102,7 +102,7 @@ def table(rows: list[dict], args: argparse.Namespace) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for row in rows:
-        label = f"{row['method']} ({METHODS[row['method']]})"
+        label = f"{row['method']} ({METHOD_PRECISION[row['method']]})"
         cells = [row[k] / MIB for k in ("held", "predicted_held", "growth", "predicted_growth")]
         lines.append(f"| {label} | " + " | ".join(f"{c:,.1f}" for c in cells) + " |")
     return "\n".join(lines)
@@ -131,7 +131,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as saved:
         torch.manual_seed(0)
         LlamaForCausalLM(memory.preset(args.model)).save_pretrained(saved)
-        for method in METHODS:
+        for method in METHOD_PRECISION:
             cmd = [sys.executable, __file__, "--child", method, "--saved", saved]
             cmd += ["--model", args.model, "--batch-size", str(args.batch_size)]
             cmd += ["--seq-len", str(args.seq_len)]

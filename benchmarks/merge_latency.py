@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     complaints = support_data.heldout_complaints(args.batch)
     batch = merging.prompt_batch(tokenizer, complaints)
     repeats, rounds, new_tokens = (2, 1, 4) if args.quick else (20, 5, 32)
-    forward = measure.latency_table(models, batch, repeats=repeats * rounds)
+    forward = measure.forward_ms(models, batch, repeats=repeats * rounds)
     gen = generate_ms(models, tokenizer, complaints, new_tokens, rounds)
     table = format_table(forward, gen, batch=args.batch, prompt_tokens=batch["input_ids"].shape[1],
                          new_tokens=new_tokens, r=args.rank)  # fmt: skip

@@ -53,6 +53,9 @@ def test_empty_lines_are_skipped_with_a_warning(tmp_path):
         assert read_prompts(path) == ["My order is late.", "The red kettle leaks."]
 
 
+# pytest shows DeprecationWarnings, which a plain `peftlab demo` run ignores; torch's, raised when
+# the demo first imports bitsandbytes, would add lines to stderr only when this test runs alone.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning:torch")
 def test_missing_model_offline(capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     code, out, err = run_cli(capsys, "--model", "nobody/no-such-model", "--steps", "1")

@@ -71,7 +71,7 @@ def test_merge_and_unload_equals_adapter_model(ids):
     merged = merging.merged_copy(model)
     torch.testing.assert_close(merging.logits(merged, ids), adapter_logits, atol=1e-5, rtol=0)
     assert merging.param_count(merged) == merging.param_count(base)
-    assert adapters.lora_layers(merged) == {}
+    assert adapters.peft_lora_layers(merged) == {}
     assert not any("lora" in key for key in merged.state_dict())
     assert type(merged) is LlamaForCausalLM
     assert not merging.is_merged(model)  # merged_copy left the adapter model alone
@@ -151,14 +151,14 @@ def test_adapter_for_another_base_is_refused_before_any_change(folders):
     other = tiny_llama(hidden=128, vocab=512)
     before = copy.deepcopy(other.state_dict())
     with pytest.raises(ValueError) as err:
-        adapters.load_adapter(other, folders / "one")
+        adapters.load(other, folders / "one")
     message = str(err.value)
     assert "model.layers.0" in message and "128x128" in message and "64x64" in message
-    assert adapters.lora_layers(other) == {}
+    assert adapters.peft_lora_layers(other) == {}
     assert other.state_dict().keys() == before.keys()
     assert all(torch.equal(other.state_dict()[k], v) for k, v in before.items())
     with pytest.raises(ValueError, match="adapter_model.safetensors"):
-        adapters.load_adapter(other, folders / "missing")
+        adapters.load(other, folders / "missing")
 
 
 def test_four_bit_routes_route_b_is_closest(folders):
@@ -207,10 +207,8 @@ def test_in_fp32_holds_the_bf16_weights_bitsandbytes_computes_with(folders, rout
 
 def test_in_fp32_computes_what_the_4bit_model_computes_without_bf16_rounding(folders, ids):
     base = str(folders / "base")
-    real = adapters.load_adapter(merging_4bit.load_4bit(base)[0], folders / "one").train()
-    fp32 = adapters.load_adapter(
-        merging_4bit.in_fp32(merging_4bit.load_4bit(base)[0]), folders / "one"
-    )
+    real = adapters.load(merging_4bit.load_4bit(base)[0], folders / "one").train()
+    fp32 = adapters.load(merging_4bit.in_fp32(merging_4bit.load_4bit(base)[0]), folders / "one")
     real_logits, fp32_logits = merging.logits(real, ids), merging.logits(fp32.train(), ids)
     gap = (real_logits - fp32_logits).abs().max().item()
     assert 0 < gap < 0.02 * real_logits.abs().max().item()  # bf16 arithmetic, nothing more
@@ -242,7 +240,7 @@ def test_restore_4bit_layout_gives_back_the_dequantizable_weight(folders):
 
 def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
     base, _ = base_model.load(str(folders / "base"))
-    model = adapters.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
+    model = adapters.load_many(base, {"one": folders / "one", "two": folders / "two"})
     assert model.active_adapter == "one"
     one = merging.logits(model, ids)
     model.set_adapter("two")
@@ -267,7 +265,7 @@ def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
         mixed = merging.combine(model, ["one", "two"], [0.2, 0.8], kind)
         assert mixed in model.peft_config
 
-    rows = merging.mixing_table(model, tokenizer, complaints, ["one", "two"], [[1, 0], [0.5, 0.5]],
+    rows = merging.mixing_rows(model, tokenizer, complaints, ["one", "two"], [[1, 0], [0.5, 0.5]],
                                 ("linear", "cat"), max_new_tokens=3)  # fmt: skip
     assert [(r["type"], r["weights"]) for r in rows] == [
         ("linear", (1, 0)), ("linear", (0.5, 0.5)), ("cat", (1, 0)), ("cat", (0.5, 0.5))
@@ -293,7 +291,7 @@ def test_several_adapters_switch_disable_and_mix(folders, tokenizer, ids):
 )
 def test_combine_rejects_bad_input(folders, names, weights, kind, match):
     base, _ = base_model.load(str(folders / "base"))
-    model = adapters.load_adapters(base, {"one": folders / "one", "two": folders / "two"})
+    model = adapters.load_many(base, {"one": folders / "one", "two": folders / "two"})
     before = set(model.peft_config)
     with pytest.raises(ValueError, match=match):
         merging.combine(model, names, weights, kind)
@@ -302,7 +300,7 @@ def test_combine_rejects_bad_input(folders, names, weights, kind, match):
 
 def test_one_base_and_adapters_take_less_disk_than_merged_copies(folders, tmp_path, tokenizer):
     base, _ = base_model.load(str(folders / "base"))
-    merged_dir = merging.save_merged(adapters.load_adapter(base, folders / "one"), tokenizer,
+    merged_dir = merging.save_merged(adapters.load(base, folders / "one"), tokenizer,
                                      tmp_path / "merged")  # fmt: skip
     sizes = measure.storage(folders / "base", [folders / "one", folders / "two"], merged_dir)
     assert sizes["merged_models_bytes"] == 2 * sizes["merged_model_bytes"]
@@ -313,10 +311,10 @@ def test_one_base_and_adapters_take_less_disk_than_merged_copies(folders, tmp_pa
 
 
 def test_latency_is_measured(ids):
-    table = measure.latency_table({"x": tiny_llama(), "y": tiny_llama()}, ids, repeats=2, warmup=0)
+    table = measure.forward_ms({"x": tiny_llama(), "y": tiny_llama()}, ids, repeats=2, warmup=0)
     assert list(table) == ["x", "y"] and table["x"] > 0 and table["y"] > 0
     with pytest.raises(ValueError, match="repeats=0"):
-        measure.latency_table({"x": tiny_llama()}, ids, repeats=0)
+        measure.forward_ms({"x": tiny_llama()}, ids, repeats=0)
 
 
 def test_median_ms_times_round_robin_and_skips_the_warmup_rounds():

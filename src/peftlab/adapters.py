@@ -15,7 +15,7 @@ from peft.tuners.tuners_utils import BaseTunerLayer
 from safetensors import safe_open
 
 from peftlab import base_model, finetune, support_data
-from peftlab.compare import default_targets
+from peftlab.compare import demo_targets
 from peftlab.lora import PEFT_KEY_PREFIX, WEIGHTS_NAME
 from peftlab.quiet import muted
 from peftlab.seed import seed_everything
@@ -44,7 +44,7 @@ def train_adapters(
             model, tokenizer = base_model.load(name)
             result = finetune.train_lora(
                 model, tokenizer, BEHAVIOURS[behaviour](seed=seed), steps=steps, seed=seed,
-                target_modules=default_targets(name), run_name=behaviour, runs_dir=runs_dir,
+                target_modules=demo_targets(name), run_name=behaviour, runs_dir=runs_dir,
                 progress=progress,
             )  # fmt: skip
         folders[behaviour] = result.adapter_dir
@@ -52,8 +52,9 @@ def train_adapters(
 
 
 # --- loading adapters safely -------------------------------------------------------------------
-def lora_layers(model: torch.nn.Module) -> dict[str, BaseTunerLayer]:
-    """peft's adapter layers in `model`, by module name (empty for a plain model)."""
+def peft_lora_layers(model: torch.nn.Module) -> dict[str, BaseTunerLayer]:
+    """peft's adapter layers in `model`, by module name (empty for a plain model); for the
+    LoRALinear layers of `peftlab.lora`, see `lora.lora_layers`."""
     return {n: m for n, m in model.named_modules() if isinstance(m, BaseTunerLayer)}
 
 
@@ -95,10 +96,11 @@ def check_adapter_fits(model: torch.nn.Module, adapter_dir: str | os.PathLike) -
             )
 
 
-def load_adapter(
+def load(
     model: torch.nn.Module, adapter_dir: str | os.PathLike, adapter_name: str = "default"
 ) -> PeftModel:
-    """Load a saved adapter onto `model` (a base model or a PeftModel), after checking shapes."""
+    """Load a peft adapter onto `model` (a base model or a PeftModel) with peft, after checking
+    shapes; `lora.load_adapter` is the hand-written loader for `peftlab.lora` models."""
     check_adapter_fits(model, adapter_dir)
     with muted():
         if isinstance(model, PeftModel):
@@ -109,14 +111,14 @@ def load_adapter(
         return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name)
 
 
-def load_adapters(model: torch.nn.Module, adapters: Mapping[str, str | os.PathLike]) -> PeftModel:
+def load_many(model: torch.nn.Module, adapters: Mapping[str, str | os.PathLike]) -> PeftModel:
     """One base with several named adapters; every adapter is checked before any is loaded."""
     if not adapters:
         raise ValueError("adapters is empty: give {name: adapter folder}")
     for folder in adapters.values():
         check_adapter_fits(model, folder)
     for name, folder in adapters.items():
-        model = load_adapter(model, folder, name)
+        model = load(model, folder, name)
     first = next(iter(adapters))
     model.set_adapter(first)
     return model

@@ -145,8 +145,8 @@ def before_after(
     on_loss: Callable[[int, float], None] | None = None,
 ) -> Comparison:
     """Answer complaints with the base model, fine-tune it, answer again, and score both."""
-    if method not in finetune.METHODS:
-        raise ValueError(f"method={method!r}: choose one of {', '.join(finetune.METHODS)}")
+    if method not in finetune.TRAIN_METHODS:
+        raise ValueError(f"method={method!r}: choose one of {', '.join(finetune.TRAIN_METHODS)}")
     if steps <= 0:
         raise ValueError(f"steps={steps}: the number of training steps must be positive")
     complaints = list(complaints) if complaints is not None else default_complaints()
@@ -162,7 +162,7 @@ def before_after(
     befores = generate(model, tokenizer, complaints)
     result = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), method=method, steps=steps,
-        target_modules=default_targets(model_name, method),
+        target_modules=demo_targets(model_name, method),
         seed=seed, run_name=run_name, runs_dir=runs_dir, progress=progress, on_loss=on_loss,
     )  # fmt: skip
     afters = generate(result.model, tokenizer, complaints)
@@ -175,7 +175,7 @@ def before_after(
     )  # fmt: skip
 
 
-def default_targets(model_name: str | None, method: str = "lora") -> str | None:
+def demo_targets(model_name: str | None, method: str = "lora") -> str | None:
     """Which layers get LoRA: every linear layer for QLoRA (the paper's recipe) and for the tiny
     embedded model; peft's default for the architecture otherwise (q_proj, v_proj on Llama).
 

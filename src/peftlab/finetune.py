@@ -21,7 +21,7 @@ from peftlab.quiet import known_warnings
 from peftlab.support_data import Example, render_chat
 
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
-METHODS = ("lora", "qlora")
+TRAIN_METHODS = ("lora", "qlora")  # what train_lora trains; memory.METHODS adds "full"
 
 
 @dataclass
@@ -126,8 +126,8 @@ def train_lora(
     The adapter is written to `runs_dir/run_name/adapter` through a temporary folder that is
     renamed only when complete; `run_name=None` skips saving.
     """
-    if method not in METHODS:
-        raise ValueError(f"method={method!r}: choose one of {', '.join(METHODS)}")
+    if method not in TRAIN_METHODS:
+        raise ValueError(f"method={method!r}: choose one of {', '.join(TRAIN_METHODS)}")
     if steps <= 0:
         raise ValueError(f"steps={steps}: the number of training steps must be positive")
     if not examples:

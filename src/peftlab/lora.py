@@ -135,7 +135,7 @@ class LoRALinear(nn.Module):
 
 
 def lora_layers(model: nn.Module) -> dict[str, LoRALinear]:
-    """Every LoRALinear in `model`, by its module name."""
+    """Every LoRALinear in `model`, by module name (peft's layers: adapters.peft_lora_layers)."""
     return {name: m for name, m in model.named_modules() if isinstance(m, LoRALinear)}
 
 
@@ -377,6 +377,7 @@ def _read_adapter(path: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]
 
 def load_adapter(model: nn.Module, path: str | os.PathLike) -> nn.Module:
     """Add the adapter saved at `path` (by save_adapter or by peft) to `model`; returns `model`.
+    (`adapters.load` loads an adapter with peft instead, into a PeftModel.)
 
     Every layer and shape is checked first, so an adapter that does not fit leaves the model
     unchanged. Layers without LoRA get a new LoRALinear; existing ones receive the weights.

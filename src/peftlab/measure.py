@@ -108,7 +108,7 @@ def median_ms(
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def latency_table(
+def forward_ms(
     models: Mapping[str, torch.nn.Module],
     batch: Mapping[str, torch.Tensor],
     repeats: int = 20,

@@ -18,7 +18,7 @@ import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from peftlab.adapters import lora_layers
+from peftlab.adapters import peft_lora_layers
 from peftlab.atomic import atomic_dir
 from peftlab.compare import MAX_NEW_TOKENS, chat_prompts, generate
 from peftlab.quiet import muted
@@ -35,7 +35,7 @@ def param_count(model: torch.nn.Module) -> int:
 
 def is_merged(model: torch.nn.Module) -> bool:
     """Whether any adapter is currently folded into its base weights."""
-    return any(layer.merged for layer in lora_layers(model).values())
+    return any(layer.merged for layer in peft_lora_layers(model).values())
 
 
 def merge(model: PeftModel) -> PeftModel:
@@ -43,8 +43,8 @@ def merge(model: PeftModel) -> PeftModel:
 
     Merging twice would add (alpha/r) B A twice, so a second call is refused.
     """
-    if not lora_layers(model):
-        raise ValueError("the model has no LoRA layers: load an adapter (load_adapter) first")
+    if not peft_lora_layers(model):
+        raise ValueError("the model has no LoRA layers: load an adapter (adapters.load) first")
     if is_merged(model):
         raise ValueError(
             "the adapter is already merged; merging again would add it twice: call unmerge first"
@@ -71,7 +71,7 @@ def merged_copy(model: PeftModel) -> torch.nn.Module:
 
 def delta_weight(model: PeftModel, layer: str, adapter: str | None = None) -> torch.Tensor:
     """dW = (alpha/r) B A of one adapted layer, as peft computes it for merging."""
-    layers = lora_layers(model)
+    layers = peft_lora_layers(model)
     matches = [n for n in layers if n == layer or n.endswith(f".{layer}")]
     if len(matches) != 1:
         raise ValueError(
@@ -175,7 +175,7 @@ def check_merge(model: PeftModel, batch: Mapping[str, torch.Tensor]) -> MergeChe
         base_params=base_params,
         adapter_params=param_count(model),
         merged_params=param_count(merged),
-        peft_modules_left=len(lora_layers(merged)),
+        peft_modules_left=len(peft_lora_layers(merged)),
     )
 
 
@@ -279,7 +279,7 @@ def reply_summary(replies: Sequence[str], complaints: Sequence[str]) -> dict[str
     return summary
 
 
-def mixing_table(
+def mixing_rows(
     model: PeftModel,
     tokenizer,
     complaints: Sequence[str],

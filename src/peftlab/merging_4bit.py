@@ -15,8 +15,7 @@ import torch
 from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
-from peftlab import base_model
-from peftlab.adapters import load_adapter
+from peftlab import adapters, base_model
 from peftlab.compare import generate
 from peftlab.merging import logit_error, logits, prompt_batch
 from peftlab.quiet import muted
@@ -75,7 +74,7 @@ def dequantize_bf16(model: torch.nn.Module) -> torch.nn.Module:
 def exact_merge(adapter_dir: str | os.PathLike, name: str | None = None) -> torch.nn.Module:
     """The reference: the unquantized base in bf16 with the adapter merged into it."""
     model, _ = base_model.load(name, dtype=torch.bfloat16)
-    return load_adapter(model, adapter_dir).merge_and_unload().eval()
+    return adapters.load(model, adapter_dir).merge_and_unload().eval()
 
 
 def merge_route(
@@ -87,11 +86,11 @@ def merge_route(
     model, _ = load_4bit(name)
     if route == "a":
         restore_4bit_layout(model)
-        peft_model = load_adapter(model, adapter_dir)
+        peft_model = adapters.load(model, adapter_dir)
         with warnings.catch_warnings():  # peft warns of rounding: measuring it is the point
             warnings.filterwarnings("ignore", message="Merge lora module to 4-bit linear")
             return peft_model.merge_and_unload().eval()
-    merged = load_adapter(dequantize_bf16(model), adapter_dir).merge_and_unload().eval()
+    merged = adapters.load(dequantize_bf16(model), adapter_dir).merge_and_unload().eval()
     if route == "b":
         return merged
     with tempfile.TemporaryDirectory() as tmp, muted():
@@ -166,10 +165,10 @@ def route_experiment(
 
     def unmerged() -> tuple[torch.nn.Module, int]:
         quantized, _ = load_4bit(name)
-        footprint = load_adapter(quantized, adapter_dir).get_memory_footprint()
+        footprint = adapters.load(quantized, adapter_dir).get_memory_footprint()
         del quantized  # one model in memory at a time
         # W x + (alpha/r) B A x with W the dequantized 4-bit weight: the sums QLoRA trains
-        return load_adapter(in_fp32(load_4bit(name)[0]), adapter_dir), footprint
+        return adapters.load(in_fp32(load_4bit(name)[0]), adapter_dir), footprint
 
     def merged(route: str) -> tuple[torch.nn.Module, int]:
         model = merge_route(route, adapter_dir, name)
