@@ -40,6 +40,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.compare",
         "peftlab.finetune",
         "peftlab.lora_train",
+        "peftlab.schedule",
         "peftlab.merging",
         "peftlab.merging_4bit",
         "peftlab.adapters",
