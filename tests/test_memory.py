@@ -10,7 +10,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from peftlab import memory
+from peftlab import lora, memory
 
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2)
 
@@ -86,6 +86,41 @@ def test_lora_params_equals_peft_trainable_count(name, targets, r):
     model = get_peft_model(memory.meta_model(config), LoraConfig(r=r, target_modules=targets))
     trainable, _ = model.get_nb_trainable_parameters()
     assert memory.lora_params(config, r, targets) == trainable
+
+
+@pytest.mark.parametrize(
+    ("name", "targets"),
+    [
+        ("llama", r".*\.(q|v)_proj"),
+        ("llama", r"model\.layers\.1\..*_proj"),
+        ("llama", ["q_proj", "v_proj"]),
+        ("llama", ["layers.0.mlp.down_proj", "k_proj"]),
+        ("llama", "all-linear"),
+        ("gpt2-tied-conv1d", r".*\.c_(attn|proj)"),
+        ("gpt2-tied-conv1d", ["c_fc"]),
+        ("gpt2-tied-conv1d", "all-linear"),
+        ("opt-unknown", r".*self_attn\.(q|v)_proj"),
+        ("opt-unknown", ["q_proj", "v_proj"]),
+        ("opt-unknown", "ALL-LINEAR"),
+    ],
+)
+def test_memory_lora_and_peft_select_the_same_layers(name, targets):
+    """One rule (lora.target_matches): a string is a regex, a list names layers, all-linear."""
+    config = tiny_configs()[name]
+    counted = lora.lora_param_count(memory.meta_model(config), targets, r=2)
+    assert memory.lora_params(config, 2, targets) == counted
+    model = get_peft_model(memory.meta_model(config), LoraConfig(r=2, target_modules=targets))
+    assert model.get_nb_trainable_parameters()[0] == counted
+
+
+def test_a_string_that_matches_nothing_says_how_to_name_layers():
+    config = tiny_configs()["llama"]
+    hint = r"regular expression.*pass a list such as \['q_proj'\]"
+    with pytest.raises(ValueError, match=hint):
+        memory.lora_params(config, 2, "q_proj")
+    with pytest.raises(ValueError, match=hint):
+        lora.add_lora(memory.meta_model(config), "q_proj", r=2, alpha=2)
+    assert memory.lora_params(config, 2, ["q_proj"]) == 2 * 2 * (64 + 64)
 
 
 @pytest.mark.parametrize("name", list(tiny_configs()))

@@ -155,17 +155,45 @@ def _output_layer_name(model: nn.Module) -> str | None:
     return next((n for n, m in model.named_modules() if m is head), None) if head else None
 
 
-def _matches(name: str, target_modules: Targets) -> bool:
-    """peft's rule: a string is a regular expression for the full name; a list holds full names
-    or suffixes after a dot ("q_proj" matches "model.layers.0.self_attn.q_proj")."""
+def is_all_linear(target_modules: Targets) -> bool:
+    """Whether `target_modules` is peft's "all-linear" shorthand (in any case)."""
+    return isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR
+
+
+def target_matches(name: str, target_modules: Targets) -> bool:
+    """Whether `target_modules` selects the module whose full name is `name`, by peft's rule.
+
+    Full names are paths such as "model.layers.0.self_attn.q_proj".
+    - A list (or tuple, set) names modules: an entry matches a full name, or its end after a dot.
+      ["q_proj"] selects every layer's q_proj; ["layers.0.self_attn.q_proj"] only layer 0's.
+    - A string is a regular expression that must match the whole full name:
+      r".*\.(q|v)_proj" selects every q_proj and v_proj, r"model\.layers\.0\..*_proj" the
+      projections of layer 0. So the string "q_proj" matches nothing in a Llama; to name
+      layers, pass a list: ["q_proj"].
+    - "all-linear" (`is_all_linear`) is not a pattern: it means every linear layer but the output
+      head, and `find_targets` and `memory.lora_params` expand it before matching any name.
+    peftlab.lora (`find_targets`) and peftlab.memory (`lora_params`) both select through here.
+    """
     if isinstance(target_modules, str):
         return re.fullmatch(target_modules, name) is not None
     return name in target_modules or any(name.endswith(f".{t}") for t in target_modules)
 
 
+def no_match_hint(target_modules: Targets) -> str:
+    """What to say when `target_modules` matched nothing: for a string, how it was read."""
+    if not isinstance(target_modules, str):
+        return ""
+    example = [target_modules] if re.fullmatch(r"[\w.]+", target_modules) else ["q_proj"]
+    return (
+        f"; a string is a regular expression for the whole module name (peft's rule), "
+        f"to name layers pass a list such as {example!r}"
+    )
+
+
 def find_targets(model: nn.Module, target_modules: Targets) -> list[str]:
-    """Names of the modules `target_modules` selects, checked; the model is not changed."""
-    if isinstance(target_modules, str) and target_modules.lower() == ALL_LINEAR:
+    """Names of the modules `target_modules` selects (see `target_matches` for the rule),
+    checked; the model is not changed."""
+    if is_all_linear(target_modules):
         head = _output_layer_name(model)
         names = [
             n
@@ -179,11 +207,12 @@ def find_targets(model: nn.Module, target_modules: Targets) -> list[str]:
                 f"target_modules={target_modules!r}: give a list of layer names such as"
                 ' ["q_proj", "v_proj"], a regular expression, or "all-linear"'
             )
-        names = [n for n, _ in model.named_modules() if n and _matches(n, target_modules)]
+        names = [n for n, _ in model.named_modules() if n and target_matches(n, target_modules)]
     if not names:
         raise ValueError(
             f"target_modules={target_modules!r} matches no module of this model; "
             f"its linear layers are: {', '.join(linear_layer_names(model))}"
+            f"{no_match_hint(target_modules)}"
         )
     modules = dict(model.named_modules())
     for name in names:
@@ -269,7 +298,7 @@ def _saved_target_modules(model: nn.Module, names: list[str]) -> list[str]:
     selected = {
         n
         for n, m in model.named_modules()
-        if isinstance(m, nn.Linear | Conv1D | LoRALinear) and _matches(n, short)
+        if isinstance(m, nn.Linear | Conv1D | LoRALinear) and target_matches(n, short)
     }
     return short if selected == set(names) else sorted(names)
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from peftlab.lora import find_targets, is_all_linear, target_matches
 from peftlab.quiet import known_warnings
 
 METHODS = ("full", "lora", "qlora")
@@ -206,9 +207,10 @@ def lora_params(
 ) -> int:
     """Trainable LoRA parameters: r * (d_in + d_out) for every adapted matrix (Hu et al., 2021).
 
-    `target_modules` is a list of module names (matched on the last name, as peft does for
-    plain names), "all-linear" (every linear layer but the output head), or None for peft's
-    default targets.
+    `target_modules` follows peft's rule, as `lora.add_lora` does (`lora.target_matches`): a list
+    names layers (["q_proj", "v_proj"]), a string is a regular expression for whole module names
+    (r".*\.(q|v)_proj"), "all-linear" is every linear layer but the output head, and None means
+    peft's default targets.
     """
     config = preset(config)
     if target_modules is None:
@@ -436,17 +438,20 @@ def _meta_count(config: Any) -> int:
     return sum(p.numel() for p in meta_model(config).parameters())
 
 
-def _meta_linears(config: Any) -> list[LinearShape]:
-    """Linear and Conv1D layers of a model built on the meta device, grouped by name and shape."""
+def _meta_linears(config: Any, target_modules: Any = None) -> list[LinearShape]:
+    """Linear and Conv1D layers of a model built on the meta device, grouped by name and shape:
+    all but the output head, or the ones `target_modules` selects (`lora.find_targets`)."""
     import torch
     from transformers.pytorch_utils import Conv1D
 
     model = meta_model(config)
-    head = model.get_output_embeddings()
+    if target_modules is None:
+        head = model.get_output_embeddings()
+        modules = [(n, m) for n, m in model.named_modules() if m is not head]
+    else:
+        modules = [(n, model.get_submodule(n)) for n in find_targets(model, target_modules)]
     groups: dict[tuple[str, int, int, bool], int] = {}
-    for full_name, module in model.named_modules():
-        if module is head:
-            continue
+    for full_name, module in modules:
         if isinstance(module, torch.nn.Linear):
             d_in, d_out = module.in_features, module.out_features
         elif isinstance(module, Conv1D):
@@ -459,24 +464,30 @@ def _meta_linears(config: Any) -> list[LinearShape]:
 
 
 def _targeted(config: Any, r: int, target_modules: Any) -> list[LinearShape]:
-    """The linear layers LoRA adapts, after checking the rank against each of them."""
+    """The linear layers LoRA adapts (`lora.target_matches` has the rule), after checking the
+    rank against each of them."""
     if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
         raise ValueError(f"r={r}: LoRA rank must be a positive integer")
-    layers = linear_layers(config)
-    if isinstance(target_modules, str):
-        if target_modules.lower() != "all-linear":
-            target_modules = [target_modules]
-        else:
-            target_modules = sorted({t.name for t in layers})
-    names = {t.name for t in layers}
-    missing = [m for m in target_modules if m not in names]
-    if missing or not target_modules:
+    if not isinstance(target_modules, str | list | tuple | set):
         raise ValueError(
-            f"target_modules={list(target_modules)}: {config.model_type} has no "
-            f"{', '.join(missing) or 'targets'}; its linear layers are {', '.join(sorted(names))}"
-            " (or use 'all-linear')"
+            f"target_modules={target_modules!r}: give a list of layer names such as"
+            ' ["q_proj", "v_proj"], a regular expression, or "all-linear"'
         )
-    chosen = [t for t in layers if t.name in target_modules]
+    layers = linear_layers(config)
+    if is_all_linear(target_modules):
+        chosen = layers
+    elif isinstance(target_modules, str) or any("." in t for t in target_modules):
+        chosen = _meta_linears(config, target_modules)  # matched on full names: build them
+    else:  # plain names match the last part of a full name, which is what LinearShape keeps
+        names = {t.name for t in layers}
+        missing = [m for m in target_modules if m not in names]
+        if missing or not target_modules:
+            raise ValueError(
+                f"target_modules={list(target_modules)}: {config.model_type} has no "
+                f"{', '.join(missing) or 'targets'}; its linear layers are "
+                f"{', '.join(sorted(names))} (or use 'all-linear')"
+            )
+        chosen = [t for t in layers if target_matches(t.name, target_modules)]
     smallest = min(min(t.d_in, t.d_out) for t in chosen)
     if r > smallest:
         raise ValueError(
