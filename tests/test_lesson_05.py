@@ -46,7 +46,7 @@ def test_the_notebook_prints_what_the_lesson_quotes(results):
 def test_every_criterion_improves(results):
     by_criterion = lesson.rubric_by_criterion(results["rows"])
     for criterion in CRITERIA:  # the lesson says every criterion improved
-        assert by_criterion[criterion]["after"] > by_criterion[criterion]["before"], criterion
+        assert by_criterion["after"][criterion] > by_criterion["before"][criterion], criterion
 
 
 def test_sweep_says_what_the_lesson_claims(results):

@@ -79,7 +79,10 @@ def test_every_quote_needs_a_region_and_every_region_a_quote():
 
 
 def test_a_tolerance_accepts_small_moves_only():
-    text = "error <!-- computed: e -->1.6x<!-- /computed -->, <!-- computed: s -->96%<!-- /computed -->"
+    text = (
+        "error <!-- computed: e -->1.6x<!-- /computed -->, "
+        "<!-- computed: s -->96%<!-- /computed -->"
+    )
     tolerance = {"e": 0.1, "s": 5.2}
     assert prose.differences({"doc": text}, {"e": "1.7x", "s": "92%"}, tolerance) == []
     off = prose.differences({"doc": text}, {"e": "1.8x", "s": "90%"}, tolerance)
@@ -105,10 +108,8 @@ def test_a_table_region_is_compared_cell_by_cell_within_its_columns_tolerance():
 def test_render_writes_blocks_between_blank_lines_and_is_idempotent():
     text = "a <!-- computed: x -->old<!-- /computed --> b\n<!-- computed: t --><!-- /computed -->\n"
     once = prose.render(text, {"x": "new", "t": "| h |\n|---|\n| 1 |\n"})
-    assert (
-        once
-        == "a <!-- computed: x -->new<!-- /computed --> b\n<!-- computed: t -->\n\n| h |\n|---|\n| 1 |\n\n<!-- /computed -->\n"
-    )
+    table = "<!-- computed: t -->\n\n| h |\n|---|\n| 1 |\n\n<!-- /computed -->"
+    assert once == f"a <!-- computed: x -->new<!-- /computed --> b\n{table}\n"
     assert prose.render(once, {"x": "new", "t": "| h |\n|---|\n| 1 |"}) == once
 
 
