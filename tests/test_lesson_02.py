@@ -1,7 +1,6 @@
 """Lesson 02 beyond its prose (tests/test_lesson_prose.py): the exercise checker, the figures
 and tables drawn from the numbers they are given, and the counts the papers publish."""
 
-
 import pytest
 import torch
 

@@ -4,7 +4,6 @@ Its results train the lesson's two adapters (on one thread, so the numbers repea
 cached, so notebook 04 under nbval reuses this run.
 """
 
-
 import pytest
 
 from peftlab.lessons import lesson04_merging as lesson

@@ -161,7 +161,7 @@ def is_all_linear(target_modules: Targets) -> bool:
 
 
 def target_matches(name: str, target_modules: Targets) -> bool:
-    """Whether `target_modules` selects the module whose full name is `name`, by peft's rule.
+    r"""Whether `target_modules` selects the module whose full name is `name`, by peft's rule.
 
     Full names are paths such as "model.layers.0.self_attn.q_proj".
     - A list (or tuple, set) names modules: an entry matches a full name, or its end after a dot.

@@ -205,7 +205,7 @@ def default_targets(config: Any) -> list[str]:
 def lora_params(
     config: Any, r: int, target_modules: str | list[str] | tuple[str, ...] | None = None
 ) -> int:
-    """Trainable LoRA parameters: r * (d_in + d_out) for every adapted matrix (Hu et al., 2021).
+    r"""Trainable LoRA parameters: r * (d_in + d_out) for every adapted matrix (Hu et al., 2021).
 
     `target_modules` follows peft's rule, as `lora.add_lora` does (`lora.target_matches`): a list
     names layers (["q_proj", "v_proj"]), a string is a regular expression for whole module names
