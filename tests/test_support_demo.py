@@ -40,7 +40,7 @@ def test_rubric_by_criterion_counts_each_check():
 def test_sweep_trains_one_fresh_model_per_point():
     complaints = support_data.heldout_complaints(2)
     seen = []
-    points = lesson05.sweep((1, 2), (2,), complaints, n_examples=16, batch_size=4,
+    points = lesson05.run_sweep((1, 2), (2,), complaints, n_examples=16, batch_size=4,
                                 on_point=seen.append)  # fmt: skip
     assert [(p.r, p.steps) for p in points] == [(1, 2), (2, 2)] and seen == points
     # rank doubles -> every adapted matrix's r * (d_in + d_out) doubles
@@ -49,7 +49,7 @@ def test_sweep_trains_one_fresh_model_per_point():
         assert 0.0 <= p.score <= 1.0 and p.score * 8 == int(p.score * 8)  # 2 replies x 4 checks
         assert math.isfinite(p.final_loss) and p.final_loss > 0
     with pytest.raises(ValueError, match="ranks and steps"):
-        lesson05.sweep((), (2,), complaints)
+        lesson05.run_sweep((), (2,), complaints)
 
 
 def test_loss_curve_records_and_draws():

@@ -199,7 +199,7 @@ def _compute(name, steps, seed, n_complaints, scratch: Path) -> dict:
         summaries = {k: merging.reply_summary(v, complaints) for k, v in replies.items()}
         mixes = merging.mixing_rows(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
         sizes = measure.storage(base_model.resolve(name), list(folders.values()), merged_dir)
-        mismatch = wrong_base_message(model.config, folders["polite"])
+        mismatch = wrong_base_error(model.config, folders["polite"])
     finally:
         torch.set_num_threads(saved_threads)
     return {"adapters": folders, "merged_dir": merged_dir, "check": check, "routes": routes,
@@ -207,9 +207,9 @@ def _compute(name, steps, seed, n_complaints, scratch: Path) -> dict:
             "complaints": complaints, "steps": steps, "mismatch": mismatch}  # fmt: skip
 
 
-def wrong_base_message(config, adapter_dir: str | os.PathLike) -> str:
-    """The part of load_adapter's error that names the layer and both shapes, for a base twice
-    as wide as the one the adapter was trained on."""
+def wrong_base_error(config, adapter_dir: str | os.PathLike) -> str:
+    """The error `adapters.load` gives for the adapter in `adapter_dir` on a base twice as wide
+    as the one it was trained on (`config`'s)."""
     from transformers import AutoModelForCausalLM
 
     wider = config.to_dict() | {"hidden_size": 2 * config.hidden_size}
@@ -217,14 +217,13 @@ def wrong_base_message(config, adapter_dir: str | os.PathLike) -> str:
     try:
         adapters.load(model, adapter_dir)
     except ValueError as err:
-        message = str(err)
-        return message[message.index("layer ") : message.index(" (lora_B")]
+        return str(err)
     raise AssertionError("an adapter for another base was accepted")
 
 
 def quotes(results: Mapping) -> dict[str, str]:
     """Every table and number lesson 04 quotes, by region name."""
-    sizes = results["storage"]
+    sizes, mismatch = results["storage"], results["mismatch"]
     scale = scale_rows()[-1]
     routes = {r.route: r for r in results["routes"]}
     exact = [100 * routes[k].agreement for k in merging_4bit.ROUTES]
@@ -238,7 +237,8 @@ def quotes(results: Mapping) -> dict[str, str]:
         "scale": scale_table(scale_rows()),
         "n_complaints": f"{len(results['complaints'])} complaints",
         "steps": str(results["steps"]),
-        "mismatch": results["mismatch"],
+        # the part of the error that names the layer and both shapes
+        "mismatch": mismatch[mismatch.index("layer ") : mismatch.index(" (lora_B")],
         "adapter_bytes": f"{sizes['adapter_bytes'] // sizes['adapters']:,} bytes",
         "base_bytes": f"{sizes['base_bytes']:,} bytes",
         "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",

@@ -53,7 +53,7 @@ class SweepPoint:
         return asdict(self)
 
 
-def sweep(
+def run_sweep(
     ranks: Sequence[int],
     steps: Sequence[int],
     complaints: Sequence[str],
@@ -148,24 +148,33 @@ def memory_rows(
 LESSON = "05-customer-support-demo.md"
 NOTEBOOK = "05_customer_support_demo.ipynb"
 TOLERANCE: dict = {}  # fp32 training and greedy replies: the figures repeat on every CPU
-SWEEP = {"ranks": (1, 8), "steps": (20, 50), "n_complaints": 6}
 
 
 def results(
-    name: str | None = None, *, seed: int = 0, steps: int = 100, n_heldout: int = 12
+    name: str | None = None,
+    *,
+    seed: int = 0,
+    steps: int = 100,
+    n_heldout: int = 12,
+    sweep_ranks: Sequence[int] = (1, 8),
+    sweep_steps: Sequence[int] = (20, 50),
+    sweep_n: int = 6,
 ) -> dict:
     """Everything lesson 05 quotes: the data, the before/after of the notebook's fine-tune
     (LoRA r=8, alpha 16, `steps` steps of 16 chats) on the lesson's complaint and `n_heldout`
-    held-out ones, the rank x steps sweep, and the memory table. Cached: the notebook's sweep
+    held-out ones, the sweep over `sweep_ranks` x `sweep_steps` scored on the first `sweep_n`
+    of those, and the memory table. Cached: the notebook's sweep
     and the lesson test share one run."""
     from peftlab.lessons.cache import cached
 
+    sweep = {"ranks": tuple(sweep_ranks), "steps": tuple(sweep_steps), "n": sweep_n}
     return cached(
-        "lesson05", _compute, files=True, name=name, seed=seed, steps=steps, n_heldout=n_heldout
-    )
+        "lesson05", _compute, files=True, name=name, seed=seed, steps=steps, n_heldout=n_heldout,
+        sweep=sweep,
+    )  # fmt: skip
 
 
-def _compute(name, seed, steps, n_heldout, scratch) -> dict:
+def _compute(name, seed, steps, n_heldout, sweep, scratch) -> dict:
     seed_everything(seed)  # as notebook 05 does first: the LoRA init draws from this generator
     heldout = [
         support_data.LESSON_COMPLAINT,
@@ -180,8 +189,8 @@ def _compute(name, seed, steps, n_heldout, scratch) -> dict:
         runs_dir=scratch, progress=False,
     )  # fmt: skip
     rows = score_rows(heldout, befores, compare.generate(run.model, tokenizer, heldout))
-    points = sweep(SWEEP["ranks"], SWEEP["steps"], heldout[: SWEEP["n_complaints"]],
-                   model_name=name, seed=seed)  # fmt: skip
+    points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]], model_name=name,
+                       seed=seed)  # fmt: skip
     return {"heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
             "sweep": points, "data": data_facts(seed=seed), "memory": memory_rows()}  # fmt: skip
 
