@@ -3,8 +3,6 @@
 import pytest
 
 from peftlab.tables import (
-    fact_differences,
-    find_table,
     markdown_table,
     number,
     parse_table,
@@ -49,12 +47,6 @@ def test_parse_table_unescapes_pipes_and_drops_the_rule():
     assert parse_table(ROUTES)[1:] == [["a", "1.410", "58%", "1.39"], ["b", "0.863", "96%", "4.05"]]
 
 
-def test_find_table_takes_the_table_under_its_header_line():
-    text = "Some prose.\n\n" + ROUTES + "\n\nMore prose.\n| other | table |"
-    assert find_table(text, ROUTES.splitlines()[0]) == ROUTES
-    assert find_table(text, "| no | such |") is None
-
-
 def test_figures_within_their_columns_tolerance_agree():
     lesson = edited(edited(ROUTES, "1.410", "1.396"), "58%", "54%")
     assert table_differences(ROUTES, lesson, TOLERANCE) == []
@@ -88,15 +80,3 @@ def test_a_row_of_dashes_is_a_row_and_only_numbers_are_numbers():
     assert parse_table(dashes) == [["a", "b"], ["-", "-"], ["1", "2"]]
     assert [number(t) for t in ("1,234", "46%", "1.6x", "-0.25")] == [1234, 46, 1.6, -0.25]
     assert [number(t) for t in ("nan", "inf", "1_0", "-", "4-bit", "")] == [None] * 6
-
-
-def test_facts_are_found_across_line_breaks_and_checked_within_tolerance():
-    text = "both drift (58% and\n71% identical replies)."
-    pattern = r"both drift \((\d+)% and (\d+)% identical replies\)"
-    assert fact_differences(text, pattern, (60.0, 70.0), 5) == []
-    assert fact_differences(text, pattern, (58.0, 80.0), 5) == [
-        f"{pattern!r} quotes 71, computed 80"
-    ]
-    assert fact_differences("no such sentence", pattern, (58.0, 71.0), 5) == [
-        f"no sentence matches {pattern!r}"
-    ]

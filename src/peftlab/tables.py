@@ -33,18 +33,6 @@ def parse_table(markdown: str) -> list[list[str]]:
     ]
 
 
-def find_table(text: str, header_line: str) -> str | None:
-    """The table in `text` whose first line is `header_line`, or None."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if line.strip() == header_line.strip():
-            end = i
-            while end < len(lines) and lines[end].lstrip().startswith("|"):
-                end += 1
-            return "\n".join(lines[i:end])
-    return None
-
-
 def number(text: str) -> float | None:
     """A cell's number ("1,234", "46%", "1.6x", "-0.2153"), or None for a cell of words."""
     match = re.fullmatch(r"([+-]?\d[\d,]*(?:\.\d+)?)[%x]?", text)
@@ -81,19 +69,3 @@ def table_differences(
                 continue
             out.append(f"row {w_row[0]!r}, column {column!r}: lesson has {g}, computed {w}")
     return out
-
-
-def fact_differences(
-    text: str, pattern: str, values: Sequence[float], tolerance: float
-) -> list[str]:
-    """Where the sentence matching `pattern` quotes numbers (its groups) further than
-    `tolerance` from `values`; a missing sentence is a difference too. Line breaks in the
-    text count as spaces."""
-    match = re.search(pattern, " ".join(text.split()))
-    if match is None:
-        return [f"no sentence matches {pattern!r}"]
-    return [
-        f"{pattern!r} quotes {quoted}, computed {value:.4g}"
-        for quoted, value in zip(match.groups(), values, strict=True)
-        if abs(float(quoted) - value) > tolerance
-    ]
