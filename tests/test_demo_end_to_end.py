@@ -6,6 +6,8 @@ import pytest
 
 from peftlab import cli, support_data
 
+pytestmark = pytest.mark.slow  # each test fine-tunes the embedded model (tens of seconds)
+
 
 @pytest.fixture(scope="module")
 def demo_json(tmp_path_factory):

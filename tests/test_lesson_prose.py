@@ -9,7 +9,7 @@ import pytest
 from peftlab import lessons, paths
 from peftlab.lessons import prose
 
-SLOW = {"lesson04_merging", "lesson05_support_demo"}  # they train: a minute each, once (cached)
+SLOW = {"lesson02_lora", "lesson04_merging", "lesson05_support_demo"}  # they train (cached)
 PARAMS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in lessons.MODULES]
 
 

@@ -24,5 +24,5 @@ def test_setup_prints_the_versions_and_silences_only_known_noise(capsys, monkeyp
     assert logger.level == logging.ERROR
     with warnings.catch_warnings(record=True) as caught:
         warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning, stacklevel=1)
-        warnings.warn("something else", FutureWarning, stacklevel=1)
+        warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
