@@ -62,3 +62,10 @@ def test_missing_model_offline(capsys, monkeypatch):
     assert code == 2
     assert len(err.strip().splitlines()) == 1
     assert "PEFT_LAB_MODEL" in err and "HF_HUB_OFFLINE" in err
+
+
+def test_the_methods_the_cli_offers_are_the_ones_finetune_trains():
+    from peftlab import finetune
+    from peftlab.commands import demo
+
+    assert demo.TRAIN_METHODS == finetune.TRAIN_METHODS

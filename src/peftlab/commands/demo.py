@@ -7,7 +7,9 @@ import textwrap
 import warnings
 from pathlib import Path
 
-METHODS = ("lora", "qlora")
+# finetune.TRAIN_METHODS, spelled out: importing finetune (peft, transformers) would slow every
+# `peftlab` start; tests/test_cli_demo.py checks the two agree.
+TRAIN_METHODS = ("lora", "qlora")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,9 +52,9 @@ def read_prompts(path: Path) -> list[str]:
 
 
 def _check(args: argparse.Namespace) -> None:
-    if args.method not in METHODS:
+    if args.method not in TRAIN_METHODS:
         raise ValueError(
-            f"--method {args.method}: unknown method; choose one of {', '.join(METHODS)}"
+            f"--method {args.method}: unknown method; choose one of {', '.join(TRAIN_METHODS)}"
         )
     if args.steps is not None and args.steps <= 0:
         raise ValueError(f"--steps {args.steps}: the number of training steps must be positive")

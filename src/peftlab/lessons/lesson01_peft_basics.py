@@ -184,7 +184,7 @@ def methods_table(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any)
     return markdown_table(["model", "method", "total", "smallest card that fits"], rows)
 
 
-def rank_table(model: str = "llama-2-7b", ranks: Sequence[int] = (4, 8, 16, 64)) -> str:
+def lora_rank_table(model: str = "llama-2-7b", ranks: Sequence[int] = (4, 8, 16, 64)) -> str:
     """LoRA trainable parameters and share of the model at several ranks."""
     total = memory.count_params(model)
     rows = []
@@ -280,7 +280,7 @@ def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
         "bytes per parameter": bytes_per_param_table(),
         "rule of thumb": seed_rule_table(),
         "methods": methods_table(),
-        "ranks": rank_table(),
+        "ranks": lora_rank_table(),
         "peft methods": peft_methods_table(),
         "llama-2-7b parameters": f"{n:,}",
         "llama-2-7b 16-bit weights": gb(2 * n),

@@ -120,7 +120,6 @@ def results_table(rows: Sequence[Mapping]) -> str:
 LESSON = "02-lora.md"
 NOTEBOOK = "02_lora_from_scratch.ipynb"
 TOLERANCE: dict = {}  # the training run is fp32: its figures repeat on every CPU
-RUN = {"r": 8, "alpha": 16, "target_modules": ("q_proj", "v_proj"), "steps": 120, "seed": 0}
 
 
 def _train(model_name: str | None, run: Mapping) -> dict:
@@ -136,22 +135,26 @@ def _train(model_name: str | None, run: Mapping) -> dict:
     )
     lora_rubric, replies = lora_train.heldout_rubric(result.model, tokenizer)
     return {"base_rubric": base_rubric, "result": result, "lora_rubric": lora_rubric,
-            "replies": replies}  # fmt: skip
+            "replies": replies, "r": run["r"], "steps": run["steps"]}  # fmt: skip
 
 
-def results(model_name: str | None = None) -> dict:
+def results(
+    model_name: str | None = None, *, r: int = 8, alpha: float = 16, steps: int = 120, seed: int = 0
+) -> dict:
     """The lesson's counts on Llama-2-7B and on the embedded model, and its training run: the
-    hand-written loop, LoRA r=8 on q and v, 120 steps of 16 chats (cached: tens of seconds)."""
+    hand-written loop, LoRA r on q and v, `steps` steps of 16 chats (cached: tens of seconds)."""
     from peftlab import base_model
     from peftlab.lessons.cache import cached
 
+    run = {"r": r, "alpha": alpha, "target_modules": ("q_proj", "v_proj"), "steps": steps,
+           "seed": seed}  # fmt: skip
     model, _ = base_model.load(model_name)
     llama = memory.meta_model("llama-2-7b")
     return {
         "llama": rank_rows(llama, LESSON_RANKS, LESSON_TARGETS),
         "model": rank_rows(model, LESSON_RANKS, LESSON_TARGETS),
         "q_proj entries": llama.model.layers[0].self_attn.q_proj.weight.numel(),
-        "run": cached("lesson02-run", _train, model_name=model_name, run=RUN),
+        "run": cached("lesson02-run", _train, model_name=model_name, run=run),
     }
 
 
@@ -163,7 +166,7 @@ def quotes(results: Mapping) -> dict[str, str]:
     rows = [
         {"run": "base model", "steps": 0, "trainable": 0, "final_loss": None,
          "rubric": run["base_rubric"]},
-        {"run": "LoRA r=8 on q_proj, v_proj, hand-written loop", "steps": RUN["steps"],
+        {"run": f"LoRA r={run['r']} on q_proj, v_proj, hand-written loop", "steps": run["steps"],
          "trainable": trained.trainable_params, "final_loss": trained.losses[-1][1],
          "rubric": run["lora_rubric"]},
     ]  # fmt: skip

@@ -19,7 +19,6 @@ from peftlab.tables import markdown_table
 
 SMALL = (6.0, 3.2)
 LESSON_MODEL = "tiny-random-llama"
-METHODS = ("nf4", "fp4", "int4")
 LESSON_BLOCKSIZES = (32, 64, 128, 256, 1024, 4096)
 
 
@@ -159,7 +158,7 @@ def bits_table(n_params: int | None = None) -> str:
     return markdown_table(header, rows, [":--", ":--", "--:", "--:"])
 
 
-def memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[dict]:
+def weight_memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[dict]:
     """Weights in 16 bits and in NF4, and training totals (full mixed AdamW vs QLoRA r=64 on all
     linear layers, batch 1 x 512 tokens, gradient checkpointing) from `peftlab.memory`."""
     rows = []
@@ -190,8 +189,8 @@ def memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[di
     return rows
 
 
-def memory_table(rows: Sequence[Mapping]) -> str:
-    """Markdown from `memory_rows`, sizes in GB (1e9 bytes)."""
+def weight_memory_table(rows: Sequence[Mapping]) -> str:
+    """Markdown from `weight_memory_rows`, sizes in GB (1e9 bytes)."""
     lines = [
         [
             r["name"],
@@ -319,12 +318,12 @@ def quotes(results: Mapping) -> dict[str, str]:
     weights = results["weights"]
     errors = {row["method"]: row["error"] for row in error_rows(weights)}
     nf4_err = errors["NF4"]
-    small, large = memory_rows()
+    small, large = weight_memory_rows()
     n7 = small["params"]
     saving_bits = nf4.bits_per_parameter(64) - nf4.bits_per_parameter(64, double_quant=True)
     blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
     return {
-        "memory": memory_table(memory_rows()),
+        "memory": weight_memory_table(weight_memory_rows()),
         "levels": levels_table(),
         "errors": error_table(error_rows(weights)),
         "blocksizes": blocksize_table(blocksize_rows(weights)),

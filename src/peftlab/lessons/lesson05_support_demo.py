@@ -128,7 +128,7 @@ MEMORY_CASES = (
 )
 
 
-def memory_rows(
+def training_memory_rows(
     cases: Sequence[tuple[str, str]] = MEMORY_CASES, r: int = 8, batch_size: int = 4,
     seq_len: int = 512,
 ) -> list[dict]:  # fmt: skip
@@ -191,8 +191,10 @@ def _compute(name, seed, steps, n_heldout, sweep, scratch) -> dict:
     rows = score_rows(heldout, befores, compare.generate(run.model, tokenizer, heldout))
     points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]], model_name=name,
                        seed=seed)  # fmt: skip
-    return {"heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
-            "sweep": points, "data": data_facts(seed=seed), "memory": memory_rows()}  # fmt: skip
+    return {
+        "heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
+        "sweep": points, "data": data_facts(seed=seed), "memory": training_memory_rows(),
+    }  # fmt: skip
 
 
 def quotes(results: Mapping) -> dict[str, str]:
@@ -203,7 +205,7 @@ def quotes(results: Mapping) -> dict[str, str]:
         "example": example_markdown(rows[0]),
         "criteria": criteria_markdown(rubric_by_criterion(rows), len(rows)),
         "sweep": sweep_markdown(results["sweep"]),
-        "memory": memory_markdown(results["memory"]),
+        "memory": training_memory_markdown(results["memory"]),
     }
 
 
@@ -347,8 +349,10 @@ def sweep_markdown(points: Sequence) -> str:
     return "\n".join(lines)
 
 
-def memory_markdown(rows: Sequence[dict], gpu: str = "24 GB consumer (RTX 3090/4090)") -> str:
-    """`support_demo.memory_rows` as a markdown table, in GiB (2**30 bytes)."""
+def training_memory_markdown(
+    rows: Sequence[dict], gpu: str = "24 GB consumer (RTX 3090/4090)"
+) -> str:
+    """`training_memory_rows` as a markdown table, in GiB (2**30 bytes)."""
     card = gpu.split(" (")[0]
     lines = [
         f"| model | parameters | method | training memory (GiB) | fits a {card} GPU |",

@@ -73,13 +73,13 @@ def test_error_and_blocksize_tables_agree_with_nf4(weights):
     assert "| 4096 | 4.0078 |" in lesson03.blocksize_table(sizes)
 
 
-def test_memory_rows_follow_peftlab_memory():
-    (row,) = lesson03.memory_rows(["llama-2-7b"])
+def test_weight_memory_rows_follow_peftlab_memory():
+    (row,) = lesson03.weight_memory_rows(["llama-2-7b"])
     assert row["params"] == 6_738_415_616
     assert row["weights_16bit"] == 2 * row["params"]
     assert row["qlora_total"] < row["full_total"] / 10
     assert row["weights_nf4"] < row["weights_16bit"] / 3
-    table = lesson03.memory_table([row])
+    table = lesson03.weight_memory_table([row])
     assert f"| llama-2-7b | 6.74B | {2 * 6_738_415_616 / 1e9:.1f} |" in table
 
 
