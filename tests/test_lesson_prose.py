@@ -6,11 +6,13 @@ notebook quotes; `peftlab lessons --write` rewrites them after a change to the c
 
 import pytest
 
-from peftlab import lessons, paths
+from peftlab import lessons, paths, tables
 from peftlab.lessons import prose
 
-SLOW = {"lesson02_lora", "lesson04_merging", "lesson05_support_demo"}  # they train (cached)
-PARAMS = [pytest.param(m, marks=pytest.mark.slow) if m in SLOW else m for m in lessons.MODULES]
+PARAMS = [  # a lesson whose results train a model is slow (the first time: then it is cached)
+    pytest.param(m, marks=pytest.mark.slow) if lessons.module(m).TRAINS else m
+    for m in lessons.MODULES
+]
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,7 @@ def lesson_results():
 @pytest.mark.parametrize("name", lessons.MODULES)
 def test_every_lesson_module_has_the_same_shape(name):
     lesson = lessons.module(name)
-    for attribute in ("LESSON", "NOTEBOOK", "TOLERANCE", "results", "quotes"):
+    for attribute in lessons.INTERFACE:
         assert hasattr(lesson, attribute), f"{name} has no {attribute}: copy lesson05's shape"
     for path in lessons.documents(lesson).values():
         assert path.is_file(), path
@@ -42,6 +44,20 @@ def test_prose_quotes_what_the_code_computes(name, lesson_results):
     lesson = lessons.module(name)
     off = lessons.differences(lesson, lesson_results(name))
     assert not off, f"stale prose; run `peftlab lessons {name[6:8]} --write`:\n" + "\n".join(off)
+
+
+@pytest.mark.parametrize("name", PARAMS)
+def test_every_tolerance_names_a_quote_and_its_columns(name, lesson_results):
+    """A misspelt tolerance would silently be exact here and fail only on another CPU."""
+    lesson = lessons.module(name)
+    quotes = lesson.quotes(lesson_results(name))
+    for region, tolerance in lesson.TOLERANCE.items():
+        assert region in quotes, f"{name}.TOLERANCE names {region!r}, which it does not quote"
+        if isinstance(tolerance, dict):
+            header = tables.parse_table(quotes[region])[0]
+            assert set(tolerance) <= set(header), (
+                f"{region!r}: no columns {set(tolerance) - set(header)}"
+            )
 
 
 @pytest.mark.parametrize("name", lessons.MODULES)
@@ -127,3 +143,27 @@ def test_render_writes_blocks_between_blank_lines_and_is_idempotent():
 def test_broken_regions_are_named(text, message):
     with pytest.raises(ValueError, match=message):
         prose.regions(text)
+
+
+def test_a_rewrite_keeps_figures_within_their_tolerance_and_fixes_the_rest():
+    text = "<!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->7<!-- /computed -->"
+    quotes = {"e": "1.65x", "n": "8"}
+    kept = prose.render(text, quotes, {"e": 0.1})
+    assert (
+        kept
+        == "<!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->8<!-- /computed -->"
+    )
+    assert "1.9x" in prose.render(text, {"e": "1.9x", "n": "8"}, {"e": 0.1})
+
+
+def test_a_region_may_not_span_two_notebook_cells(tmp_path):
+    import json
+
+    cells = [
+        {"cell_type": "markdown", "source": [s]}
+        for s in ("<!-- computed: n -->7", "<!-- /computed -->")
+    ]
+    notebook = tmp_path / "07_x.ipynb"
+    notebook.write_text(json.dumps({"cells": cells}), encoding="utf-8")
+    with pytest.raises(ValueError, match="07_x.ipynb, markdown cell 0: .*has no partner"):
+        prose.read(notebook)

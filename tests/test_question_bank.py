@@ -12,9 +12,9 @@ from peftlab.nf4 import NF4_CODE
 from peftlab.quiz import (
     ANSWER_WORDS,
     DIFFICULTIES,
-    LESSONS,
     TOPICS,
     check_answer,
+    lesson_files,
     load_bank,
     load_topics,
 )
@@ -171,7 +171,7 @@ def test_question_schema(q):
     assert lo <= len(q.answer.split()) <= hi
     assert 3 <= len(q.key_points) <= 6
     assert q.difficulty in DIFFICULTIES
-    assert q.lesson in LESSONS
+    assert q.lesson in lesson_files()
     assert q.mistakes and q.follow_up.endswith("?") and q.question.endswith((".", "?"))
 
 

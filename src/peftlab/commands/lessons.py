@@ -8,9 +8,6 @@ regions. Exit code 1 when a lesson is stale, 2 for a lesson number that does not
 
 import argparse
 from pathlib import Path
-from types import ModuleType
-
-INTERFACE = ("LESSON", "NOTEBOOK", "results", "quotes", "TOLERANCE")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -33,13 +30,12 @@ def run(args: argparse.Namespace) -> int:
     from peftlab import lessons
     from peftlab.quiet import muted
 
-    names = [_number(n) for n in args.numbers] or [_number(m) for m in lessons.MODULES]
-    chosen = {name: _load(lessons, name, required=bool(args.numbers)) for name in names}
+    chosen = [lessons.module(n) for n in args.numbers] or [
+        lessons.module(m) for m in lessons.MODULES
+    ]
     stale = False
-    for name, module in chosen.items():
-        if isinstance(module, str):
-            print(f"lesson {name}: skipped, {module}")
-            continue
+    for module in chosen:
+        name = module.LESSON[:2]
         with muted():  # no progress bars from loading the lesson's models
             results = module.results()
         off = lessons.differences(module, results)
@@ -48,6 +44,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"lesson {name}: rewrote {_shown(path)}")
         if rewritten:
             off = lessons.differences(module, results)  # what rewriting regions cannot fix
+            if any(path.suffix == ".ipynb" for path in rewritten):
+                print(f"lesson {name}: re-execute its notebook so that its outputs follow")
         if not off:
             if not rewritten:
                 print(f"lesson {name}: up to date")
@@ -59,36 +57,6 @@ def run(args: argparse.Namespace) -> int:
     if stale and not args.write:
         print("run `peftlab lessons --write` to rewrite the stale regions from the code")
     return 1 if stale else 0
-
-
-def _number(name: str) -> str:
-    """'1', '01' or 'lesson01_peft_basics' -> '01'."""
-    if name.isdigit():
-        return name.zfill(2)
-    if name.startswith("lesson") and name[6:8].isdigit():
-        return name[6:8]
-    return name
-
-
-def _load(lessons: ModuleType, number: str, required: bool) -> ModuleType | str:
-    """The lesson's module, or why it cannot be checked yet (not converted to the interface).
-
-    ValueError for a number no lesson has, or for one asked for that cannot be checked yet.
-    """
-    try:
-        module = lessons.module(number)
-    except ModuleNotFoundError as err:
-        if not (err.name or "").startswith("peftlab.lessons."):
-            raise  # a library the lesson needs is missing: not ours to hide
-        why = f"its module {err.name} does not exist yet"
-    else:
-        lacking = [attr for attr in INTERFACE if not hasattr(module, attr)]
-        if not lacking:
-            return module
-        why = f"its module has no {', '.join(lacking)} yet"
-    if required:
-        raise ValueError(f"lesson {number} cannot be checked: {why}")
-    return why
 
 
 def _shown(path: Path) -> str:

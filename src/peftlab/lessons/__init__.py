@@ -7,7 +7,9 @@ Every lesson module has the same shape (copy lesson05's to start lesson 07):
   run) go through `lessons.cache.cached`, so the notebook and the lesson test share one run;
 - `quotes(results)`: every number and table its lesson and notebook prose quote, by the name of
   the region that holds it (`lessons.prose` explains the regions);
-- `TOLERANCE`: the few quotes whose last digits depend on the CPU's kernels, and by how much;
+- `TOLERANCE`: the few quotes whose last digits depend on the CPU's kernels, and by how much:
+  a number for a one-number region, `{column: tolerance}` for a table (`lessons.prose`);
+- `TRAINS`: whether `results()` trains a model (its tests are then marked `slow`);
 - functions that draw its figures and format its tables from `results`.
 
 Lesson modules import the core modules (`memory`, `lora`, `nf4`, `merging`, `finetune`, ...),
@@ -18,6 +20,8 @@ regions of every lesson from its module.
 from __future__ import annotations
 
 import importlib
+import pkgutil
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -25,19 +29,19 @@ from typing import Any
 from peftlab import paths
 from peftlab.lessons import prose
 
-MODULES = (
-    "lesson01_peft_basics",
-    "lesson02_lora",
-    "lesson03_qlora",
-    "lesson04_merging",
-    "lesson05_support_demo",
-    "lesson06_interview",
+INTERFACE = ("LESSON", "NOTEBOOK", "TOLERANCE", "TRAINS", "results", "quotes")
+# Every module named lessonNN_<name> in this package, in lesson order: a new one counts at once.
+MODULES = tuple(
+    sorted(
+        m.name for m in pkgutil.iter_modules(__path__) if re.fullmatch(r"lesson\d\d_\w+", m.name)
+    )
 )
 
 
 def module(name: str) -> ModuleType:
-    """A lesson module by its name in MODULES or its number ("04")."""
-    found = [m for m in MODULES if m == name or m.startswith(f"lesson{name}_")]
+    """A lesson module by its name in MODULES or its number ("4", "04")."""
+    number = name.zfill(2) if name.isdigit() else None
+    found = [m for m in MODULES if m == name or (number and m.startswith(f"lesson{number}_"))]
     if len(found) != 1:
         raise ValueError(f"no lesson {name!r}: choose a number 01-{len(MODULES):02d} or {MODULES}")
     return importlib.import_module(f"peftlab.lessons.{found[0]}")
@@ -58,6 +62,16 @@ def differences(lesson: ModuleType, results: Any) -> list[str]:
 
 
 def write(lesson: ModuleType, results: Any) -> list[Path]:
-    """Rewrite the lesson's regions from its module; the files that changed."""
+    """Rewrite the lesson's regions from its module; the files that changed. Every file is
+    rendered before any is written, so an error leaves them all as they were. A notebook whose
+    regions changed must be re-executed for its outputs to follow."""
+    from peftlab.atomic import atomic_write_text
+
     quotes = lesson.quotes(results)
-    return [path for path in documents(lesson).values() if prose.rewrite(path, quotes)]
+    new = {
+        path: prose.rendered(path, quotes, lesson.TOLERANCE) for path in documents(lesson).values()
+    }
+    changed = [path for path, text in new.items() if text != path.read_text(encoding="utf-8")]
+    for path in changed:
+        atomic_write_text(path, new[path])
+    return changed

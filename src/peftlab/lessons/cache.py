@@ -1,11 +1,16 @@
 """Compute a lesson's expensive results once: the notebook and the lesson test share them.
 
-`cached(name, compute, **params)` returns `compute(**params)`, kept on disk under a key made of
-everything that could change the result: the package's source and assets, the library versions,
-the settings that choose the CPU kernels, and `params`. Change any of them and the results are
-computed afresh; nothing is ever reused across a code change. `PEFTLAB_NO_CACHE=1` turns the
-cache off. The files live in the checkout's `runs/cache/` (`make clean` removes them), or in the
-user's cache folder when the package runs without a checkout.
+`cached(label, compute, **params)` returns `compute(**params)`, kept on disk under a key made of
+everything that changes the result: the package's source and assets, the library versions, the
+CPU's kernel choice and the settings that steer it, the model asked for, and `params`. Change
+any of them and the results are computed afresh: nothing is reused across a code change. The
+thread count is not in the key: the lessons' figures came out identical at one and two threads
+(README, "Numbers on your CPU"), and lessons 03 and 04 pin one thread while they compute.
+
+`PEFTLAB_NO_CACHE=1` computes afresh and leaves the cache as it was. The files live in the
+checkout's `runs/cache/` (`make clean` removes them), or in the user's cache folder when the
+package runs without a checkout. One process computes a result at a time (a file lock), so
+JupyterLab and `make test` may ask for the same one together.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import os
 import pickle
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,8 +30,9 @@ from peftlab import paths
 
 T = TypeVar("T")
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "tokenizers")
-# Settings that choose floating-point kernels (see the README's "Numbers on your CPU").
-KERNEL_SETTINGS = (
+# Environment variables that change what a lesson computes: the kernels (see the README's
+# "Numbers on your CPU") and the model the notebooks load.
+KEYED_ENVIRONMENT = (
     "ATEN_CPU_CAPABILITY",
     "ONEDNN_MAX_CPU_ISA",
     "MKL_ENABLE_INSTRUCTIONS",
@@ -37,6 +43,8 @@ KERNEL_SETTINGS = (
 
 @functools.cache
 def _code_digest() -> str:
+    import torch
+
     digest = hashlib.sha256()
     for path in sorted(paths.PACKAGE.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
@@ -44,11 +52,12 @@ def _code_digest() -> str:
             digest.update(path.read_bytes())
     for library in LIBRARIES:
         digest.update(f"{library}=={importlib.metadata.version(library)}".encode())
+    digest.update(torch.backends.cpu.get_cpu_capability().encode())
     return digest.hexdigest()
 
 
 def key(label: str, /, **params: Any) -> str:
-    settings = {k: os.environ.get(k) for k in KERNEL_SETTINGS}
+    settings = {k: os.environ.get(k) for k in KEYED_ENVIRONMENT}
     text = repr((label, _code_digest(), sorted(settings.items()), sorted(params.items())))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -62,25 +71,63 @@ def folder() -> Path:
         return Path(platformdirs.user_cache_dir("peftlab"))
 
 
-def cached(label: str, compute: Callable[..., T], /, *, files: bool = False, **params: Any) -> T:
+def _write(path: Path, result: Any) -> None:
+    """Pickle atomically: a temporary file renamed into place, removed if pickling fails."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as f:
+            pickle.dump(result, f)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _prune(label: str, keep: Path) -> None:
+    """Remove the other results of `label` (and their folders): earlier code's, never read again."""
+    for old in keep.parent.glob(f"{label}-*.pkl"):
+        if old != keep:
+            old.unlink(missing_ok=True)
+            old.with_suffix(".lock").unlink(missing_ok=True)
+            shutil.rmtree(old.with_suffix(""), ignore_errors=True)
+
+
+def cached(
+    label: str,
+    compute: Callable[..., T],
+    /,
+    *,
+    files: bool = False,
+    live: Mapping[str, Any] | None = None,
+    **params: Any,
+) -> T:
     """`compute(**params)`, from disk when this code on this machine computed it before.
 
     With `files=True`, `compute` also gets `scratch=`, a folder that lives as long as the cached
-    result, for the files the result points to (trained adapters, a merged model).
+    result, for the files the result points to (trained adapters, a merged model). `live` holds
+    arguments that do not change the result (a progress callback): `compute` gets them when it
+    runs, and they are left out of the key.
     """
+    from filelock import FileLock
+
+    params_and_live = params | dict(live or {})
+    if os.environ.get("PEFTLAB_NO_CACHE"):
+        if not files:
+            return compute(**params_and_live)
+        scratch = Path(tempfile.mkdtemp(prefix=f"peftlab-{label}-"))
+        return compute(scratch=scratch, **params_and_live)
     path = folder() / f"{label}-{key(label, **params)}.pkl"
-    if files:
-        scratch = path.with_suffix("")
-        params = params | {"scratch": scratch}
-    if path.is_file() and not os.environ.get("PEFTLAB_NO_CACHE"):
-        with path.open("rb") as f:
-            return pickle.load(f)
-    if files:
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir(parents=True)
-    result = compute(**params)
+    scratch = path.with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("wb", dir=path.parent, delete=False) as f:
-        pickle.dump(result, f)
-    os.replace(f.name, path)
-    return result
+    with FileLock(str(path.with_suffix(".lock"))):
+        if path.is_file() and (not files or scratch.is_dir()):
+            with path.open("rb") as f:
+                return pickle.load(f)
+        if files:
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir()
+            params_and_live["scratch"] = scratch
+        result = compute(**params_and_live)
+        _write(path, result)
+        _prune(label, keep=path)
+        return result

@@ -149,6 +149,7 @@ def plot_routes(results: Sequence[merging_4bit.RouteResult]) -> Figure:
 LESSON = "04-merging.md"
 NOTEBOOK = "04_merging.ipynb"
 # The route figures pass through bf16 and NF4 rounding: see ROUTE_TOLERANCE.
+TRAINS = True
 TOLERANCE = {
     "routes": ROUTE_TOLERANCE,
     "route ratio": 0.1,
@@ -250,4 +251,10 @@ def quotes(results: Mapping) -> dict[str, str]:
         "quantized base agreement": f"{100 * routes['-'].agreement:.0f}%",
         "routes agreement low": f"{min(exact):.0f}%",
         "routes agreement high": f"{max(exact):.0f}%",
+        "tolerances": (
+            f"±{ROUTE_TOLERANCE['max abs logit error']:g} on the max error, "
+            f"±{ROUTE_TOLERANCE['mean abs logit error']:g} on the mean, one reply of "
+            f"{LESSON_COMPLAINTS} on each share and on the rubric score, and "
+            f"±{TOLERANCE['route ratio']:g} on the ratio quoted above"
+        ),
     }

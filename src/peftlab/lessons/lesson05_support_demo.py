@@ -147,6 +147,7 @@ def training_memory_rows(
 
 LESSON = "05-customer-support-demo.md"
 NOTEBOOK = "05_customer_support_demo.ipynb"
+TRAINS = True
 TOLERANCE: dict = {}  # fp32 training and greedy replies: the figures repeat on every CPU
 
 
@@ -159,22 +160,36 @@ def results(
     sweep_ranks: Sequence[int] = (1, 8),
     sweep_steps: Sequence[int] = (20, 50),
     sweep_n: int = 6,
+    on_loss: Callable[[int, float], None] | None = None,
 ) -> dict:
-    """Everything lesson 05 quotes: the data, the before/after of the notebook's fine-tune
-    (LoRA r=8, alpha 16, `steps` steps of 16 chats) on the lesson's complaint and `n_heldout`
-    held-out ones, the sweep over `sweep_ranks` x `sweep_steps` scored on the first `sweep_n`
-    of those, and the memory table. Cached: the notebook's sweep
-    and the lesson test share one run."""
+    """Everything lesson 05 and notebook 05 compute: the data, the fine-tune (LoRA r=8, alpha
+    16, `steps` steps of 16 chats, its adapter saved), the before/after on the lesson's complaint
+    and `n_heldout` held-out ones, the sweep over `sweep_ranks` x `sweep_steps` scored on the
+    first `sweep_n` of those, and the memory table.
+
+    Cached (`lessons.cache`): the notebook and the lesson test share one run. `on_loss(step,
+    loss)` sees the fine-tune's losses as they come in, or all at once when they are read back.
+    """
     from peftlab.lessons.cache import cached
 
+    seen: list[int] = []
+
+    def record(step: int, loss: float) -> None:
+        seen.append(step)
+        on_loss(step, loss)
+
     sweep = {"ranks": tuple(sweep_ranks), "steps": tuple(sweep_steps), "n": sweep_n}
-    return cached(
-        "lesson05", _compute, files=True, name=name, seed=seed, steps=steps, n_heldout=n_heldout,
-        sweep=sweep,
+    results = cached(
+        "lesson05", _compute, files=True, live={"on_loss": record if on_loss else None},
+        name=name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep,
     )  # fmt: skip
+    if on_loss is not None and not seen:  # read back from the cache: replay the curve
+        for step, loss in results["losses"]:
+            on_loss(step, loss)
+    return results
 
 
-def _compute(name, seed, steps, n_heldout, sweep, scratch) -> dict:
+def _compute(name, seed, steps, n_heldout, sweep, scratch, on_loss=None) -> dict:
     seed_everything(seed)  # as notebook 05 does first: the LoRA init draws from this generator
     heldout = [
         support_data.LESSON_COMPLAINT,
@@ -186,7 +201,7 @@ def _compute(name, seed, steps, n_heldout, sweep, scratch) -> dict:
     run = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), r=8, alpha=16, steps=steps,
         target_modules=compare.demo_targets(name), seed=seed, run_name="support",
-        runs_dir=scratch, progress=False,
+        runs_dir=scratch, progress=False, on_loss=on_loss,
     )  # fmt: skip
     rows = score_rows(heldout, befores, compare.generate(run.model, tokenizer, heldout))
     points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]], model_name=name,
@@ -194,6 +209,8 @@ def _compute(name, seed, steps, n_heldout, sweep, scratch) -> dict:
     return {
         "heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
         "sweep": points, "data": data_facts(seed=seed), "memory": training_memory_rows(),
+        "trainable_params": run.trainable_params, "total_params": run.total_params,
+        "train_seconds": run.train_seconds,
     }  # fmt: skip
 
 
@@ -255,7 +272,7 @@ class LossCurve:
 def criteria_bars(by_criterion: Mapping[str, Mapping[str, float]]) -> Figure:
     """Bars of the share of replies passing each criterion, before vs after fine-tuning.
 
-    `by_criterion` is `support_demo.rubric_by_criterion(rows)`.
+    `by_criterion` is `rubric_by_criterion(rows)`.
     """
     fig = Figure(figsize=SMALL, layout="constrained")
     ax = fig.add_subplot()
@@ -367,7 +384,7 @@ def training_memory_markdown(
 
 
 def data_markdown(facts: Mapping[str, int]) -> str:
-    """`support_demo.data_facts()` as a markdown table: fine-tune set vs held-out set."""
+    """`data_facts()` as a markdown table: fine-tune set vs held-out set."""
     lines = ["| | fine-tune set | held-out set |", "|---|---:|---:|"]
     lines.append(f"| complaints | {facts['finetune_examples']} | {facts['heldout_complaints']} |")
     for part in ("nouns", "problems", "templates"):

@@ -16,6 +16,7 @@ from peftlab.tables import markdown_table
 
 LESSON = "06-interview-cheatsheet.md"
 NOTEBOOK = "06_interview_drill.ipynb"
+TRAINS = False
 TOLERANCE: dict = {}
 SIXTY_SECOND_ANSWER = "peft-basics-what-is-peft"
 

@@ -65,17 +65,25 @@ def _body(value: str) -> str:
     return f"\n\n{value}\n\n" if "\n" in value else value
 
 
-def render(text: str, quotes: Mapping[str, str]) -> str:
-    """The text with every region holding what the code computes (`quotes[name]`)."""
+def render(
+    text: str, quotes: Mapping[str, str], tolerance: Mapping[str, Tolerance] | None = None
+) -> str:
+    """The text with every region holding what the code computes (`quotes[name]`), except a
+    region whose figures are within its tolerance: it keeps them, so a rewrite on another CPU
+    changes only what is really off."""
     unknown = sorted(set(regions(text)) - set(quotes))
     if unknown:
         raise ValueError(f"regions with no computed value: {unknown}")
-    return _REGION.sub(
-        lambda m: (
-            OPEN.format(name=m.group("name")) + _body(quotes[m.group("name")].strip()) + CLOSE
-        ),
-        text,
-    )
+    tolerance = tolerance or {}
+
+    def fill(match: re.Match) -> str:
+        name, body = match.group("name"), match.group("body").strip()
+        quote = quotes[name].strip()
+        if name in tolerance and body and not _within(quote, body, tolerance[name]):
+            quote = body
+        return OPEN.format(name=name) + _body(quote) + CLOSE
+
+    return _REGION.sub(fill, text)
 
 
 def _within(expected: str, found: str, tolerance: Tolerance | None) -> list[str]:
@@ -122,30 +130,34 @@ def differences(
 
 
 # --- documents: a lesson's markdown and its notebook's markdown cells ---------------------------
+def _markdown_cells(notebook: Mapping[str, Any]) -> list[dict]:
+    return [c for c in notebook["cells"] if c["cell_type"] == "markdown"]
+
+
 def read(path: Path) -> str:
-    """The text regions can live in: the markdown file, or a notebook's markdown cells joined."""
+    """The text regions can live in: the markdown file, or a notebook's markdown cells joined
+    (ValueError if a region opens in one cell and closes in another)."""
     if path.suffix != ".ipynb":
         return path.read_text(encoding="utf-8")
-    cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-    return "\n\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    cells = ["".join(c["source"]) for c in _markdown_cells(json.loads(path.read_text("utf-8")))]
+    for index, cell in enumerate(cells):
+        try:
+            regions(cell)
+        except ValueError as err:
+            raise ValueError(f"{path.name}, markdown cell {index}: {err}") from None
+    return "\n\n".join(cells)
 
 
-def rewrite(path: Path, quotes: Mapping[str, str]) -> bool:
-    """Render the regions of one document in place (atomically); True if it changed."""
-    from peftlab.atomic import atomic_write_text
-
+def rendered(
+    path: Path, quotes: Mapping[str, str], tolerance: Mapping[str, Tolerance] | None = None
+) -> str:
+    """The file's new content with its regions rendered (`render`), cell by cell in a notebook."""
     raw = path.read_text(encoding="utf-8")
     if path.suffix != ".ipynb":
-        new = render(raw, quotes)
-    else:
-        notebook: dict[str, Any] = json.loads(raw)
-        for cell in notebook["cells"]:
-            if cell["cell_type"] == "markdown":
-                source = "".join(cell["source"])
-                if _STRAY.search(source):
-                    cell["source"] = render(source, quotes).splitlines(keepends=True)
-        new = json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"
-    if new == raw:
-        return False
-    atomic_write_text(path, new)
-    return True
+        return render(raw, quotes, tolerance)
+    notebook: dict[str, Any] = json.loads(raw)
+    for cell in _markdown_cells(notebook):
+        source = "".join(cell["source"])
+        if _STRAY.search(source):
+            cell["source"] = render(source, quotes, tolerance).splitlines(keepends=True)
+    return json.dumps(notebook, indent=1, ensure_ascii=False) + "\n"

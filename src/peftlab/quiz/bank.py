@@ -29,13 +29,7 @@ TOPICS: tuple[str, ...] = (
     "trade-offs",
 )
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
-LESSONS: tuple[str, ...] = (
-    "lessons/01-peft-basics.md",
-    "lessons/02-lora.md",
-    "lessons/03-qlora.md",
-    "lessons/04-merging.md",
-    "lessons/05-customer-support-demo.md",
-)
+CHEAT_SHEET = "06-interview-cheatsheet.md"  # laid out from the bank: no question points to it
 ANSWER_WORDS = (75, 230)  # 30-90 s spoken at roughly 150 words per minute
 KEY_POINTS = (3, 6)
 
@@ -96,6 +90,13 @@ def _numbers(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
     return tuple(raw)
 
 
+def lesson_files() -> tuple[str, ...]:
+    """The lessons a question may point to: every `lessons/NN-*.md` of the checkout but the
+    cheat sheet (a new lesson counts as soon as its file exists)."""
+    found = sorted(paths.lessons_dir().glob("[0-9][0-9]-*.md"))
+    return tuple(f"lessons/{p.name}" for p in found if p.name != CHEAT_SHEET)
+
+
 def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Question:
     _need(isinstance(raw, dict), where, "each question must be a mapping")
     known = {
@@ -148,7 +149,8 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
         "'mistakes' must list at least one common mistake",
     )
     lesson = raw.get("lesson", default_lesson)
-    _need(lesson in LESSONS, where, f"lesson={lesson!r}; use one of {LESSONS}")
+    lessons = lesson_files()
+    _need(lesson in lessons, where, f"lesson={lesson!r}; use one of {lessons}")
     numbers = _numbers(raw.get("numbers", []), where)
     return Question(
         id=qid,
