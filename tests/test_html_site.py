@@ -87,6 +87,7 @@ def test_lesson_page_has_its_tables_sections_and_notebook_link(site, lesson):
         assert re.search(rf"<h2[^>]*>{re.escape(heading)}", page), heading
     notebook = next(p for p in NOTEBOOKS if p.name[:2] == lesson.name[:2])
     assert f'<a href="{notebook.stem}.html">' in page
+    assert "&lt;!-- computed" not in page and "&lt;!-- /computed" not in page  # markers stay hidden
 
 
 def test_rebuild_replaces_the_site_whole(site, tmp_path):

@@ -239,7 +239,7 @@ def quotes(results: Mapping) -> dict[str, str]:
         "n_complaints": f"{len(results['complaints'])} complaints",
         "steps": str(results["steps"]),
         # the part of the error that names the layer and both shapes
-        "mismatch": mismatch[mismatch.index("layer ") : mismatch.index(" (lora_B")],
+        "mismatch": f"`{mismatch[mismatch.index('layer ') : mismatch.index(' (lora_B')]}`",
         "adapter_bytes": f"{sizes['adapter_bytes'] // sizes['adapters']:,} bytes",
         "base_bytes": f"{sizes['base_bytes']:,} bytes",
         "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",

@@ -57,6 +57,12 @@ def regions(text: str) -> dict[str, list[str]]:
     leftover = _STRAY.findall(_REGION.sub("", text))
     if leftover:
         raise ValueError(f"{leftover[0]!r} has no partner: every region opens and closes")
+    for match in _STRAY.finditer(text):
+        line = text[text.rfind("\n", 0, match.start()) + 1 : match.start()]
+        if line.count("`") % 2:  # inside a code span, markdown would show the marker as text
+            raise ValueError(
+                f"{match.group()!r} sits inside a `code span`: put the backticks in the region"
+            )
     return found
 
 
