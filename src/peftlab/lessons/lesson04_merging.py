@@ -210,7 +210,8 @@ def _compute(name, steps, seed, n_complaints, scratch: Path) -> dict:
 
 def wrong_base_error(config, adapter_dir: str | os.PathLike) -> str:
     """The error `adapters.load` gives for the adapter in `adapter_dir` on a base twice as wide
-    as the one it was trained on (`config`'s)."""
+    as the one it was trained on (`config`'s), the folder named by its last two parts (no
+    machine path in a notebook's output)."""
     from transformers import AutoModelForCausalLM
 
     wider = config.to_dict() | {"hidden_size": 2 * config.hidden_size}
@@ -218,7 +219,8 @@ def wrong_base_error(config, adapter_dir: str | os.PathLike) -> str:
     try:
         adapters.load(model, adapter_dir)
     except ValueError as err:
-        return str(err)
+        folder = Path(adapter_dir)
+        return str(err).replace(str(folder), f"{folder.parent.name}/{folder.name}")
     raise AssertionError("an adapter for another base was accepted")
 
 
