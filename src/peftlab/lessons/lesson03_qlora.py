@@ -315,13 +315,14 @@ def results(name: str = LESSON_MODEL) -> dict:
 
 
 def quotes(results: Mapping) -> dict[str, str]:
-    """Every table and number lessons/03-qlora.md quotes, by region name."""
+    """Every table and number lesson 03 and notebook 03 quote, by region name."""
     weights = results["weights"]
     errors = {row["method"]: row["error"] for row in error_rows(weights)}
     nf4_err = errors["NF4"]
     small, large = weight_memory_rows()
     n7 = small["params"]
-    saving_bits = nf4.bits_per_parameter(64) - nf4.bits_per_parameter(64, double_quant=True)
+    bits, dq_bits = nf4.bits_per_parameter(64), nf4.bits_per_parameter(64, double_quant=True)
+    saving_bits = bits - dq_bits
     blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
     return {
         "memory": weight_memory_table(weight_memory_rows()),
@@ -351,6 +352,12 @@ def quotes(results: Mapping) -> dict[str, str]:
         "70b gpu": large["smallest_gpu"],
         "7b gpu": small["smallest_gpu"],
         "7b dq saving": f"{saving_bits * n7 / 8 / 1e6:,.0f} MB",
+        # notebook 03's prose: bits per weight with blocks of 64, plain and double-quantized
+        "notebook: plain bits": f"{bits:.1f} bits",
+        "notebook: dq bits": f"{dq_bits:.3f} bits",
+        "notebook: dq bits, rounded": f"{dq_bits:.2f} bits",
+        "notebook: dq constants": f"{dq_bits - 4:.3f} bits",
+        "notebook: dq saving": f"{bits - dq_bits:.3f} bits",
     }
 
 
