@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from peftlab import base_model, measure, memory, nf4
-from peftlab.seed import seed_everything
+from peftlab.seed import one_thread, seed_everything
 from peftlab.tables import markdown_table
 
 SMALL = (6.0, 3.2)
@@ -303,14 +303,9 @@ def results(name: str = LESSON_MODEL) -> dict:
     they repeat) and the footprint of that model loaded four ways."""
     import tempfile
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread(), tempfile.TemporaryDirectory() as scratch:
         weights = lesson_weights(name)
-        with tempfile.TemporaryDirectory() as scratch:
-            footprint = footprint_rows(model_folder(name, scratch))
-    finally:
-        torch.set_num_threads(threads)
+        footprint = footprint_rows(model_folder(name, scratch))
     return {"name": name, "weights": weights, "footprint": footprint}
 
 

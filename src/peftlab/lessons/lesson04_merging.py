@@ -10,11 +10,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import torch
 from matplotlib.figure import Figure
 
 from peftlab import adapters, base_model, measure, memory, merging, merging_4bit, support_data
 from peftlab.quiet import muted
+from peftlab.seed import one_thread
 from peftlab.tables import markdown_table
 
 SMALL = (7.0, 3.0)
@@ -182,9 +182,7 @@ def results(
 
 
 def _compute(name, steps, seed, n_complaints, scratch: Path) -> dict:
-    saved_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         folders = adapters.train_adapters(scratch, name=name, steps=steps, seed=seed)
         complaints = lesson_complaints(n_complaints)
         with muted():
@@ -201,8 +199,6 @@ def _compute(name, steps, seed, n_complaints, scratch: Path) -> dict:
         mixes = merging.mixing_rows(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
         sizes = measure.storage(base_model.resolve(name), list(folders.values()), merged_dir)
         mismatch = wrong_base_error(model.config, folders["polite"])
-    finally:
-        torch.set_num_threads(saved_threads)
     return {"adapters": folders, "merged_dir": merged_dir, "check": check, "routes": routes,
             "summaries": summaries, "mixes": mixes, "storage": sizes, "replies": replies,
             "complaints": complaints, "steps": steps, "mismatch": mismatch}  # fmt: skip
