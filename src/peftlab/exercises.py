@@ -6,11 +6,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from peftlab import nf4
+from peftlab import memory, nf4
 from peftlab.lora import LoRALinear
 from peftlab.seed import seed_everything
 
 LoraForward = Callable[..., torch.Tensor]
+
+# Notebook 01's exercise: LoRA parameters at rank 16 on Mistral-7B's k_proj and v_proj.
+GQA_MODEL, GQA_RANK, GQA_TARGETS = "mistral-7b", 16, ("k_proj", "v_proj")
 
 
 def _lora_case(r: int = 4, alpha: float = 8.0) -> tuple[LoRALinear, torch.Tensor]:
@@ -111,3 +114,38 @@ def check_dequantize_block(fn) -> bool:
         return False
     print("Correct: your dequantization matches peftlab.nf4 (and so bitsandbytes).")
     return True
+
+
+def _gqa_mistakes() -> dict[str, int]:
+    """Wrong counts learners often write for notebook 01's exercise, each with its hint."""
+    config = memory.preset(GQA_MODEL)
+    h, layers, r = config.hidden_size, config.num_hidden_layers, GQA_RANK
+    kv = config.num_key_value_heads * (config.head_dim or h // config.num_attention_heads)
+    return {
+        "k_proj and v_proj are not square under grouped-query attention: they map "
+        f"{h} features to {kv}, so each adds r * ({h} + {kv})": layers * 2 * r * (h + h),
+        f"one layer only: multiply by the model's {layers} layers": 2 * r * (h + kv),
+        "only one of k_proj and v_proj: count both": layers * r * (h + kv),
+        "A and B together hold r * (d_in + d_out) numbers, not r * d_out": layers * 2 * r * kv,
+    }
+
+
+def check_gqa_lora_params(answer: object) -> bool:
+    """Check notebook 01's exercise: the LoRA parameters at rank 16 on Mistral-7B's k_proj and
+    v_proj, against `memory.lora_params`; print a verdict and, for a usual mistake, its hint."""
+    expected = memory.lora_params(GQA_MODEL, GQA_RANK, list(GQA_TARGETS))
+    if answer is None:
+        print("Not written yet: set your_answer to your count (an integer).")
+        return False
+    if isinstance(answer, bool) or not isinstance(answer, int | float) or answer != int(answer):
+        print(f"Not yet: give a whole number of parameters, not {answer!r}.")
+        return False
+    if int(answer) == expected:
+        print(f"Correct: {expected:,}, as peftlab.memory.lora_params counts it.")
+        return True
+    for hint, wrong in _gqa_mistakes().items():
+        if int(answer) == wrong:
+            print(f"Not yet: {hint}.")
+            return False
+    print(f"Not yet: {int(answer):,} is {int(answer) / expected:.2f}x the right count.")
+    return False

@@ -8,6 +8,7 @@ a test can inspect it. Tables are markdown strings, so the lesson can quote them
 test can check the lesson against their current output. Sizes: GB = 1e9 bytes.
 """
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -259,6 +260,258 @@ def measured_table(rows: Sequence[tuple[str, dict[str, int], memory.Breakdown]])
     return markdown_table(["run", "term", "measured bytes", "predicted bytes", "equal"], out)
 
 
+# --- Section 6: the course outline's quantitative claims, each checked -------------------------
+# Every figure below comes from a `memory.estimate` / `memory.lora_params` / peft call whose
+# settings the row names; every verdict that depends on a threshold is computed, so re-rendering
+# after a change to the memory model keeps the table true.
+CLAIM_MODEL = "llama-2-7b"
+CONSUMER_CARD_GIB = 24  # the largest consumer cards (RTX 3090/4090): 24 GiB
+SMALLER_CARD_GIB = 16  # RTX 4060 Ti 16 GB, T4
+A100_GIB = (40, 80)
+ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj")
+# The outline's A100 counts, per model: (nominal size, its Llama-2 preset, fewest, most or None)
+SEED_A100S = ((7, "llama-2-7b", 1, 2), (13, "llama-2-13b", 2, 4), (70, "llama-2-70b", 8, None))
+BIG_BATCH = dict(batch_size=8, seq_len=2048, gradient_checkpointing=True)
+
+
+def _x(value: float) -> str:
+    return f"{value:.1f}x"
+
+
+def _in(value: float, low: float, high: float | None) -> bool:
+    return value >= low and (high is None or value <= high)
+
+
+def range_verdict(
+    values: Mapping[str, float], low: float, high: float | None, fmt: Any = None
+) -> str:
+    """ "holds" when every setting's value lies in [low, high] (high None: no upper bound),
+    "wrong" when none does, else which settings it holds for and which fall below or above."""
+    fmt = fmt or _x
+    held = [f"{k} ({fmt(v)})" for k, v in values.items() if _in(v, low, high)]
+    below = [f"{k} ({fmt(v)})" for k, v in values.items() if v < low]
+    above = [f"{k} ({fmt(v)})" for k, v in values.items() if high is not None and v > high]
+    outside = [f"below it: {', '.join(below)}"] * bool(below)
+    outside += [f"above it: {', '.join(above)}"] * bool(above)
+    if not outside:
+        return "holds"
+    if not held:
+        return "wrong; " + "; ".join(outside)
+    return f"holds only for {', '.join(held)}; " + "; ".join(outside)
+
+
+def a100s_needed(model: str, card_gib: int, **estimate_kwargs: Any) -> int:
+    """Fewest A100s of `card_gib` for full fine-tuning when ZeRO-3 shards weights, gradients and
+    optimizer state evenly and each GPU keeps the activations of its own batch (no CUDA context)."""
+    b = memory.estimate(model, **estimate_kwargs)
+    room = card_gib * 2**30 - b.activations
+    if room <= 0:
+        raise ValueError(f"{model}: one card of {card_gib} GiB cannot hold the activations alone")
+    return math.ceil((b.total - b.activations) / room)
+
+
+def _ranks(shares: Mapping[int, float], low: float, high: float) -> str:
+    inside = [r for r, s in shares.items() if low <= s <= high]
+    if not inside:
+        return "no rank"
+    return f"r = {inside[0]}" if len(inside) == 1 else f"r = {inside[0]}-{inside[-1]}"
+
+
+def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
+    """One row per quantitative claim of the course outline: the claim, the computed figure, the
+    setting it depends on, and a verdict (holds / holds only for ... / wrong)."""
+    from peft import PrefixTuningConfig, TaskType
+
+    n = memory.count_params(model)
+    weights_16bit = 2 * n
+    rows = []
+
+    # "Total: ~4-6x model size in GPU memory" (model size: the 16-bit weights)
+    settings = {
+        "mixed-precision AdamW (ZeRO)": dict(),
+        "mixed-precision AdamW (Hugging Face)": dict(accounting="hf"),
+        "pure bf16 AdamW": dict(precision="bf16"),
+    }
+    ratios = {}
+    for label, kwargs in settings.items():
+        b = memory.estimate(model, **kwargs)
+        ratios[label] = (b.total - b.activations) / weights_16bit
+    rows.append(
+        [
+            "full fine-tuning needs ~4-6x the model size",
+            ", ".join(f"{_x(v)} ({k})" for k, v in ratios.items()),
+            f"{model}: weights, gradients and optimizer state (activations excluded) over its "
+            f"{gb(weights_16bit)} of 16-bit weights; precision and optimizer: "
+            'estimate() defaults, accounting="hf", precision="bf16"',
+            range_verdict(ratios, 4, 6),
+        ]
+    )
+
+    # The outline's table: 1-2 / 2-4 / 8+ A100s for 7B / 13B / 70B
+    for nominal, preset_name, fewest, most in SEED_A100S:
+        needed = {gib: a100s_needed(preset_name, gib) for gib in A100_GIB}
+        total = memory.estimate(preset_name).total
+        claim = f"{fewest}-{most}" if most else f"{fewest}+"
+        rows.append(
+            [
+                f"{nominal}B full fine-tuning on {claim} A100s",
+                f"{gb(total)}: " + " or ".join(f"{k} x {gib} GB" for gib, k in needed.items()),
+                f"{preset_name}, mixed-precision AdamW (ZeRO's count), batch 1 x 512 tokens per "
+                "GPU, ZeRO-3 sharding, no CUDA context",
+                range_verdict(
+                    {f"{gib} GB A100s": k for gib, k in needed.items()},
+                    fewest,
+                    most,
+                    fmt=lambda k: f"{k} needed",
+                ),
+            ]
+        )
+
+    # TL;DR: "fine-tune a 7B model on 1 GPU instead of 2-4"
+    full_cards = {gib: a100s_needed(model, gib) for gib in A100_GIB}
+    peft_fits = {
+        m: memory.estimate(model, method=m).total <= min(A100_GIB) * 2**30
+        for m in ("lora", "qlora")
+    }
+    ok = all(peft_fits.values()) and all(_in(k, 2, 4) for k in full_cards.values())
+    rows.append(
+        [
+            "PEFT: a 7B model on 1 GPU instead of 2-4",
+            "full: "
+            + " or ".join(f"{k} x {gib} GB" for gib, k in full_cards.items())
+            + "; LoRA and QLoRA: "
+            + ("1 card each" if all(peft_fits.values()) else "more than one 40 GB card"),
+            f"{model}, batch 1 x 512 tokens, r=8 on q_proj, v_proj",
+            "holds" if ok else "holds only in part: see the figures",
+        ]
+    )
+
+    # "This cuts GPU memory by 5-10x"
+    cuts = {}
+    for setting, kwargs in (("batch 1 x 512", {}), ("batch 8 x 2048, checkpointed", BIG_BATCH)):
+        full = memory.estimate(model, **kwargs).total
+        for m, label in (("lora", "LoRA"), ("qlora", "QLoRA")):
+            cuts[f"{label}, {setting}"] = full / memory.estimate(model, method=m, **kwargs).total
+    rows.append(
+        [
+            "PEFT cuts GPU memory 5-10x",
+            ", ".join(f"{_x(v)} ({k})" for k, v in cuts.items()),
+            f"{model}, full = mixed-precision AdamW (ZeRO's count), r=8 on q_proj, v_proj; "
+            "activations are not cut, so the ratio falls as batch x length grows",
+            range_verdict(cuts, 5, 10),
+        ]
+    )
+
+    # "PEFT trains ~0.1-1% of the parameters"
+    shares = {
+        label: {r: 100 * memory.lora_params(model, r, targets) / n for r in LESSON_RANKS}
+        for label, targets in (
+            ("q_proj, v_proj", ["q_proj", "v_proj"]),
+            ("all-linear", "all-linear"),
+        )
+    }
+    qv8, al8 = shares["q_proj, v_proj"][8], shares["all-linear"][8]
+    rows.append(
+        [
+            "LoRA trains ~0.1-1% of the parameters",
+            f"r=8: {qv8:.3f}% (q_proj, v_proj), {al8:.2f}% (all-linear)",
+            f"{model}, LoRA rank r and target modules",
+            "holds only for "
+            + "; ".join(f"{_ranks(s, 0.1, 1)} on {label}" for label, s in shares.items())
+            + f" (ranks tried: {', '.join(map(str, LESSON_RANKS))})",
+        ]
+    )
+
+    # "LoRA adds small low-rank matrices to attention layers"
+    default = list(memory.default_targets(model))
+    attention_only = all(t in ATTENTION_PROJECTIONS for t in default)
+    every = memory.lora_params(model, 8, "all-linear")
+    in_mlp = every - memory.lora_params(model, 8, list(ATTENTION_PROJECTIONS))
+    rows.append(
+        [
+            "LoRA adds matrices to attention layers",
+            f"peft's default targets: {', '.join(default)}"
+            f"{' (attention only)' if attention_only else ''}; all-linear puts "
+            f"{100 * in_mlp / every:.0f}% of the adapter in the MLP",
+            "target_modules: the LoRA paper adapted W_q and W_v; QLoRA's recipe and peft's "
+            '"all-linear" adapt every linear layer',
+            ("holds only for " if attention_only else "wrong for ")
+            + "the default targets; not for all-linear, which also adapts the MLP",
+        ]
+    )
+
+    # "7B on a single consumer GPU" (with QLoRA)
+    totals = {m: memory.estimate(model, method=m).total for m in ("lora", "qlora")}
+    fits = {
+        gib: [m for m, t in totals.items() if t <= gib * 2**30]
+        for gib in (CONSUMER_CARD_GIB, SMALLER_CARD_GIB)
+    }
+    verdict = "holds" if "qlora" in fits[CONSUMER_CARD_GIB] else "wrong at this setting"
+    if "lora" in fits[CONSUMER_CARD_GIB]:
+        verdict += f", but LoRA fits a {CONSUMER_CARD_GIB} GB card too: it is not QLoRA's alone"
+    if "qlora" in fits[SMALLER_CARD_GIB] and "lora" not in fits[SMALLER_CARD_GIB]:
+        verdict += f"; only QLoRA fits a {SMALLER_CARD_GIB} GB card"
+    rows.append(
+        [
+            "QLoRA fine-tunes a 7B model on a single consumer GPU",
+            f"QLoRA {gb(totals['qlora'])}, LoRA {gb(totals['lora'])}; a {CONSUMER_CARD_GIB} GB "
+            f"card holds {gb(CONSUMER_CARD_GIB * 2**30)}",
+            f"{model}, batch 1 x 512 tokens, r=8 on q_proj, v_proj, no checkpointing",
+            verdict,
+        ]
+    )
+
+    # "Prefix tuning: lighter than LoRA"
+    tokens = 20
+    prefix = memory.peft_trainable(
+        model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=tokens)
+    )
+    per_token = prefix // tokens
+    lora_qv, lora_all = (
+        memory.lora_params(model, 8, t) for t in (["q_proj", "v_proj"], "all-linear")
+    )
+    per_rank = {
+        "q_proj, v_proj": memory.lora_params(model, 1, ["q_proj", "v_proj"]),
+        "all-linear": memory.lora_params(model, 1, "all-linear"),
+    }
+    lighter = [
+        label for label, t in (("q_proj, v_proj", lora_qv), ("all-linear", lora_all)) if prefix < t
+    ]
+    heavier = [label for label in per_rank if label not in lighter]
+    rows.append(
+        [
+            "prefix tuning is lighter than LoRA",
+            f"{tokens} virtual tokens: {prefix:,}; LoRA r=8: {lora_qv:,} (q_proj, v_proj), "
+            f"{lora_all:,} (all-linear)",
+            "prefix length against LoRA rank and targets (peft PrefixTuningConfig, no "
+            "prefix_projection); lighter only while tokens < "
+            + " or ".join(f"{per_rank[k] / per_token:.1f} r ({k})" for k in per_rank),
+            (
+                "holds"
+                if not heavier
+                else "wrong"
+                if not lighter
+                else f"holds only against {', '.join(lighter)}; "
+                f"heavier than r=8 on {', '.join(heavier)}"
+            )
+            + "; in memory both are tiny beside the frozen base",
+        ]
+    )
+    return rows
+
+
+def claims_table(model: str = CLAIM_MODEL) -> str:
+    """The course outline's quantitative claims, each with its computed figure and a verdict."""
+    header = ["the outline says", "computed", "setting it depends on", "verdict"]
+    return markdown_table(header, claims_rows(model))
+
+
+def smallest_card(total_bytes: int) -> str:
+    """ "one <card> GPU" for the smallest of `memory.GPUS` that holds `total_bytes`."""
+    fit = [gpu for gpu, ok in memory.fits(total_bytes).items() if ok]
+    return f"one {fit[0]} GPU" if fit else "no single GPU listed"
+
+
 def results() -> dict[str, memory.Breakdown]:
     """The estimates the lesson's prose quotes (arithmetic: milliseconds)."""
     return {
@@ -283,6 +536,7 @@ def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
         "methods": methods_table(),
         "ranks": lora_rank_table(),
         "peft methods": peft_methods_table(),
+        "claims": claims_table(),
         "llama-2-7b parameters": f"{n:,}",
         "llama-2-7b 16-bit weights": gb(2 * n),
         "full zero before activations": gb(full.total - full.activations),
@@ -300,6 +554,7 @@ def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
         "24 GiB card in GB": gb(24 * 2**30),
         "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
         "interview: lora total": f"about {lora.total / GB:.0f} GB",
+        "interview: lora card": smallest_card(lora.total),
         "interview: qlora total": f"about {qlora.total / GB:.0f} GB",
         "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
         "interview: lora share": f"{100 * lora_qv / n:.2f}%",
