@@ -47,6 +47,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.exercises",
         "peftlab.quiz",
         "peftlab.html_site",
+        "peftlab.sharding",
+        "peftlab.ddp",
+        "peftlab.serving",
     ),
     # One module per lesson (results, quotes, figures, tables) and the prose mechanism.
     "lessons": ("peftlab.lessons",),

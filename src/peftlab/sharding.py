@@ -1,0 +1,89 @@
+"""Training memory per device when N data-parallel devices share the work (DDP, ZeRO, FSDP).
+
+`memory.estimate` gives the bytes one device needs to train a model alone, term by term (a
+`memory.Breakdown`). Data parallelism runs N copies of that training step on N devices, each on
+its own micro-batch, and then differs in what each device keeps (ZeRO, Rajbhandari et al.,
+arXiv 1910.02054, section 5 and Figure 1):
+
+| sharding | each device keeps | ZeRO's name |
+|---|---|---|
+| `ddp` | everything: weights, gradients, optimizer state | baseline |
+| `zero1` | 1/N of the optimizer state (and the fp32 master weights it updates) | P_os |
+| `zero2` | ... and 1/N of the gradients | P_os+g |
+| `zero3` | ... and 1/N of the weights (gathered layer by layer when needed) | P_os+g+p |
+| `fsdp` | the same as `zero3` (PyTorch FSDP's FULL_SHARD) | P_os+g+p |
+
+Activations are never divided: every device runs the forward and backward pass of its own
+micro-batch (`batch_size` in `memory.estimate` is the per-device micro-batch). The model-state
+terms are divided exactly as the paper's Figure 1 divides them: with K = 12 bytes of optimizer
+state per parameter (fp32 master weights, momentum, variance) and 2 + 2 bytes of 16-bit weights
+and gradients, a 7.5B model on 64 devices needs 120 GB, 31.4 GB, 16.6 GB and 1.9 GB per device.
+
+What the formula leaves out, as the paper's figure does: ZeRO-3 and FSDP gather one layer's
+(one FSDP unit's) full weights at a time on every device, a transient buffer of the largest
+unit's size; communication buffers; and the framework's own memory (the CUDA context).
+
+The function works on any dataclass with Breakdown's fields (`dataclasses.replace`), so this
+module needs nothing from `memory`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, TypeVar
+
+STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "fsdp")
+# Which Breakdown terms each strategy divides over the devices.
+OPTIMIZER_TERMS = ("optimizer_states", "master_weights")
+GRADIENT_TERMS = ("gradients",)
+WEIGHT_TERMS = ("frozen_weights", "trainable_weights", "quantization_constants")
+SHARDED: dict[str, tuple[str, ...]] = {
+    "ddp": (),
+    "zero1": OPTIMIZER_TERMS,
+    "zero2": OPTIMIZER_TERMS + GRADIENT_TERMS,
+    "zero3": OPTIMIZER_TERMS + GRADIENT_TERMS + WEIGHT_TERMS,
+    "fsdp": OPTIMIZER_TERMS + GRADIENT_TERMS + WEIGHT_TERMS,
+}
+ZERO_NAMES = {"ddp": "baseline", "zero1": "P_os", "zero2": "P_os+g", "zero3": "P_os+g+p",
+              "fsdp": "P_os+g+p"}  # fmt: skip
+
+B = TypeVar("B")
+
+
+def check(devices: Any, sharding: Any) -> None:
+    """ValueError unless `devices` is a positive integer and `sharding` one of STRATEGIES."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices <= 0:
+        raise ValueError(f"devices={devices!r}: the number of devices must be a positive integer")
+    if sharding not in STRATEGIES:
+        raise ValueError(f"sharding={sharding!r}: unknown; choose one of {', '.join(STRATEGIES)}")
+
+
+def per_device(breakdown: B, devices: int = 1, sharding: str = "ddp") -> B:
+    """The bytes each of `devices` data-parallel devices holds when training with `sharding`:
+    the sharded terms divided by the number of devices (rounded up: a device holds whole
+    bytes), the others as they are. One device, or `ddp`, returns the same numbers."""
+    check(devices, sharding)
+    return dataclasses.replace(
+        breakdown,
+        **{term: math.ceil(getattr(breakdown, term) / devices) for term in SHARDED[sharding]},
+    )
+
+
+def model_states(breakdown: Any) -> int:
+    """Everything but the activations: weights, gradients, optimizer state, constants (what
+    ZeRO calls the model states)."""
+    return breakdown.total - breakdown.activations
+
+
+def min_devices(breakdown: Any, sharding: str, capacity: int, limit: int = 4096) -> int | None:
+    """The fewest devices of `capacity` bytes on which each device's share fits, or None when no
+    number up to `limit` does (DDP never shards, so more devices do not help it)."""
+    if capacity <= 0:
+        raise ValueError(f"capacity={capacity}: give a device's memory in bytes")
+    for n in range(1, limit + 1):
+        if per_device(breakdown, n, sharding).total <= capacity:
+            return n
+        if sharding == "ddp":
+            return None
+    return None
