@@ -151,3 +151,39 @@ def test_footprint_of_real_sized_models_matches_the_prediction(tmp_path, folder)
     assert [r["format"] for r in rows] == ["fp32", "bf16", "NF4", "NF4 + double quant"]
     for row in rows:
         assert abs(row["measured"] / row["predicted"] - 1) < 0.02, row
+
+
+def test_kurtosis_is_three_for_normal_weights_and_more_for_heavy_tails():
+    seed_everything(0)
+    normal = {"a": torch.randn(512, 512) * 0.02, "b": torch.randn(256, 128)}
+    assert lesson03.kurtosis(normal) == pytest.approx(3.0, abs=0.03)
+    heavy = {"t": torch.distributions.StudentT(5.0).sample((512, 512))}  # kurtosis 9
+    assert lesson03.kurtosis(heavy) > 5
+    ranked = lesson03.heaviest_tails({**normal, **heavy}, 2)
+    assert [name for name, _ in ranked][0] == "t" and len(ranked) == 2
+
+
+def test_code_comparison_counts_layers_and_words_the_margin(weights):
+    rows = lesson03.code_comparison_rows({"x": weights, "y": weights})
+    assert {**rows[0], "weights": "y"} == rows[1] and rows[0]["layers"] == 2
+    assert rows[0]["nf4_lowest"] == lesson03.layers_where_lowest(weights) == 2  # normal: NF4 wins
+    assert lesson03.margin_words(rows[0], rows[1]) == "close to"
+    bigger = {**rows[0], "int4_over_nf4": 2 * rows[0]["int4_over_nf4"], "fp4_over_nf4": 9.0}
+    assert lesson03.margin_words(bigger, rows[1]) == "larger than"
+    assert lesson03.margin_words(rows[1], bigger) == "smaller than"
+    table = lesson03.code_comparison_table(rows)
+    assert "| x |" in table and "| 2 of 2 |" in table
+
+
+def test_quotes_word_the_verdict_from_the_figures(weights):
+    results = {"name": "x", "weights": weights, "random weights": weights, "footprint": []}
+    quotes = lesson03.quotes(results)
+    assert quotes["nf4 verdict"] == "NF4 keeps its lead"
+    assert quotes["nf4 lowest in"] == "2 of 2 layers" and quotes["margin vs normal"] == "close to"
+    seed_everything(0)
+    wild = {"t": torch.distributions.StudentT(0.5).sample((64, 64)), **weights}  # huge outliers
+    assert lesson03.layers_where_lowest(wild) == 2  # NF4 loses the outlier layer
+    results["weights"] = wild
+    quotes = lesson03.quotes(results)
+    assert quotes["nf4 verdict"] == "NF4 does not win everywhere"
+    assert quotes["nf4 lowest in"] == "2 of 3 layers"
