@@ -63,6 +63,20 @@ def distinct_examples(n: int, seed: int = 0):
     return unique[:n]
 
 
+def fsdp_qlora_config():
+    """QLoRA's 4-bit config (`base_model.nf4_config`) with the packed 4-bit weights stored as
+    bf16 tensors (`bnb_4bit_quant_storage`): FSDP flattens and shards only floating-point
+    tensors of one dtype, so this is what lets it shard a 4-bit base with its bf16 norms and
+    embeddings (configs/fsdp-qlora.yaml). Load the model with `dtype=torch.bfloat16` too."""
+    import torch
+
+    from peftlab.base_model import nf4_config
+
+    config = nf4_config()
+    config.bnb_4bit_quant_storage = torch.bfloat16
+    return config
+
+
 def _recorder(model, tokenizer, examples):
     """A forward pre-hook on the input embeddings that notes which examples each training
     forward pass saw (rows matched by their tokens, right padding removed)."""
