@@ -4,7 +4,7 @@ and tables drawn from the numbers they are given, and the counts the papers publ
 import pytest
 import torch
 
-from peftlab import memory
+from peftlab import lora_train, memory
 from peftlab.exercises import check_lora_forward
 from peftlab.lessons import lesson02_lora as lesson
 
@@ -63,7 +63,7 @@ def test_rank_rows_on_llama_2_7b_match_the_published_and_the_memory_module_count
         assert row["all"] == memory.lora_params(config, row["r"], "all-linear")
         assert row["q, v"] == memory.lora_params(config, row["r"], ["q_proj", "v_proj"])
     table = lesson.rank_table(rows)
-    assert "| 8 | 4,194,304 (0.062%) |" in table
+    assert "| 8 | 4,194,304 (0.0622%) |" in table  # of 6,742,609,920: peft's "all params"
 
 
 def test_results_table_formats_each_run():
@@ -75,10 +75,50 @@ def test_results_table_formats_each_run():
 def test_results_table_shows_a_dash_for_the_untrained_base():
     row = {"run": "base", "steps": 0, "trainable": 0, "total": 1000, "final_loss": None}
     table = lesson.results_table([row | {"rubric": 0.25}])
-    assert table.splitlines()[-1] == "| base | 0 | 0 (0.00%) | – | 0.25 |"
+    assert table.splitlines()[-1] == "| base | 0 | 0 (0%) | – | 0.25 |"
 
 
 def test_published_figures_still_hold():
     llama = lesson.rank_rows(memory.meta_model("llama-2-7b"), [8], lesson.LESSON_TARGETS)
     assert llama[0]["total"] == 6_738_415_616  # numbers.md
     assert llama[0]["q_proj, v_proj"] == 4_194_304  # numbers.md
+
+
+def test_random_baseline_has_the_shape_and_norm_and_no_low_rank_structure():
+    delta = torch.outer(torch.arange(1.0, 7.0), torch.ones(5))  # rank 1
+    noise = lesson.random_like(delta, seed=3)
+    assert noise.shape == delta.shape and torch.isclose(noise.norm(), delta.norm())
+    assert torch.equal(noise, lesson.random_like(delta, seed=3))
+    assert lora_train.energy_in_top(delta, 1) == pytest.approx(1.0)
+    assert lora_train.energy_in_top(noise, 1) < 0.9
+
+
+def test_spectra_table_spreads_the_layers_and_puts_the_baseline_beside():
+    full = {
+        30: {"shares": {"a": 0.79, "b": 0.83}, "random shares": {"a": 0.14, "b": 0.15},
+             "rubric": 1.0},
+        120: {"shares": {"a": 0.75, "b": 0.75}, "random shares": {"a": 0.14, "b": 0.15},
+              "rubric": 0.5},
+    }  # fmt: skip
+    table = lesson.spectra_table(full, {"steps": 120, "shares": {"a": 1.0}, "rubric": 1.0}, 8)
+    lines = table.strip().splitlines()
+    assert lines[2] == "| full fine-tune, 30 steps | 79% to 83% | 1.00 |"
+    assert lines[3] == "| full fine-tune, 120 steps | 75% | 0.50 |"
+    assert lines[4] == "| random matrix, same shape and norm | 14% to 15% | – |"
+    assert lines[5] == "| LoRA r=8, 120 steps | 100% | 1.00 |"
+
+
+@pytest.mark.slow
+def test_full_fine_tune_updates_are_far_more_concentrated_than_a_random_matrix():
+    """The lesson's conclusion, on its own runs: at both lengths, every q_proj/v_proj update of
+    the full fine-tune puts several times a random matrix's share of its energy into its top r
+    directions, and scores like the rank-r LoRA; the LoRA update is rank r exactly."""
+    results = lesson.results()
+    r = results["run"]["r"]
+    assert sorted(results["full"]) == [30, 120]
+    for run in results["full"].values():
+        for name, share in run["shares"].items():
+            assert share > 3 * run["random shares"][name] and share > 0.5, name
+        assert run["rubric"] == results["run"]["lora_rubric"]
+    shares = lesson.lora_shares(results["run"]["result"].model, r)
+    assert min(shares.values()) == pytest.approx(1.0, abs=1e-5)

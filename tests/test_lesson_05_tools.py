@@ -80,3 +80,81 @@ def test_sweep_figure_and_table():
     assert len(ax.lines) == 2 and list(ax.lines[1].get_ydata()) == [0.2, 0.6]
     table = lesson05.sweep_markdown(points)
     assert table.count("\n") == 5 and "| 4 | 60 | 40 | 1.00 | 0.60 |" in table
+
+
+def test_like_with_like_a_7b_model_fits_24_gb_with_lora_once_checkpointing_is_on():
+    """The lesson's memory claims: with checkpointing on both sides 16-bit LoRA of Llama-2-7B
+    fits a 24 GB card (so QLoRA is not what makes it fit); full fine-tuning fits neither way;
+    QLoRA needs less than LoRA, and checkpointing less than none, for every method."""
+    card = lesson05.card_24gb()
+    memory_rows = lesson05.training_memory_rows()
+    rows = {row["method"]: row for row in memory_rows if row["model"] == "llama-2-7b"}
+    assert rows["lora"]["checkpointed_fits"][card] and rows["qlora"]["checkpointed_fits"][card]
+    assert all(row["checkpointed_bytes"] < row["total_bytes"] for row in rows.values())
+    assert not rows["full"]["checkpointed_fits"][card]
+    for key in ("total_bytes", "checkpointed_bytes"):
+        assert rows["qlora"][key] < rows["lora"][key] < rows["full"][key]
+    verdict = lesson05.memory_verdict(memory_rows)
+    assert "LoRA in 16 bits needs" in verdict and "and fits a 24 GB card" in verdict
+    table = lesson05.training_memory_markdown(memory_rows)
+    assert "| llama-2-7b | 6,738.4 M | lora |" in table and "| no / no |" in table  # full
+
+
+def test_heldout_complaints_are_held_out_from_the_finetune_set_not_from_pretraining():
+    """What lesson 05 says was held out from what, checked on the data itself."""
+    train = support_data.finetune_set()
+    heldout = support_data.heldout_complaints()
+    train_text = " ".join(ex.complaint + " " + ex.reply for ex in train)
+    assert not {ex.complaint for ex in train} & set(heldout)
+    assert not any(f" {noun}" in train_text for noun in support_data.HELDOUT_NOUNS)
+    facts = lesson05.data_facts()
+    assert facts["complaints_in_both"] == facts["shared_nouns"] == 0
+    # the pretraining corpus holds every held-out noun, problem and frame, some held-out
+    # complaints word for word (none of the 12 the notebook scores), and the reply phrases
+    assert facts["corpus_heldout_nouns"] == len(support_data.HELDOUT_NOUNS)
+    assert facts["corpus_heldout_problems"] == len(support_data.HELDOUT_PROBLEMS)
+    assert facts["corpus_heldout_templates"] == len(support_data.HELDOUT_TEMPLATES)
+    assert facts["heldout_in_corpus"] > 0 and facts["scored_in_corpus"] == 0
+    assert facts["corpus_reply_parts"] == facts["reply_parts"]
+    table = lesson05.data_markdown(facts)
+    assert "| held-out complaints found verbatim | 0 | – |" in table
+
+
+def test_hyperparameters_are_the_code_defaults():
+    """The settings table reads finetune's and the hand-written loop's defaults; the lesson's
+    reasons rely on the toy's rate being the base model's own pretraining rate and far above a
+    7B model's starting range, and on several epochs over the 400 examples."""
+    import inspect
+
+    from peftlab import base_model, finetune
+
+    settings = lesson05.hyperparameters()
+    demo = settings["`peftlab demo`"]
+    defaults = inspect.signature(finetune.train_lora).parameters
+    assert demo["learning_rate"] == defaults["learning_rate"].default
+    assert demo["steps"] == defaults["steps"].default
+    assert demo["epochs"] == demo["steps"] * demo["batch_size"] / 400
+    assert (
+        settings["notebook 05"]["steps"]
+        == inspect.signature(lesson05.results).parameters["steps"].default
+    )
+    build_rate = inspect.signature(base_model.build).parameters["lr"].default
+    for s in settings.values():
+        assert s["learning_rate"] == build_rate and s["learning_rate"] >= 10 * 2e-4
+        assert s["epochs"] > 3
+    table = lesson05.hyperparameters_markdown(settings)
+    assert f"| epochs over the 400 examples | {demo['epochs']:g} |" in table
+
+
+def test_readme_quotes_the_demo_trainable_share_as_peft_counts_it():
+    """The README's "parameters trained" row: the demo's LoRA (every linear layer, r = 8) on the
+    embedded model, counted by peft, its share from lora.share_text (adapters included)."""
+    from peft import get_peft_model
+
+    from peftlab import base_model, compare, finetune, lora, paths
+
+    model, _ = base_model.load()
+    config = finetune.lora_config(8, 16, target_modules=compare.demo_targets(None))
+    trainable, total = get_peft_model(model, config).get_nb_trainable_parameters()
+    readme = (paths.course_root() / "README.md").read_text(encoding="utf-8")
+    assert f"| {trainable:,} of {total:,} ({lora.share_text(trainable, total)}) |" in readme

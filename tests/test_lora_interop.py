@@ -154,6 +154,22 @@ def test_trainable_count_equals_peft(case):
     assert trainable == by_formula
 
 
+def test_trainable_share_is_what_peft_prints(capsys):
+    build, targets, rslora = CASES[next(iter(CASES))]
+    _, ours, peft_model = ours_and_peft(build, targets, rslora)
+    peft_model.print_trainable_parameters()
+    printed = float(capsys.readouterr().out.rsplit("trainable%:", 1)[1])
+    total = sum(p.numel() for p in ours.parameters())  # adapters included
+    share = lora.trainable_share(lora.count_trainable(ours), total)
+    assert round(100 * share, 4) == printed
+    assert lora.share_text(lora.count_trainable(ours), total) == f"{100 * share:#.3g}%"
+    assert lora.share_text(116_736, 2_140_224) == "5.45%"
+    assert lora.share_text(0, 10) == "0%" and lora.share_text(10, 10) == "100%"
+    assert lora.share_text(24_576, 2_048_064) == "1.20%"  # three digits, trailing zero kept
+    with pytest.raises(ValueError, match="adapters included"):
+        lora.trainable_share(11, 10)
+
+
 @pytest.mark.parametrize("case", CASES)
 def test_our_saved_adapter_loads_in_peft(case, tmp_path):
     build, targets, rslora = CASES[case]

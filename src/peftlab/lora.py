@@ -284,6 +284,23 @@ def count_trainable(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def trainable_share(trainable: int, total: int) -> float:
+    """Trainable parameters as a share of all of the adapted model's parameters, the adapters
+    included: peft's definition (`print_trainable_parameters`), the one the course prints."""
+    if trainable < 0 or total <= 0 or trainable > total:
+        raise ValueError(
+            f"trainable={trainable}, total={total}: need 0 <= trainable <= total and total > 0 "
+            "(total counts every parameter of the adapted model, adapters included)"
+        )
+    return trainable / total
+
+
+def share_text(trainable: int, total: int) -> str:
+    """`trainable_share` as a percentage to three significant digits ("5.45%", "0.0622%")."""
+    share = 100 * trainable_share(trainable, total)
+    return f"{share:#.3g}".rstrip(".") + "%" if share else "0%"
+
+
 def _task_type(model: nn.Module) -> str | None:
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 

@@ -99,22 +99,58 @@ def run_sweep(
     return points
 
 
-def data_facts(n_finetune: int = 400, n_heldout: int = 60, seed: int = 0) -> dict[str, int]:
-    """Sizes of the fine-tune set and the held-out set, and how little the two share."""
+def data_facts(
+    n_finetune: int = 400, n_heldout: int = 60, seed: int = 0, n_scored: int = 12
+) -> dict[str, int]:
+    """What the held-out complaints are held out from, counted.
+
+    From the fine-tune set: their product nouns, kinds of problem and sentence frames, so no
+    complaint is in both. Not from the base model's pretraining corpus (`base_model.build`'s, at
+    its defaults): its blunt support chats draw on every noun, problem and frame, held-out ones
+    included, and its letters use the fine-tune replies' acknowledgements, actions and timelines.
+    """
+    import inspect
+
     train = support_data.finetune_set(n=n_finetune, seed=seed)
     heldout = support_data.heldout_complaints(n=n_heldout, seed=seed)
-    shared = set(support_data.FINETUNE_NOUNS) & set(support_data.HELDOUT_NOUNS)
+    build = inspect.signature(base_model.build).parameters
+    corpus = support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
+    chats = {doc.chat[0] for doc in corpus if doc.chat}
+    prose = " ".join(doc.text for doc in corpus if doc.text) + " " + " ".join(chats)
+
+    def in_corpus(words) -> int:
+        return sum(any(w in prose for w in ([w] if isinstance(w, str) else w)) for w in words)
+
+    def frames(templates) -> int:
+        return sum(any(c.startswith(t.split("{")[0]) for c in chats) for t in templates)
+
+    def phrases(parts) -> int:
+        return sum(part.split("{")[0] in prose for part in parts)
+
     return {
         "finetune_examples": len(train),
         "heldout_complaints": len(heldout),
+        "corpus_chats": len(chats),
         "finetune_nouns": len(support_data.FINETUNE_NOUNS),
         "heldout_nouns": len(support_data.HELDOUT_NOUNS),
+        "corpus_heldout_nouns": in_corpus(support_data.HELDOUT_NOUNS),
         "finetune_problems": len(support_data.FINETUNE_PROBLEMS),
         "heldout_problems": len(support_data.HELDOUT_PROBLEMS),
+        "corpus_heldout_problems": in_corpus(p.phrasings for p in support_data.HELDOUT_PROBLEMS),
         "finetune_templates": len(support_data.FINETUNE_TEMPLATES),
         "heldout_templates": len(support_data.HELDOUT_TEMPLATES),
-        "shared_nouns": len(shared),
+        "corpus_heldout_templates": frames(support_data.HELDOUT_TEMPLATES),
+        "shared_nouns": len(set(support_data.FINETUNE_NOUNS) & set(support_data.HELDOUT_NOUNS)),
         "complaints_in_both": len({ex.complaint for ex in train} & set(heldout)),
+        "heldout_in_corpus": sum(c in chats for c in heldout),
+        "scored": min(n_scored, len(heldout)),
+        "scored_in_corpus": sum(c in chats for c in heldout[:n_scored]),
+        "reply_parts": len(
+            support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS + support_data.TIMELINES
+        ),  # fmt: skip
+        "corpus_reply_parts": phrases(
+            support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS + support_data.TIMELINES
+        ),  # fmt: skip
     }
 
 
@@ -132,17 +168,131 @@ def training_memory_rows(
     cases: Sequence[tuple[str, str]] = MEMORY_CASES, r: int = 8, batch_size: int = 4,
     seq_len: int = 512,
 ) -> list[dict]:  # fmt: skip
-    """Training memory (`peftlab.memory.estimate`, bytes) per (preset, method), and the GPUs
-    it fits; what you need before pointing the notebook at a real model."""
+    """Training memory (`peftlab.memory.estimate`, bytes) per (preset, method), without and with
+    gradient checkpointing (the same setting on every method, so they compare like with like),
+    and the GPUs each fits; what you need before pointing the notebook at a real model."""
     from peftlab import memory
 
     rows = []
     for name, method in cases:
         config = memory.preset(name)
-        total = memory.estimate(config, method, r=r, batch_size=batch_size, seq_len=seq_len).total
+        totals = {
+            checkpointing: memory.estimate(
+                config, method, r=r, batch_size=batch_size, seq_len=seq_len,
+                gradient_checkpointing=checkpointing,
+            ).total
+            for checkpointing in (False, True)
+        }  # fmt: skip
         rows.append({"model": name, "method": method, "params": memory.count_params(config),
-                     "total_bytes": total, "fits": memory.fits(total)})  # fmt: skip
+                     "total_bytes": totals[False], "checkpointed_bytes": totals[True],
+                     "fits": memory.fits(totals[False]),
+                     "checkpointed_fits": memory.fits(totals[True])})  # fmt: skip
     return rows
+
+
+def card_24gb() -> str:
+    """The name `memory.GPUS` gives a 24 GB consumer card."""
+    from peftlab import memory
+
+    return next(gpu for gpu in memory.GPUS if "24 GB" in gpu)
+
+
+def smallest_card(fits: Mapping[str, bool]) -> str:
+    """The smallest GPU of `memory.GPUS` that `fits` says holds the run ("none" if none)."""
+    from peftlab import memory
+
+    holding = [gpu for gpu, ok in fits.items() if ok]
+    return min(holding, key=memory.GPUS.__getitem__) if holding else "none"
+
+
+def memory_verdict(rows: Sequence[Mapping], model: str = "llama-2-7b") -> str:
+    """What the memory table says about one model, like with like: LoRA and QLoRA with the
+    same checkpointing setting, each against a 24 GB card."""
+    by_method = {row["method"]: row for row in rows if row["model"] == model}
+    card = card_24gb()
+
+    def gib(row, key):
+        return f"{row[key] / 2**30:.2f} GiB"
+
+    def verdict(row, fits):
+        return "fits" if row[fits][card] else "does not fit"
+
+    lora, qlora = by_method["lora"], by_method["qlora"]
+    return (
+        "With gradient checkpointing on both, LoRA in 16 bits needs "
+        f"{gib(lora, 'checkpointed_bytes')} and {verdict(lora, 'checkpointed_fits')} a 24 GB "
+        "card; QLoRA needs "
+        f"{gib(qlora, 'checkpointed_bytes')} (smallest card listed that holds it: "
+        f"{smallest_card(qlora['checkpointed_fits'])}). Without checkpointing, LoRA needs "
+        f"{gib(lora, 'total_bytes')} and {verdict(lora, 'fits')} a 24 GB card; QLoRA needs "
+        f"{gib(qlora, 'total_bytes')} and {verdict(qlora, 'fits')}."
+    )
+
+
+def hyperparameters() -> dict:
+    """The training settings the demos use, read from the code's defaults: `peftlab demo`
+    (finetune.train_lora), notebook 05 (`results`), and lesson 02's hand-written loop."""
+    import inspect
+
+    from peftlab import lora_train
+
+    def defaults(fn) -> dict:
+        return {k: v.default for k, v in inspect.signature(fn).parameters.items()
+                if v.default is not inspect.Parameter.empty}  # fmt: skip
+
+    demo, loop = defaults(finetune.train_lora), defaults(lora_train.train_lora_from_scratch)
+    notebook = demo | {"steps": defaults(results)["steps"]}
+    n_examples = len(support_data.finetune_set())
+    runs = {"`peftlab demo`": (demo, compare.demo_targets(None)),
+            "notebook 05": (notebook, compare.demo_targets(None)),
+            "notebook 02 (hand-written loop)": (loop, loop["target_modules"])}  # fmt: skip
+    return {
+        label: {
+            "learning_rate": d["learning_rate"], "steps": d["steps"],
+            "batch_size": d["batch_size"], "epochs": d["steps"] * d["batch_size"] / n_examples,
+            "r": d["r"], "alpha": d["alpha"], "targets": targets, "examples": n_examples,
+        }
+        for label, (d, targets) in runs.items()
+    }  # fmt: skip
+
+
+# Where one would start on a 7B model (published recipes, not computed here): QLoRA's
+# (Dettmers et al., 2023) learning rate for 7B/13B, batch and all-linear targets; 1-3 epochs.
+START_7B = {"learning_rate": "1e-4 to 2e-4 (QLoRA: 2e-4 at 7B and 13B)",
+            "epochs": "1 to 3", "batch_size": "16 (QLoRA), often reached by accumulation",
+            "r": "8 to 64 (QLoRA: 64)", "alpha": "16, or 2r", "targets": "all-linear"}  # fmt: skip
+
+
+def _rate(value: float) -> str:
+    """A learning rate as people write it: 3e-3, 2.5e-4."""
+    mantissa, exponent = f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def hyperparameters_markdown(settings: Mapping[str, Mapping]) -> str:
+    """`hyperparameters()` as a table, one column per demo, with a 7B starting point beside."""
+    labels = list(settings)
+
+    def targets(t) -> str:
+        return t if isinstance(t, str) else ", ".join(t)
+
+    rows = [
+        ("learning rate", [_rate(s["learning_rate"]) for s in settings.values()],
+         START_7B["learning_rate"]),
+        ("optimizer steps", [str(s["steps"]) for s in settings.values()], "(from epochs)"),
+        ("batch (chats per step)", [str(s["batch_size"]) for s in settings.values()],
+         START_7B["batch_size"]),
+        (f"epochs over the {settings[labels[0]]['examples']} examples",
+         [f"{s['epochs']:g}" for s in settings.values()], START_7B["epochs"]),
+        ("rank r", [str(s["r"]) for s in settings.values()], START_7B["r"]),
+        ("alpha (scale alpha/r)", [f"{s['alpha']:g} ({s['alpha'] / s['r']:g})"
+                                   for s in settings.values()], START_7B["alpha"]),
+        ("targets", [targets(s["targets"]) for s in settings.values()], START_7B["targets"]),
+    ]  # fmt: skip
+    lines = ["| setting | " + " | ".join(labels) + " | a 7B model: where to start |",
+             "|---|" + "---:|" * len(labels) + "---|"]  # fmt: skip
+    lines += [f"| {name} | " + " | ".join(values) + f" | {start} |" for name, values, start in rows]
+    return "\n".join(lines)
 
 
 LESSON = "05-customer-support-demo.md"
@@ -186,7 +336,7 @@ def results(
     if on_loss is not None and not seen:  # read back from the cache: replay the curve
         for step, loss in results["losses"]:
             on_loss(step, loss)
-    return results
+    return results | {"memory": training_memory_rows(), "hyperparameters": hyperparameters()}
 
 
 def _compute(name, seed, steps, n_heldout, sweep, scratch, on_loss=None) -> dict:
@@ -208,8 +358,9 @@ def _compute(name, seed, steps, n_heldout, sweep, scratch, on_loss=None) -> dict
                        seed=seed)  # fmt: skip
     return {
         "heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
-        "sweep": points, "data": data_facts(seed=seed), "memory": training_memory_rows(),
+        "sweep": points, "data": data_facts(seed=seed, n_scored=n_heldout),
         "trainable_params": run.trainable_params, "total_params": run.total_params,
+        "hidden_size": base.config.hidden_size,
         "train_seconds": run.train_seconds,
     }  # fmt: skip
 
@@ -223,6 +374,10 @@ def quotes(results: Mapping) -> dict[str, str]:
         "criteria": criteria_markdown(rubric_by_criterion(rows), len(rows)),
         "sweep": sweep_markdown(results["sweep"]),
         "memory": training_memory_markdown(results["memory"]),
+        "memory verdict": memory_verdict(results["memory"]),
+        "hyperparameters": hyperparameters_markdown(results["hyperparameters"]),
+        "trainable share": share_sentence(results["trainable_params"], results["total_params"]),
+        "hidden size": str(results["hidden_size"]),
     }
 
 
@@ -366,35 +521,56 @@ def sweep_markdown(points: Sequence) -> str:
     return "\n".join(lines)
 
 
-def training_memory_markdown(
-    rows: Sequence[dict], gpu: str = "24 GB consumer (RTX 3090/4090)"
-) -> str:
-    """`training_memory_rows` as a markdown table, in GiB (2**30 bytes)."""
-    card = gpu.split(" (")[0]
+def training_memory_markdown(rows: Sequence[dict]) -> str:
+    """`training_memory_rows` as a markdown table, in GiB (2**30 bytes): without and with
+    gradient checkpointing, and whether each fits a 24 GB card."""
+    card = card_24gb()
     lines = [
-        f"| model | parameters | method | training memory (GiB) | fits a {card} GPU |",
-        "|---|---:|---|---:|:---:|",
+        "| model | parameters | method | no checkpointing (GiB) | gradient checkpointing (GiB) "
+        "| fits a 24 GB GPU (without / with) |",
+        "|---|---:|---|---:|---:|:---:|",
     ]
+    yes = {True: "yes", False: "no"}
     lines += [
         f"| {r['model']} | {r['params'] / 1e6:,.1f} M | {r['method']} | "
-        f"{r['total_bytes'] / 2**30:.2f} | {'yes' if r['fits'][gpu] else 'no'} |"
+        f"{r['total_bytes'] / 2**30:.2f} | {r['checkpointed_bytes'] / 2**30:.2f} | "
+        f"{yes[r['fits'][card]]} / {yes[r['checkpointed_fits'][card]]} |"
         for r in rows
     ]
     return "\n".join(lines)
 
 
+def share_sentence(trainable: int, total: int) -> str:
+    """The fine-tune's trainable parameters and their share (`lora.share_text`: of all the
+    adapted model's parameters, adapters included, as peft prints it)."""
+    from peftlab import lora
+
+    return f"{trainable:,} of {total:,} parameters ({lora.share_text(trainable, total)})"
+
+
 def data_markdown(facts: Mapping[str, int]) -> str:
-    """`data_facts()` as a markdown table: fine-tune set vs held-out set."""
-    lines = ["| | fine-tune set | held-out set |", "|---|---:|---:|"]
-    lines.append(f"| complaints | {facts['finetune_examples']} | {facts['heldout_complaints']} |")
-    for part in ("nouns", "problems", "templates"):
-        label = {"nouns": "product nouns", "problems": "kinds of problem",
-                 "templates": "sentence frames"}[part]  # fmt: skip
-        lines.append(f"| {label} | {facts[f'finetune_{part}']} | {facts[f'heldout_{part}']} |")
-    lines.append(
-        f"| shared between the two | {facts['shared_nouns']} nouns | "
-        f"{facts['complaints_in_both']} complaints |"
-    )
+    """`data_facts()` as a markdown table: fine-tune set, held-out set, and the base model's
+    pretraining corpus (what it holds of the held-out material)."""
+    f = facts
+    lines = [
+        "| | fine-tune set | held-out set | base model's pretraining corpus |",
+        "|---|---:|---:|---:|",
+        f"| complaints | {f['finetune_examples']} | {f['heldout_complaints']} | "
+        f"{f['corpus_chats']:,} distinct, answered bluntly |",
+    ]
+    for part, label in (("nouns", "product nouns"), ("problems", "kinds of problem"),
+                        ("templates", "sentence frames")):  # fmt: skip
+        lines.append(
+            f"| {label} | {f[f'finetune_{part}']} | {f[f'heldout_{part}']} | "
+            f"all {f[f'corpus_heldout_{part}']} held-out ones among them |"
+        )
+    lines += [
+        f"| held-out complaints found verbatim | {f['complaints_in_both']} | – | "
+        f"{f['heldout_in_corpus']} of {f['heldout_complaints']} "
+        f"({f['scored_in_corpus']} of the {f['scored']} scored here) |",
+        f"| reply phrases (acknowledgements, actions, timelines) | {f['reply_parts']} | – | "
+        f"{f['corpus_reply_parts']} of them, in letters and notes |",
+    ]
     return "\n".join(lines)
 
 
