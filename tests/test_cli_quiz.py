@@ -41,6 +41,7 @@ def test_typed_answers_are_checked_and_saved(data_dir, monkeypatch, capsys):
     assert out.count("Q: ") == 3
     assert f"Covered {len(good.key_points)} of {len(good.key_points)} key points" in out
     assert "Covered 0 of" in out and "Model answer:" in out
+    assert all(q.follow_up_answer.split()[0] in out for q in expected)
     assert "Knew 1 of 3" in out and "come back first" in out
     cards = _cards(data_dir)
     assert cards[good.id]["box"] == 2
@@ -51,6 +52,26 @@ def test_typed_answers_are_checked_and_saved(data_dir, monkeypatch, capsys):
     out = capsys.readouterr().out
     asked = [line for line in out.splitlines() if line.startswith("Q: ")]
     assert {a.removeprefix("Q: ") for a in asked} == {q.question for q in bad}  # missed first
+
+
+def test_a_rounded_answer_passes_a_wrong_figure_does_not(data_dir, monkeypatch, capsys):
+    q = next(x for x in BANK if x.id == "qlora-70b-one-gpu")
+    rounded = q.answer.replace("1,103.6 GB", "1,104 GB").replace("37.4 GB", "37 GB")
+    wrong = q.answer.replace("1,103.6 GB", "1,404 GB").replace("37.4 GB", "38.6 GB")
+    assert rounded != q.answer and wrong != q.answer
+    filters = ["--topic", "qlora", "--difficulty", "hard", "--n", "4", "--seed", "0"]
+    order = _first_session_order(4, seed=0, topic="qlora", difficulty="hard")
+    answers = [rounded if x.id == q.id else "" for x in order]
+    _stdin(monkeypatch, answers)
+    assert main(["quiz", *filters]) == 0
+    out = capsys.readouterr().out
+    n = len(q.key_points)
+    assert f"Covered {n} of {n} key points" in out
+    (data_dir / quiz.PROGRESS_FILE).unlink()
+    _stdin(monkeypatch, [wrong if x.id == q.id else "" for x in order])
+    assert main(["quiz", *filters]) == 0
+    out = capsys.readouterr().out
+    assert f"Covered {n - 2} of {n} key points" in out
 
 
 def test_flashcard_mode(data_dir, monkeypatch, capsys):

@@ -1,5 +1,6 @@
 """The interview question bank: schema, key points covered, every numeric claim recomputed."""
 
+import inspect
 import math
 import re
 from pathlib import Path
@@ -7,11 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peftlab import memory
+from peftlab import compare, finetune, memory, support_data
 from peftlab.nf4 import NF4_CODE
 from peftlab.quiz import (
     ANSWER_WORDS,
     DIFFICULTIES,
+    FOLLOW_UP_WORDS,
     TOPICS,
     check_answer,
     lesson_files,
@@ -43,17 +45,30 @@ def _truth() -> dict[str, float]:
     h, a, layers, vocab = cfg.hidden_size, cfg.num_attention_heads, 32, cfg.vocab_size
     s, b = 512, 1
     per_layer = s * b * h * (34 + 5 * a * s / h)  # Korthikanti et al., 16-bit, no recomputation
-    assert memory.activation_bytes(cfg, b, s) == layers * per_layer + s * b * vocab * 4
+    # (Korthikanti et al.: a GPT block; memory.activation_terms derives Llama's)
 
-    full = memory.estimate(cfg, "full")
-    full_hf = memory.estimate(cfg, "full", accounting="hf")
-    full_8bit = memory.estimate(cfg, "full", optimizer="adamw8bit")
+    # Every estimate names its gradient checkpointing: like is compared with like (QLoRA's
+    # default turns it on, as prepare_model_for_kbit_training does).
+    full = memory.estimate(cfg, "full", gradient_checkpointing=False)
+    full_hf = memory.estimate(cfg, "full", accounting="hf", gradient_checkpointing=False)
+    full_8bit = memory.estimate(cfg, "full", optimizer="adamw8bit", gradient_checkpointing=False)
     model_state = full.total - full.activations
-    lora_state = memory.estimate(cfg, "lora", target_modules=qv)
-    qlora = memory.estimate(cfg, "qlora", target_modules=qv)
-    qlora_plain = memory.estimate(cfg, "qlora", target_modules=qv, double_quant=False)
-    unquantized = params - linear
-    nf4_linear = qlora.frozen_weights - unquantized * 2 + qlora.quantization_constants
+    lora_state = memory.estimate(cfg, "lora", target_modules=qv, gradient_checkpointing=False)
+    lora_ckpt = memory.estimate(cfg, "lora", target_modules=qv, gradient_checkpointing=True)
+    qlora = memory.estimate(cfg, "qlora", target_modules=qv, gradient_checkpointing=False)
+    qlora_plain = memory.estimate(
+        cfg, "qlora", target_modules=qv, double_quant=False, gradient_checkpointing=False
+    )
+    qlora64 = memory.estimate(
+        cfg, "qlora", r=64, target_modules="all-linear", gradient_checkpointing=True
+    )
+    lora64 = _lora("llama-2-7b", 64, "all-linear")
+    lora_all = _lora("llama-2-7b", 8, "all-linear")
+    sdpa_layer = sum(memory.activation_terms(cfg, b, s)["layer"].values())
+    demo_lr = inspect.signature(finetune.train_lora).parameters["learning_rate"].default
+    demo_batch = inspect.signature(finetune.train_lora).parameters["batch_size"].default
+    demo_steps = inspect.signature(compare.before_after).parameters["steps"].default
+    nf4_linear = linear * memory.NF4_BYTES_PER_PARAM + qlora.quantization_constants
     numel = 64 * 256 * 16
     cfg70 = memory.preset("llama-2-70b")
     params70 = memory.count_params(cfg70)
@@ -69,19 +84,30 @@ def _truth() -> dict[str, float]:
         "llama-2-7b linear bf16 GB": linear * 2 / 1e9,
         "llama-2-7b lora r8 q_proj+v_proj trainable": lora_qv,
         "llama-2-7b lora r8 q_proj+v_proj all params": params + lora_qv,
-        "llama-2-7b lora r8 q_proj+v_proj trainable percent": 100 * lora_qv / params,
+        # peft's trainable share: trainable over all parameters, the adapter included
+        "llama-2-7b lora r8 q_proj+v_proj trainable percent": 100 * lora_qv / (params + lora_qv),
         "llama-2-7b lora r8 q_proj+v_proj bf16 MB": lora_qv * 2 / 1e6,
         "llama-2-7b lora r8 q_proj+v_proj 16 bytes per param MB": (
             lora_state.trainable_weights + lora_state.gradients + lora_state.optimizer_states
         )
         / 1e6,
         "50 llama-2-7b lora r8 q_proj+v_proj bf16 MB": 50 * lora_qv * 2 / 1e6,
-        "llama-2-7b lora r8 all-linear trainable": _lora("llama-2-7b", 8, "all-linear"),
-        "llama-2-7b lora r8 all-linear trainable percent": (
-            100 * _lora("llama-2-7b", 8, "all-linear") / params
+        "llama-2-7b lora r8 q_proj+v_proj fp32 MB": lora_qv * 4 / 1e6,
+        "50 llama-2-7b lora r8 q_proj+v_proj fp32 MB": 50 * lora_qv * 4 / 1e6,
+        "llama-2-7b lora r8 all-linear trainable": lora_all,
+        "llama-2-7b lora r8 all-linear trainable percent": 100 * lora_all / (params + lora_all),
+        "llama-2-7b lora r64 all-linear trainable": lora64,
+        "llama-2-7b lora r64 all-linear bf16 MB": lora64 * 2 / 1e6,
+        "llama-2-7b lora r64 all-linear fp32 MB": lora64 * 4 / 1e6,
+        "llama-2-7b lora r64 all-linear grads and adam GB": (
+            (qlora64.gradients + qlora64.optimizer_states) / 1e9
         ),
-        "llama-2-7b lora r64 all-linear trainable": _lora("llama-2-7b", 64, "all-linear"),
-        "llama-2-7b lora r64 all-linear bf16 MB": _lora("llama-2-7b", 64, "all-linear") * 2 / 1e6,
+        "llama-2-7b qlora r64 all-linear checkpointing total GB": qlora64.total / 1e9,
+        "mistral-7b lora r8 all-linear trainable": _lora("mistral-7b", 8, "all-linear"),
+        "mistral-7b lora r8 all-linear mlp percent": 100
+        * _lora("mistral-7b", 8, ["gate_proj", "up_proj", "down_proj"])
+        / _lora("mistral-7b", 8, "all-linear"),
+        "lora r8 per 4096x14336 matrix": 8 * (4096 + 14336),
         "mistral-7b lora r8 q_proj+v_proj trainable": _lora("mistral-7b", 8, qv),
         "lora r8 per 4096x4096 matrix": 8 * (4096 + 4096),
         "lora r8 per 4096x1024 matrix": 8 * (4096 + 1024),
@@ -101,6 +127,7 @@ def _truth() -> dict[str, float]:
         "7b rule of thumb high GB": 7e9 * 2 * 6 / 1e9,
         "llama-2-7b activations per layer s512 b1 MB": per_layer / 1e6,
         "llama-2-7b activations s512 b1 GB": layers * per_layer / 1e9,
+        "llama-2-7b sdpa activations per layer s512 b1 MB": sdpa_layer / 1e6,
         "nf4 levels": len(NF4_CODE),
         "nf4 blocksize": memory.NF4_BLOCKSIZE,
         "nf4 constants bits per param": memory.quant_constant_bytes(numel, False) * 8 / numel,
@@ -123,6 +150,7 @@ def _truth() -> dict[str, float]:
         "llama-2-7b lora r8 q_proj+v_proj total s512 b1 GB": lora_state.total / 1e9,
         "llama-2-7b qlora r8 q_proj+v_proj total s512 b1 GB": qlora.total / 1e9,
         "llama-2-7b qlora r8 q_proj+v_proj checkpointing total GB": qlora_ckpt.total / 1e9,
+        "llama-2-7b lora r8 q_proj+v_proj checkpointing total GB": lora_ckpt.total / 1e9,
         "llama-2-7b activations with logits s512 b1 GB": full.activations / 1e9,
         "llama-2-7b qlora base with constants GB": (
             (qlora.frozen_weights + qlora.quantization_constants) / 1e9
@@ -135,7 +163,13 @@ def _truth() -> dict[str, float]:
         "llama-2-70b qlora r8 q_proj+v_proj checkpointing total GB": qlora70.total / 1e9,
         "llama-2-7b embedding and head params": embed_head,
         "llama-2-7b embedding and head bf16 GB": embed_head * 2 / 1e9,
+        "llama-2-7b embedding and head fp32 GB": embed_head * 4 / 1e9,
+        "llama-2-7b embedding params": vocab * h,
         "llama-2-7b embedding and head percent": 100 * embed_head / params,
+        # The course's demo (finetune.train_lora's defaults, compare.before_after's steps)
+        "demo learning rate": demo_lr,
+        "demo epochs": demo_steps * demo_batch / len(support_data.finetune_set()),
+        "demo model params millions": memory.count_params(memory.preset("peftlab-base")) / 1e6,
     }
 
 
@@ -152,6 +186,9 @@ def test_published_figures_from_numbers_md():
     assert TRUTH["nf4 constants bits per param"] == 32 / 64
     assert TRUTH["nf4 double-quant constants bits per param"] == 8 / 64 + 32 / (64 * 256)
     assert TRUTH["double-quant saving bits per param"] == 0.373046875
+    # The double-quant saving counts the quantized linear weights only (embeddings stay 16-bit)
+    assert TRUTH["llama-2-7b double-quant saving MB"] * 1e6 == 6_476_005_376 * 0.373046875 / 8
+    assert TRUTH["llama-2-7b embedding and head params"] == 262_144_000
 
 
 def test_bank_size_and_topics():
@@ -173,6 +210,8 @@ def test_question_schema(q):
     assert q.difficulty in DIFFICULTIES
     assert q.lesson in lesson_files()
     assert q.mistakes and q.follow_up.endswith("?") and q.question.endswith((".", "?"))
+    lo, hi = FOLLOW_UP_WORDS
+    assert lo <= len(q.follow_up_answer.split()) <= hi
 
 
 @pytest.mark.parametrize("q", QUESTIONS, ids=IDS)
@@ -181,7 +220,7 @@ def test_model_answer_covers_every_key_point(q):
     assert not result.missed, result.missing_concepts
 
 
-NUMBER = re.compile(r"\d[\d,]*(?:\.(\d+))?")
+NUMBER = re.compile(r"\d[\d,]*(?:\.(\d+))?(e-?\d+)?")
 
 
 def _check_numbers(where: str, text: str, numbers) -> None:
@@ -192,14 +231,15 @@ def _check_numbers(where: str, text: str, numbers) -> None:
         assert shown in text, f"{where}: {shown!r} does not appear in the text"
         match = NUMBER.search(shown)
         assert match, shown
-        decimals = len(match.group(1) or "")
+        decimals = len(match.group(1) or "") - int(match.group(2)[1:] if match.group(2) else 0)
         written = float(match.group(0).replace(",", ""))
         assert abs(written - value) <= 0.5 * 10**-decimals, (where, shown, value)
 
 
 @pytest.mark.parametrize("q", WITH_NUMBERS, ids=[q.id for q in WITH_NUMBERS])
 def test_numbers_are_right_and_shown_in_the_answer(q):
-    _check_numbers(q.id, q.answer, q.numbers)
+    """A claim may sit in the model answer or in the answer to the follow-up."""
+    _check_numbers(q.id, f"{q.answer}\n{q.follow_up_answer}", q.numbers)
 
 
 def test_tldr_numbers_are_right():

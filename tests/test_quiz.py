@@ -1,7 +1,9 @@
 """Quiz engine: honest answer checking, Leitner scheduling, progress that survives corruption."""
 
+import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 from statistics import mean
@@ -255,3 +257,186 @@ def test_importing_needs_no_checkout(tmp_path):
         [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stderr
+
+
+# A person grades numbers by value: a sensible rounding counts, a close but wrong figure, a wrong
+# order of magnitude or a wrong unit does not. (question, key point, rounded, wrong answers)
+ROUNDING = [
+    (
+        "qlora-double-quant",
+        "Overhead falls to 0.126953125 bits per parameter",
+        ["about 0.127 bits per parameter", "roughly 0.13 bits per parameter"],
+        ["about 0.25 bits per parameter", "about 0.1 bits per parameter"],
+    ),
+    (
+        "qlora-double-quant",
+        "Saves 0.373046875 bits per parameter, ~302 MB for 7B",
+        [
+            "it saves 0.373 bits, ~300 MB",
+            "saves 0.37 bits a weight, about 0.3 GB",
+            "0.373, 288 MiB",
+        ],
+        ["it saves 0.373 bits, 3,000 MB", "it saves 0.373 bits, 302 GB", "0.373, 302 MiB"],
+    ),
+    (
+        "full-ft-memory-three-methods",
+        "Without checkpointing about 111.0, 16.3 and 8.6 GB",
+        ["111 GB, 16 GB and 8.6 GB", "0.111 TB, 16.3 GB, 8.57 GB"],
+        ["150 GB, 16.3 GB and 8.6 GB", "111 GB, 16.3 GB and 86 GB", "111 GB, 17 GB, 8.6 GB"],
+    ),
+    (
+        "full-ft-memory-7b-breakdown",
+        "About 107.8 GB for Llama-2-7B before activations",
+        ["about 108 GB before activations", "roughly 110 GB before the activations"],
+        ["about 100 GB before activations", "about 1,078 GB before activations"],
+    ),
+    (
+        "full-ft-memory-7b-breakdown",
+        "16 bytes per parameter in total",
+        ["16 bytes per parameter", "128 bits per parameter"],
+        ["18 bytes per parameter", "16 bits per parameter", "16 GB per parameter"],
+    ),
+    (
+        "lora-param-count",
+        "4,194,304 trainable",
+        ["4.2 million trainable", "4,194,304 trainable", "4.19M trainable"],
+        ["42 million trainable", "4.9 million trainable", "4.2 billion trainable"],
+    ),
+    (
+        "lora-param-count",
+        "About 0.062% of peft's total, 6,742,609,920, which includes the adapter",
+        ["0.06% as peft prints it", "0.0622 percent by peft's count"],
+        ["0.6% as peft prints it", "0.05% as peft prints it"],
+    ),
+    (
+        "qlora-70b-one-gpu",
+        "Plain LoRA still holds the bf16 base, about 138 GB",
+        ["about 140 GB in bf16", "0.138 TB of bf16 weights"],
+        ["about 128 GB in bf16", "about 138 GiB in bf16", "about 13.8 GB in bf16"],
+    ),
+    (
+        "qlora-70b-one-gpu",
+        "About 39.3 GB in total with checkpointing fits 48 GB",
+        ["about 39 GB with checkpointing on a 48 GB card"],
+        ["about 37.4 GB with checkpointing on a 48 GB card", "39.3 GB with checkpointing, 80 GB"],
+    ),
+    (
+        "qlora-7b-memory",
+        "Adapters r=64 all-linear, 159,907,840 params, 640 MB in fp32 (320 MB in bf16)",
+        ["160 million parameters, 0.64 GB", "159.9M parameters, about 320 MB"],
+        ["160 million parameters, 960 MB", "16 million parameters, 640 MB"],
+    ),
+    (
+        "trade-offs-serving-many",
+        "674 GB for 50 copies vs 13.5 GB + 419 MB (bf16 adapters; 839 MB in fp32)",
+        ["about 670 GB against about 420 MB", "0.67 TB versus 0.84 GB"],
+        ["about 674 GB against about 4.19 GB", "about 67 GB against about 419 MB"],
+    ),
+    (
+        "lora-target-modules-gqa",
+        "3,407,872 trainable for r=8 on q,v",
+        ["3.4 million trainable", "3,407,872 trainable"],
+        ["4.2 million trainable", "34 million trainable"],
+    ),
+    (
+        "trade-offs-target-modules",
+        "4,194,304 vs 19,988,480 for Llama-2-7B at r=8",
+        ["4.19 million against 20 million", "4,194,304 and 19,988,480"],
+        ["4.19 million against 40 million", "4.19 million against 2.0 million"],
+    ),
+    (
+        "peft-basics-what-is-peft",
+        "Trainable share is tiny (0.062% for LoRA r=8 on q,v of Llama-2-7B)",
+        ["a share of 0.06 percent", "4.2M trainable, a tiny share"],
+        ["a share of 0.6 percent", "42M trainable, a tiny share"],
+    ),
+    (
+        "lora-learning-rate",
+        "Full FT around 1e-5; LoRA around 1e-4 to 3e-4",
+        ["full fine-tuning 0.00001, LoRA 0.0001", "1e-05 versus 1e-04"],
+        ["full fine-tuning 1e-3, LoRA 1e-4", "full fine-tuning 1e-5, LoRA 1e-2"],
+    ),
+]
+
+
+def _covers(qid: str, point: str, text: str) -> bool:
+    q = BY_ID[qid]
+    assert point in {kp.point for kp in q.key_points}, (qid, point)
+    return point in {kp.point for kp in check_answer(q, text).covered}
+
+
+@pytest.mark.parametrize(
+    ("qid", "point", "rounded", "wrong"), ROUNDING, ids=[r[0] for r in ROUNDING]
+)
+def test_numbers_count_when_rounded_not_when_wrong(qid, point, rounded, wrong):
+    for text in rounded:
+        assert _covers(qid, point, text), text
+    for text in wrong:
+        assert not _covers(qid, point, text), text
+
+
+def test_rounding_cases_cover_ten_questions():
+    assert len({r[0] for r in ROUNDING}) >= 10
+
+
+_NUMBER_IN_TEXT = re.compile(
+    r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?:e[-+]?\d+)?"
+)
+
+
+def _renumber(text: str, change) -> str:
+    def sub(m: re.Match) -> str:
+        value = change(float(m.group(0).replace(",", "")))
+        return f"{value:,.0f}" if value >= 100 else f"{value:.4g}"
+
+    return _NUMBER_IN_TEXT.sub(sub, text)
+
+
+def _two_digits(x: float) -> float:
+    return float(f"{x:.2g}") if x else x
+
+
+def _numeric(kp) -> bool:
+    return any(all(isinstance(a, quiz.Quantity) for a in alts) for alts in kp.concepts())
+
+
+WITH_NUMBERS = [q for q in BANK if any(_numeric(kp) for kp in q.key_points)]
+
+
+@pytest.mark.parametrize("q", WITH_NUMBERS, ids=[q.id for q in WITH_NUMBERS])
+def test_every_model_answer_still_passes_rounded_and_fails_inflated(q):
+    """Every figure of a model answer rounded to two significant digits still covers every key
+    point; every figure inflated by a quarter misses every key point that needs a number."""
+    rounded = check_answer(q, _renumber(q.answer, _two_digits))
+    assert not rounded.missed, rounded.missing_concepts
+    inflated = check_answer(q, _renumber(q.answer, lambda x: x * 1.25))
+    numeric = {kp.point for kp in q.key_points if _numeric(kp)}
+    assert not numeric & {kp.point for kp in inflated.covered}, inflated.covered
+
+
+def test_tolerance_is_stated_once_and_overridable():
+    assert quiz.NUMBER_TOLERANCE == quiz.matching.NUMBER_TOLERANCE
+    q = BY_ID["qlora-double-quant"]
+    point = "Saves 0.373046875 bits per parameter, ~302 MB for 7B"
+    text = "saves 0.373 bits per parameter, about 330 MB"  # 9% high
+    assert point not in {kp.point for kp in check_answer(q, text).covered}
+    assert point in {kp.point for kp in check_answer(q, text, tolerance=0.1).covered}
+    loose = dataclasses.replace(q, tolerance=0.1)
+    assert point in {kp.point for kp in check_answer(loose, text).covered}
+    for bad in (-0.1, 1.0, 5):
+        with pytest.raises(ValueError, match="tolerance"):
+            check_answer(q, text, tolerance=bad)
+
+
+def test_quantities_read_units_multipliers_and_separators():
+    found = quiz.quantities("~300 MB, 0.3 GB, 4.2 million, 65B, 6,738,415,616, 1e-4, 12%, 16-bit")
+    assert [round(f.value, 12) for f in found] == [3e8, 3e8, 4.2e6, 65e9, 6738415616, 1e-4, 12, 2]
+    assert [f.kind for f in found] == ["bytes", "bytes", None, None, None, None, "percent", "bytes"]
+    assert quiz.quantities("fp32 bf16 q_proj Llama") == []
+
+
+def test_every_follow_up_has_an_answer():
+    for q in BANK:
+        lo, hi = quiz.FOLLOW_UP_WORDS
+        assert lo <= len(q.follow_up_answer.split()) <= hi, q.id
+        assert q.follow_up_answer != q.answer

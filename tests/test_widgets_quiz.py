@@ -26,6 +26,7 @@ def test_flashcards_topic_filter_and_reveal():
     deck.reveal_button.click()
     assert q.answer in _text(deck.revealed.value)
     assert all(kp.point in _text(deck.revealed.value) for kp in q.key_points)
+    assert q.follow_up_answer in _text(deck.revealed.value)
 
 
 def test_typed_check_highlights_covered_and_missed():

@@ -9,14 +9,16 @@ QUIT = ":q"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from peftlab.quiz import TOPICS
+    from peftlab.quiz import NUMBER_TOLERANCE, TOPICS
 
     p = sub.add_parser(
         "quiz",
         help="interview flashcards with a self-check of typed answers and spaced repetition",
         description=(
             "Ask interview questions, check each typed answer against the key points "
-            f"(covered / missed), show the model answer. Type {QUIT} to stop; progress is saved."
+            "(covered / missed; a number counts when it is within "
+            f"{NUMBER_TOLERANCE:.0%} of the bank's, in a unit of the same kind), show the model "
+            f"answer and the follow-up with its answer. Type {QUIT} to stop; progress is saved."
         ),
     )
     p.add_argument("--topic", default=None, help=f"one of {', '.join(TOPICS)} (default: all)")
@@ -117,6 +119,7 @@ def _show_answer(q) -> None:
     print(_wrap(q.answer, indent="  ", first="  "))
     print(_wrap(f"Common mistake: {q.mistakes[0]}"))
     print(_wrap(f"Follow-up: {q.follow_up}"))
+    print(_wrap(q.follow_up_answer, indent="  ", first="  "))
     print(f"(from {q.lesson})")
 
 

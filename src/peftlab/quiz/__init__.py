@@ -2,9 +2,12 @@
 
 The bank lives in `lessons/interview/<topic>.yaml`. Each key point names the concepts an answer
 must mention to cover it; `check_answer` matches them on word stems and a small synonym table, so
-"quantized the frozen weights" covers a point written as "quantize, freeze".
+"quantized the frozen weights" covers a point written as "quantize, freeze"; numbers count when
+they round sensibly to the bank's figure ("~300 MB" for 302 MB: within `NUMBER_TOLERANCE`, 4%,
+or a question's own `tolerance`), in a unit of the same kind.
 
-- `quiz.matching`: tokenising, stemming (`stem_word`), synonyms, `KeyPoint`, `check_answer`, `Check`
+- `quiz.matching`: tokenising, stemming (`stem_word`), synonyms, numbers with units (`Quantity`,
+  `quantities`, `NUMBER_TOLERANCE`), `KeyPoint`, `check_answer`, `Check`
 - `quiz.bank`: `Question`, `Topic`, loading and validating the YAML bank, topics and difficulties
 - `quiz.progress`: Leitner boxes (`Card`, `Progress`), loading and saving the progress file
 - `quiz.selection`: `filter_bank`, `choose`, `summary`, `interview_round`, `simulate_learner`
@@ -18,6 +21,7 @@ here reads the lessons at import time: the bank is found when it is loaded.
 from peftlab.quiz.bank import (
     ANSWER_WORDS,
     DIFFICULTIES,
+    FOLLOW_UP_WORDS,
     KEY_POINTS,
     TOPICS,
     Question,
@@ -29,13 +33,16 @@ from peftlab.quiz.bank import (
     load_topics,
 )
 from peftlab.quiz.matching import (
+    NUMBER_TOLERANCE,
     PASS_SCORE,
     STOPWORDS,
     SYNONYM_GROUPS,
     Check,
     KeyPoint,
+    Quantity,
     check_answer,
     normalize,
+    quantities,
     stem_word,
 )
 from peftlab.quiz.progress import (
@@ -64,13 +71,16 @@ __all__ = [
     "Card",
     "Check",
     "DIFFICULTIES",
+    "FOLLOW_UP_WORDS",
     "KEY_POINTS",
     "KeyPoint",
     "lesson_files",
+    "NUMBER_TOLERANCE",
     "PASS_SCORE",
     "PROGRESS_FILE",
     "PROGRESS_VERSION",
     "Progress",
+    "Quantity",
     "Question",
     "STOPWORDS",
     "SYNONYM_GROUPS",
@@ -87,6 +97,7 @@ __all__ = [
     "load_topics",
     "normalize",
     "progress_path",
+    "quantities",
     "save_progress",
     "simulate_learner",
     "stem_word",

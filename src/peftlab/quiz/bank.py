@@ -2,9 +2,12 @@
 
 Each file is a `Topic` (title, one-line TL;DR, questions); each `Question` has a model answer of
 30-90 s spoken, 3-6 key points (each naming the concepts an answer must mention), common mistakes,
-a follow-up and the lesson it comes from. Loading checks all of it, and errors name the file and
-the question. The bank lives in the repository, not the package: `default_bank_dir()` finds it
-through `peftlab.paths` when called, and says what to do when there is no checkout.
+a follow-up question with its answer, and the lesson it comes from. A number in a key point is
+matched within `quiz.NUMBER_TOLERANCE` of the bank's figure; a question whose figures are rougher
+states its own `tolerance` (a share of the figure, e.g. 0.1). Loading checks all of it, and
+errors name the file and the question. The bank lives in the repository, not the package:
+`default_bank_dir()` finds it through `peftlab.paths` when called, and says what to do when there
+is no checkout.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 CHEAT_SHEET = "06-interview-cheatsheet.md"  # laid out from the bank: no question points to it
 ANSWER_WORDS = (75, 230)  # 30-90 s spoken at roughly 150 words per minute
 KEY_POINTS = (3, 6)
+FOLLOW_UP_WORDS = (15, 120)  # the answer to a follow-up: a few sentences
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,10 @@ class Question:
     key_points: tuple[KeyPoint, ...]
     mistakes: tuple[str, ...]
     follow_up: str
+    follow_up_answer: str
     lesson: str
     numbers: tuple[dict[str, Any], ...] = ()
+    tolerance: float | None = None  # None: quiz.NUMBER_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -107,8 +113,10 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
         "key_points",
         "mistakes",
         "follow_up",
+        "follow_up_answer",
         "lesson",
         "numbers",
+        "tolerance",
     }
     unknown = sorted(set(raw) - known)
     _need(not unknown, where, f"unknown field(s) {unknown}; valid: {sorted(known)}")
@@ -152,6 +160,21 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
     lessons = lesson_files()
     _need(lesson in lessons, where, f"lesson={lesson!r}; use one of {lessons}")
     numbers = _numbers(raw.get("numbers", []), where)
+    follow_up_answer = _text(raw.get("follow_up_answer"), where, "follow_up_answer")
+    words = len(follow_up_answer.split())
+    lo, hi = FOLLOW_UP_WORDS
+    _need(lo <= words <= hi, where, f"follow_up_answer has {words} words; keep it {lo}-{hi}")
+    tolerance = raw.get("tolerance")
+    _need(
+        tolerance is None
+        or (
+            isinstance(tolerance, int | float)
+            and not isinstance(tolerance, bool)
+            and 0 < tolerance < 1
+        ),
+        where,
+        f"tolerance={tolerance!r}: give a share of the bank's figure between 0 and 1, e.g. 0.1",
+    )
     return Question(
         id=qid,
         topic=topic,
@@ -161,8 +184,10 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
         key_points=tuple(key_points),
         mistakes=tuple(_text(m, where, "mistakes") for m in mistakes),
         follow_up=_text(raw.get("follow_up"), where, "follow_up"),
+        follow_up_answer=follow_up_answer,
         lesson=lesson,
         numbers=tuple(numbers),
+        tolerance=None if tolerance is None else float(tolerance),
     )
 
 

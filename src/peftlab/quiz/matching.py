@@ -3,6 +3,13 @@
 Text is split into canonical stems: lowercase, crudely stemmed (`stem_word`) and folded through a
 small synonym table, so "quantized the frozen weights" covers a point written as "quantize,
 freeze". `check_answer` reports which key points an answer covered and which it missed.
+
+A concept that is a number ("0.126953125", "302 MB", "16 bytes", "65b") is matched the way a
+person grades, by value (`Quantity`, `quantities`): "0.127", "~300 MB", "0.3 GB", "4.2 million"
+and "6,738,415,616" all count when they are within `NUMBER_TOLERANCE` of the bank's figure (a
+question may set its own `tolerance`), or are the figure correctly rounded to the two or more
+significant digits written. Units are converted, never ignored: a concept with a unit needs the
+same kind of unit in the answer ("302 GB", "302 MiB" and a bare "302" miss "302 MB").
 """
 
 from __future__ import annotations
@@ -13,6 +20,44 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PASS_SCORE = 0.6  # share of key points a typed answer must cover to count as "knew it"
+
+# How far a typed number may be from the bank's and still count, relative to the bank's. 4%
+# takes every sensible rounding of a figure to two significant digits ("112 GB" for 111.5,
+# "0.13 bits" for 0.12695, "~300 MB" for 302) and stays below the 4.9% between MiB and MB and the
+# 7.4% between GiB and GB, so a figure given in the wrong one of those units does not pass. A
+# question whose figures are rougher sets `tolerance:` in its bank entry.
+NUMBER_TOLERANCE = 0.04
+
+# Units a number may carry: unit -> (what it measures, factor to the base unit). Bits and bytes
+# are one quantity (8 bits = 1 byte), so "16-bit" and "2 bytes" agree and "0.5 bits" and "0.5
+# bytes" do not.
+UNITS: dict[str, tuple[str, float]] = {
+    "bit": ("bytes", 1 / 8),
+    "bits": ("bytes", 1 / 8),
+    "byte": ("bytes", 1.0),
+    "bytes": ("bytes", 1.0),
+    "kb": ("bytes", 1e3),
+    "mb": ("bytes", 1e6),
+    "gb": ("bytes", 1e9),
+    "tb": ("bytes", 1e12),
+    "kib": ("bytes", 2.0**10),
+    "mib": ("bytes", 2.0**20),
+    "gib": ("bytes", 2.0**30),
+    "tib": ("bytes", 2.0**40),
+    "%": ("percent", 1.0),
+    "percent": ("percent", 1.0),
+    "per cent": ("percent", 1.0),
+}
+# Plain multipliers: "4.2 million", "65B", "160k" (the one-letter forms only written attached).
+SCALES: dict[str, float] = {
+    "thousand": 1e3,
+    "million": 1e6,
+    "billion": 1e9,
+    "trillion": 1e12,
+    "k": 1e3,
+    "m": 1e6,
+    "b": 1e9,
+}
 
 # Words that mean the same thing in this field. Each group maps to its first word.
 SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
@@ -48,6 +93,14 @@ STOPWORDS = frozenset(
 )
 
 _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[a-z][a-z0-9]*")
+_WORD_UNITS = sorted(
+    (u for u in [*UNITS, *SCALES] if len(u) > 1 or u == "%"), key=len, reverse=True
+)
+_QUANTITY = re.compile(
+    r"(?<![\w.])(?P<num>\d{1,3}(?:[,_]\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?)(?P<exp>e[-+]?\d+)?"
+    r"(?:(?P<letter>[kmb])(?![a-z0-9])"
+    r"|\s*-?\s*(?P<unit>" + "|".join(re.escape(u) for u in _WORD_UNITS) + r")(?![a-z0-9]))?"
+)
 _DERIVATIONS = ("ational", "ation", "ism", "ement", "ment", "ness", "ity", "est", "er", "ly", "al")
 
 
@@ -91,28 +144,120 @@ def normalize(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Quantity:
+    """A number as written in a text, with the unit or multiplier after it.
+
+    `written` is the number as typed (300 in "~300 MB"), `factor` turns it into the base unit
+    (1e6 for MB), `kind` is what the unit measures (None for a plain or scaled number), `scaled`
+    whether a unit or multiplier followed, and `half_step` half the value of the last significant
+    digit written, in the written unit (None when fewer than two significant digits were written:
+    "100" or "0.1" says nothing about precision).
+    """
+
+    written: float
+    factor: float = 1.0
+    kind: str | None = None
+    scaled: bool = False
+    half_step: float | None = None
+
+    @property
+    def value(self) -> float:
+        """The number in the base unit (bytes, percent, or a plain count)."""
+        return self.written * self.factor
+
+    def matches(self, other: Quantity, tolerance: float = NUMBER_TOLERANCE) -> bool:
+        """Whether `other`, found in an answer, states this bank figure (`self`)."""
+        if self.kind is not None:  # a unit: the answer must give one of the same kind
+            return other.kind == self.kind and other._near(self.value, tolerance, other.factor)
+        if self.scaled:  # "65b": a number of that size, without a unit
+            return other.kind is None and other._near(self.value, tolerance, other.factor)
+        # A plain figure ("80", "0.126953125"): as written, whatever unit follows it, or by
+        # value when only a multiplier follows ("4.2 million" for "4,194,304").
+        return other._near(self.written, tolerance, 1.0) or (
+            other.kind is None and other._near(self.written, tolerance, other.factor)
+        )
+
+    def _near(self, target: float, tolerance: float, factor: float) -> bool:
+        gap = abs(self.written * factor - target)
+        if gap <= tolerance * abs(target) * (1 + 1e-12):
+            return True
+        return self.half_step is not None and gap <= self.half_step * factor * (1 + 1e-9)
+
+
+def _quantity(match: re.Match) -> Quantity:
+    digits = match["num"].replace(",", "").replace("_", "")
+    exponent = int(match["exp"][1:]) if match["exp"] else 0
+    written = float(digits) * 10.0**exponent
+    unit = match["unit"] or match["letter"]
+    kind, factor = None, 1.0
+    if unit in UNITS:
+        kind, factor = UNITS[unit]
+    elif unit in SCALES:
+        factor = SCALES[unit]
+    whole, _, frac = digits.partition(".")
+    significant = (whole + frac).lstrip("0")
+    last_place = -len(frac)
+    if not frac:
+        stripped = significant.rstrip("0")
+        last_place = len(significant) - len(stripped)
+        significant = stripped
+    half_step = 0.5 * 10.0 ** (last_place + exponent) if len(significant) >= 2 else None
+    return Quantity(written, factor, kind, unit is not None, half_step)
+
+
+def quantities(text: str) -> list[Quantity]:
+    """Every number in `text`, with the unit or multiplier written after it."""
+    return [_quantity(m) for m in _QUANTITY.finditer(text.lower())]
+
+
+def as_quantity(text: str) -> Quantity | None:
+    """`text` as one number with an optional unit ("302 MB", "16-bit", "1e-4"), else None."""
+    match = _QUANTITY.fullmatch(text.strip().lower())
+    return _quantity(match) if match else None
+
+
+@dataclass(frozen=True)
+class _Answer:
+    stems: list[str]
+    numbers: list[Quantity]
+
+
+def _parse(text: str) -> _Answer:
+    return _Answer(normalize(text), quantities(text))
+
+
+@dataclass(frozen=True)
 class KeyPoint:
     """One thing a good answer says; covered when every concept in `needs` is mentioned."""
 
     point: str
     needs: tuple[str, ...]
 
-    def concepts(self) -> list[list[list[str]]]:
-        """Each concept as its alternatives, each alternative as a stem sequence."""
-        return _concept_stems(self.needs)
+    def concepts(self) -> list[list[list[str] | Quantity]]:
+        """Each concept as its alternatives: a number (`Quantity`) or a stem sequence."""
+        return _concepts(self.needs)
 
-    def missing(self, stems: list[str]) -> list[str]:
-        """The concepts (as written in the bank) that `stems` does not mention."""
+    def missing(self, text: str, tolerance: float = NUMBER_TOLERANCE) -> list[str]:
+        """The concepts (as written in the bank) that the answer `text` does not mention."""
+        return self._missing(_parse(text), tolerance)
+
+    def _missing(self, answer: _Answer, tolerance: float) -> list[str]:
         return [
             raw
             for raw, alts in zip(self.needs, self.concepts(), strict=True)
-            if not any(_contains(stems, alt) for alt in alts)
+            if not any(_mentions(answer, alt, tolerance) for alt in alts)
         ]
 
 
 @functools.cache
-def _concept_stems(needs: tuple[str, ...]) -> list[list[list[str]]]:
-    return [[normalize(alt) for alt in concept.split("|")] for concept in needs]
+def _concepts(needs: tuple[str, ...]) -> list[list[list[str] | Quantity]]:
+    return [[as_quantity(alt) or normalize(alt) for alt in concept.split("|")] for concept in needs]
+
+
+def _mentions(answer: _Answer, concept: list[str] | Quantity, tolerance: float) -> bool:
+    if isinstance(concept, Quantity):
+        return any(concept.matches(q, tolerance) for q in answer.numbers)
+    return _contains(answer.stems, concept)
 
 
 def _contains(stems: list[str], phrase: list[str]) -> bool:
@@ -138,13 +283,23 @@ class Check:
         return self.score >= PASS_SCORE
 
 
-def check_answer(question: Any, text: str) -> Check:
+def check_answer(question: Any, text: str, tolerance: float | None = None) -> Check:
     """Compare a typed answer with the key points of `question` (a `quiz.bank.Question`, or
-    anything with `key_points`), tolerant of wording."""
-    stems = normalize(text)
+    anything with `key_points`), tolerant of wording and of sensible rounding.
+
+    A number counts within `tolerance` of the bank's, relative to it: the argument if given,
+    else the question's own `tolerance`, else `NUMBER_TOLERANCE`.
+    """
+    if tolerance is None:
+        tolerance = getattr(question, "tolerance", None)
+    if tolerance is None:
+        tolerance = NUMBER_TOLERANCE
+    if not 0 <= tolerance < 1:
+        raise ValueError(f"tolerance={tolerance!r}: give a share of the bank's figure in [0, 1)")
+    answer = _parse(text)
     result = Check(covered=[], missed=[])
     for kp in question.key_points:
-        missing = kp.missing(stems)
+        missing = kp._missing(answer, tolerance)
         if missing:
             result.missed.append(kp)
             result.missing_concepts[kp.point] = missing

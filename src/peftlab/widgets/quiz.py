@@ -34,12 +34,15 @@ def question_html(q: quiz.Question, position: str = "") -> str:
 
 
 def answer_html(q: quiz.Question) -> str:
-    """The model answer with its key points, common mistakes and follow-up question."""
+    """The model answer with its key points, common mistakes and the follow-up with its answer
+    (folded away, so you can try it first)."""
     points = "".join(f"<li>{_esc(kp.point)}</li>" for kp in q.key_points)
     mistakes = "".join(f"<li>{_esc(m)}</li>" for m in q.mistakes)
     return (
         f"<p><b>Model answer.</b> {_esc(q.answer)}</p><b>Key points</b><ul>{points}</ul>"
         f"<b>Common mistakes</b><ul>{mistakes}</ul><p><b>Follow-up:</b> {_esc(q.follow_up)}</p>"
+        f"<details><summary>Answer to the follow-up</summary><p>{_esc(q.follow_up_answer)}</p>"
+        "</details>"
     )
 
 
