@@ -32,7 +32,8 @@ def test_json_passes_every_option_through(capsys, tmp_path):
     args = ["--model", str(tmp_path / "config.json"), "--method", "qlora", "--rank", "16"]
     args += ["--targets", "all-linear", "--precision", "bf16", "--optimizer", "adamw8bit"]
     args += ["--batch-size", "4", "--seq-len", "1024", "--gradient-checkpointing"]
-    args += ["--no-double-quant"]
+    args += ["--no-double-quant", "--optimizer-precision", "fp32", "--attn-implementation"]
+    args += ["eager", "--no-prepare-kbit"]
     out = run_json(capsys, *args)
     expected = memory.estimate(
         "mistral-7b",
@@ -45,6 +46,9 @@ def test_json_passes_every_option_through(capsys, tmp_path):
         seq_len=1024,
         gradient_checkpointing=True,
         double_quant=False,
+        optimizer_precision="fp32",
+        attn_implementation="eager",
+        prepare_kbit=False,
     )
     assert out["bytes"] == expected.to_dict()
     assert out["trainable_params"] == memory.lora_params("mistral-7b", 16, "all-linear")
@@ -58,6 +62,24 @@ def test_targets_list_and_hf_accounting(capsys):
     out = run_json(capsys, "--accounting", "hf", "--seq-len", "1")
     per_param = (out["bytes"]["total"] - out["bytes"]["activations"]) / out["params"]
     assert per_param == 18
+
+
+def test_qlora_paper_recipe_and_paged_floor(capsys):
+    args = ["--model", "llama-65b", "--method", "qlora", "--rank", "64", "--targets"]
+    args += ["all-linear", "--precision", "bf16", "--optimizer", "paged_adamw"]
+    args += ["--optimizer-precision", "fp32", "--no-prepare-kbit"]
+    out = run_json(capsys, *args)
+    assert out["gradient_checkpointing"] is None  # qlora's default: on
+    assert out["bytes"]["total"] < 48 * 2**30
+    assert out["pageable"] == out["bytes"]["optimizer_states"] > 0
+    assert out["gpu_floor"] == out["bytes"]["total"] - out["pageable"]
+    assert cli.main(["memory", *args]) == 0
+    text = capsys.readouterr().out
+    assert "GPU floor GB (paged evicted)" in text and f"{out['gpu_floor'] / 1e9:.3f}" in text
+    assert "T4 16 GB: no bf16, use fp16 compute" in text
+    out = run_json(capsys, "--method", "qlora", "--no-gradient-checkpointing")
+    expected = memory.estimate("llama-2-7b", method="qlora", gradient_checkpointing=False)
+    assert out["bytes"] == expected.to_dict()
 
 
 def test_table_shows_gb_gib_and_fit(capsys):
@@ -90,7 +112,9 @@ def test_compare_puts_three_methods_side_by_side(capsys):
         (["--method", "lora", "--rank", "5000"], "r=5000"),
         (["--method", "prefix"], "full, lora, qlora"),
         (["--precision", "fp8"], "mixed, bf16, fp32"),
-        (["--optimizer", "lion"], "adamw, adamw8bit, sgd_momentum, sgd"),
+        (["--optimizer", "lion"], "adamw, adamw8bit, paged_adamw, paged_adamw8bit, sgd"),
+        (["--optimizer-precision", "fp8"], "optimizer_precision='fp8'"),
+        (["--attn-implementation", "flash"], "sdpa, eager"),
         (["--batch-size", "0"], "batch_size=0"),
         (["--seq-len", "-1"], "seq_len=-1"),
         (["--model", "gpt-5"], "llama-2-7b"),

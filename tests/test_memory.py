@@ -183,27 +183,148 @@ def test_nf4_constant_overhead_matches_qlora_paper():
     assert memory.quant_constant_bytes(65, double_quant=False) == 8  # a partial block counts
 
 
-def test_qlora_keeps_embeddings_and_head_in_16_bit():
+def test_qlora_counts_peft_fp32_upcast_of_embeddings_norms_and_head():
+    """prepare_model_for_kbit_training casts every non-quantized 16-bit parameter to fp32."""
     n = memory.count_params("llama-2-7b")
     embed_and_head = 2 * 32000 * 4096
+    assert embed_and_head == 262_144_000
     norms = 65 * 4096
     linear = n - embed_and_head - norms
     b = memory.estimate("llama-2-7b", method="qlora", double_quant=False)
-    assert b.frozen_weights == linear // 2 + 2 * (embed_and_head + norms)
+    assert b.frozen_weights == linear // 2 + 4 * (embed_and_head + norms)
     assert b.quantization_constants == linear // 64 * 4
+    kept_16bit = memory.estimate(
+        "llama-2-7b", method="qlora", double_quant=False, prepare_kbit=False
+    )
+    assert kept_16bit.frozen_weights == linear // 2 + 2 * (embed_and_head + norms)
+    assert round((b.frozen_weights - kept_16bit.frozen_weights) / 1e9, 2) == 0.52
     lora = memory.estimate("llama-2-7b", method="lora")
     assert b.trainable_weights == lora.trainable_weights == 4 * 4_194_304
 
 
-def test_activation_formula_by_hand():
+def test_qlora_checkpoints_by_default_as_prepare_model_for_kbit_training_does():
+    default = memory.estimate("llama-2-7b", method="qlora")
+    assert default == memory.estimate("llama-2-7b", method="qlora", gradient_checkpointing=True)
+    assert (
+        default.activations
+        < memory.estimate("llama-2-7b", method="qlora", gradient_checkpointing=False).activations
+    )
+    assert memory.estimate("llama-2-7b", method="lora") == memory.estimate(
+        "llama-2-7b", method="lora", gradient_checkpointing=False
+    )
+
+
+def test_korthikanti_formula_by_hand():
     s, b, h, a, layers, vocab = 512, 2, 4096, 32, 32, 32000
     per_layer = s * b * h * (34 + 5 * a * s / h)
     expected = layers * per_layer + s * b * vocab * 4
-    assert memory.activation_bytes("llama-2-7b", b, s) == expected
+    assert memory.korthikanti_bytes("llama-2-7b", b, s) == expected
     checkpointed = layers * 2 * s * b * h + per_layer + s * b * vocab * 4
-    assert memory.activation_bytes("llama-2-7b", b, s, gradient_checkpointing=True) == checkpointed
-    fp32 = memory.estimate("llama-2-7b", precision="fp32", batch_size=b, seq_len=s)
-    assert fp32.activations == 2 * expected
+    assert memory.korthikanti_bytes("llama-2-7b", b, s, gradient_checkpointing=True) == checkpointed
+
+
+def test_llama_layer_terms_by_hand():
+    """Full fine-tuning in bf16 with SDPA: per token, 2 norms of (4h + 4 + 2h) + their outputs
+    2h each, q, k, v and the output 2h each, a logsumexp per head, and 4 MLP tensors of 2i."""
+    h, i, a, s, b = 4096, 11008, 32, 512, 1
+    terms = memory.activation_terms("llama-2-7b", b, s, precision="bf16")
+    per_token = 2 * (4 * h + 4 + 2 * h) + 2 * 2 * h + 4 * 2 * h + 4 * a + 4 * 2 * i
+    assert sum(terms["layer"].values()) == per_token * s * b
+    eager = memory.activation_terms(
+        "llama-2-7b", b, s, precision="bf16", attn_implementation="eager"
+    )
+    scores = (4 + 2) * a * s * s * b  # fp32 softmax output and its bf16 copy
+    # eager's o_proj keeps its input (2h), the same bytes as SDPA's kept output; no logsumexp
+    assert sum(eager["layer"].values()) - sum(terms["layer"].values()) == scores - 4 * a * s * b
+    # Korthikanti's GPT block (34 + 5as/h) sits between the two at s = 512
+    sdpa_total = memory.activation_bytes("llama-2-7b", b, s, precision="bf16")
+    eager_total = memory.activation_bytes(
+        "llama-2-7b", b, s, precision="bf16", attn_implementation="eager"
+    )
+    assert sdpa_total < memory.korthikanti_bytes("llama-2-7b", b, s) < eager_total
+
+
+def test_fp32_doubles_the_16_bit_activations_roughly():
+    bf16 = memory.estimate("llama-2-7b", precision="bf16", seq_len=512).activations
+    fp32 = memory.estimate("llama-2-7b", precision="fp32", seq_len=512).activations
+    assert 1.5 < fp32 / bf16 < 2
+
+
+# --- the papers' recipes, each with its settings named -------------------------------------------
+def test_qlora_paper_780_gb_for_65b_full_16_bit_finetuning():
+    """QLoRA paper, introduction: LLaMA-65B full 16-bit fine-tuning needs "more than 780 GB":
+    bf16 weights (2) and gradients (2) with fp32 Adam moments (8), 12 bytes per parameter."""
+    b = memory.estimate("llama-65b", "full", precision="bf16", optimizer_precision="fp32")
+    n = memory.count_params("llama-65b")
+    assert (b.total - b.activations) == 12 * n
+    assert 780e9 < b.total - b.activations < 790e9
+
+
+def test_qlora_paper_65b_under_48_gb_with_its_own_recipe():
+    """QLoRA paper: 65B fine-tuned on one 48 GB GPU with NF4 + double quantization, bf16
+    adapters (r = 64 on every linear layer), paged 32-bit AdamW, checkpointing, batch 1."""
+    recipe = dict(
+        method="qlora", r=64, target_modules="all-linear", precision="bf16",
+        optimizer="paged_adamw", optimizer_precision="fp32", gradient_checkpointing=True,
+        batch_size=1, seq_len=512, prepare_kbit=False,
+    )  # fmt: skip
+    b = memory.estimate("llama-65b", **recipe)
+    assert b.total < 48 * 2**30 and memory.fits(b.total)["48 GB workstation (RTX A6000/L40S)"]
+    assert b.pageable == b.optimizer_states == memory.lora_params("llama-65b", 64, "all-linear") * 8
+    assert b.gpu_floor == b.total - b.optimizer_states
+    # peft's defaults (fp32 adapters and upcast embeddings) do not fit as comfortably
+    peft_default = memory.estimate("llama-65b", "qlora", r=64, target_modules="all-linear")
+    assert peft_default.total > b.total + 4e9
+
+
+def test_qlora_paper_7b_4_bit_base_against_5048_mb():
+    """QLoRA paper, section 2: the 4-bit LLaMA-7B base "consumes 5,048 MB". Term by term the
+    weights give 3,866-4,692 MB (NF4 linears 3,238 MB; constants 103 MB with double
+    quantization, 405 MB without; embeddings and head 524 MB in bf16, 1,049 MB in fp32); the
+    paper's figure sits 7% above the largest of these, a measurement with more than weights."""
+    lin = sum(t.count * t.d_in * t.d_out for t in memory.linear_layers("llama-7b"))
+    assert round(lin / 2 / 1e6) == 3238
+
+    def base(**kw):
+        b = memory.estimate("llama-7b", "qlora", **kw)
+        return (b.frozen_weights + b.quantization_constants) / 1e6
+
+    assert round(base(prepare_kbit=False)) == 3866
+    assert round(base()) == 4390
+    assert round(base(double_quant=False)) == 4692
+    assert 0.05 < 5048 / base(double_quant=False) - 1 < 0.08
+
+
+def test_qlora_paper_lora_26_mb_is_bf16():
+    """0.2% of LLaMA-7B's weights as bf16 adapters take "only 26 MB"."""
+    assert round(0.002 * memory.count_params("llama-7b") * 2 / 1e6) == 27
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        (dict(precision="bf16", optimizer_precision="fp32"), 2 + 2 + 8),
+        (dict(precision="bf16", optimizer="paged_adamw", optimizer_precision="fp32"), 12),
+        (dict(precision="mixed", optimizer="paged_adamw8bit"), 2 + 2 + 4 + 2),
+        (dict(precision="fp32", optimizer_precision="bf16"), 4 + 4 + 4),
+    ],
+)
+def test_optimizer_precision_and_paged_optimizers(kwargs, expected):
+    assert bytes_per_param(**kwargs) == expected
+
+
+def test_paged_states_are_pageable_and_others_are_not():
+    paged = memory.estimate("llama-2-7b", method="lora", optimizer="paged_adamw")
+    plain = memory.estimate("llama-2-7b", method="lora", optimizer="adamw")
+    assert paged.total == plain.total and plain.pageable == 0
+    assert paged.pageable == paged.optimizer_states > 0
+    assert paged.gpu_floor == plain.total - plain.optimizer_states
+    assert set(paged.to_dict()) == {*memory.TERMS, "total"}
+
+
+def test_llama_1_presets_published_shapes():
+    assert memory.count_params("llama-7b") == memory.count_params("llama-2-7b") == 6_738_415_616
+    assert memory.count_params("llama-65b") == 65_285_660_672  # "65.2B" (Touvron et al., 2023)
 
 
 def test_total_is_the_sum_and_dict_has_every_term():
@@ -223,6 +344,14 @@ def test_total_is_the_sum_and_dict_has_every_term():
 
 
 def test_fits():
+    cards = list(memory.GPUS)
+    assert cards[:4] == ["RTX 4060 8 GB", "RTX 3060 12 GB", "T4 16 GB", "RTX 4060 Ti 16 GB"]
+    assert list(memory.GPUS.values()) == sorted(memory.GPUS.values())  # smallest first
+    assert memory.NO_BF16 == ("T4 16 GB",)
+    assert (
+        memory.fits(12 * 2**30)["RTX 3060 12 GB"]
+        and not memory.fits(12 * 2**30 + 1)["RTX 3060 12 GB"]
+    )
     assert memory.fits(23 * 2**30)["24 GB consumer (RTX 3090/4090)"]
     assert not memory.fits(25 * 2**30)["24 GB consumer (RTX 3090/4090)"]
     assert memory.fits(79 * 2**30)["H100 80 GB"] and not memory.fits(81 * 2**30)["H100 80 GB"]
@@ -242,7 +371,10 @@ def test_preset_accepts_paths_and_configs(tmp_path):
     [
         (dict(method="prefix"), "method='prefix'.*full, lora, qlora"),
         (dict(precision="fp8"), "precision='fp8'.*mixed, bf16, fp32"),
-        (dict(optimizer="lion"), "optimizer='lion'.*adamw, adamw8bit"),
+        (dict(optimizer="lion"), "optimizer='lion'.*adamw, adamw8bit, paged_adamw"),
+        (dict(optimizer_precision="fp16"), "optimizer_precision='fp16'.*fp32, bf16"),
+        (dict(attn_implementation="flash"), "attn_implementation='flash'.*sdpa, eager"),
+        (dict(gradient_checkpointing="yes"), "gradient_checkpointing='yes'.*True or False"),
         (dict(batch_size=0), "batch_size=0"),
         (dict(seq_len=-5), "seq_len=-5"),
         (dict(method="lora", r=0), "r=0"),

@@ -5,7 +5,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from peftlab import measure, memory, seed_everything
+from peftlab import finetune, measure, memory, seed_everything
 from peftlab.base_model import nf4_config
 
 CONFIG = LlamaConfig(
@@ -74,14 +74,16 @@ def test_lora_on_bf16_base(precision, upcast):
 
 
 @pytest.mark.parametrize("double_quant", [False, True])
-def test_qlora_nf4_base(tmp_path, double_quant):
+def test_qlora_as_train_lora_builds_it(tmp_path, double_quant):
+    """The QLoRA model is the one finetune.train_lora(method="qlora") trains: a 4-bit base
+    through peft's prepare_model_for_kbit_training (fp32 embeddings, norms and head)."""
     random_llama().save_pretrained(tmp_path)
     base = AutoModelForCausalLM.from_pretrained(
         tmp_path, quantization_config=nf4_config(double_quant), device_map="cpu",
         dtype=torch.bfloat16,
     )  # fmt: skip
-    footprint = base.get_memory_footprint()
-    model = get_peft_model(base, LoraConfig(r=R, target_modules=TARGETS))
+    model = finetune.build_peft_model(base, method="qlora", r=R, target_modules=TARGETS)
+    footprint = model.get_base_model().get_memory_footprint()
     held = measure.held_bytes(model, one_step(model))
     est = memory.estimate(CONFIG, "qlora", r=R, target_modules=TARGETS, double_quant=double_quant)
     for term in (
@@ -92,5 +94,9 @@ def test_qlora_nf4_base(tmp_path, double_quant):
         "optimizer_states",
     ):
         assert held[term] == getattr(est, term), term
-    # get_memory_footprint counts parameters and buffers (rotary tables), not quant constants.
-    assert abs(footprint - est.frozen_weights) / footprint < 0.02
+    # get_memory_footprint counts parameters (the adapters too) and buffers (rotary tables), not
+    # the quantization constants.
+    assert abs(footprint - est.trainable_weights - est.frozen_weights) / footprint < 0.02
+    embeddings = model.get_base_model().get_input_embeddings().weight
+    assert embeddings.dtype == torch.float32  # prepare_model_for_kbit_training's upcast
+    assert model.get_base_model().is_gradient_checkpointing

@@ -7,6 +7,7 @@ adapter saved in peft's format. Only the model is small.
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +104,42 @@ def lora_config(
     )
 
 
+def build_peft_model(
+    model,
+    *,
+    method: str = "lora",
+    r: int = 8,
+    alpha: int = 16,
+    target_modules=None,
+    gradient_checkpointing: bool | None = None,
+) -> PeftModel:
+    """The model `train_lora` trains: `model` wrapped with LoRA, prepared for 4 bits for QLoRA.
+
+    QLoRA goes through peft's `prepare_model_for_kbit_training`, as peft users run it: the base
+    is frozen, every non-quantized 16-bit parameter (embeddings, norms, output head) is cast to
+    fp32, and gradient checkpointing is on (`gradient_checkpointing=None` means on for QLoRA,
+    off for LoRA). `peftlab.memory.estimate` counts the same recipe.
+    """
+    if method not in TRAIN_METHODS:
+        raise ValueError(f"method={method!r}: choose one of {', '.join(TRAIN_METHODS)}")
+    if gradient_checkpointing is None:
+        gradient_checkpointing = method == "qlora"
+    if gradient_checkpointing:
+        model.config.use_cache = False  # no KV cache while training (transformers would say so)
+    with known_warnings(), warnings.catch_warnings():
+        # peft 0.21.2 enables checkpointing by a name transformers 5.24 deprecates
+        warnings.filterwarnings("ignore", "`gradient_checkpointing_enable` is deprecated")
+        if method == "qlora":
+            model = prepare_model_for_kbit_training(
+                model,
+                use_gradient_checkpointing=gradient_checkpointing,
+                gradient_checkpointing_kwargs={"use_reentrant": False},  # torch's advice
+            )
+        elif gradient_checkpointing:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        return get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
+
+
 def train_lora(
     model,
     tokenizer,
@@ -120,11 +157,13 @@ def train_lora(
     runs_dir: str | os.PathLike = "runs",
     progress: bool = True,
     on_loss: Callable[[int, float], None] | None = None,
+    gradient_checkpointing: bool | None = None,
 ) -> TrainResult:
     """Fine-tune `model` with LoRA (or QLoRA on a 4-bit model) and save the adapter.
 
     The adapter is written to `runs_dir/run_name/adapter` through a temporary folder that is
-    renamed only when complete; `run_name=None` skips saving.
+    renamed only when complete; `run_name=None` skips saving. The model is built by
+    `build_peft_model` (for QLoRA: `prepare_model_for_kbit_training`, gradient checkpointing on).
     """
     if method not in TRAIN_METHODS:
         raise ValueError(f"method={method!r}: choose one of {', '.join(TRAIN_METHODS)}")
@@ -132,11 +171,11 @@ def train_lora(
         raise ValueError(f"steps={steps}: the number of training steps must be positive")
     if not examples:
         raise ValueError("no training examples: pass at least one complaint/reply pair")
-    if method == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    with known_warnings():
-        peft_model = get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
-    trainable, total = peft_model.get_nb_trainable_parameters()
+    wrapped = build_peft_model(
+        model, method=method, r=r, alpha=alpha, target_modules=target_modules,
+        gradient_checkpointing=gradient_checkpointing,
+    )  # fmt: skip
+    trainable, total = wrapped.get_nb_trainable_parameters()
     dataset = [tokenize_example(tokenizer, ex) for ex in examples]
     recorder = _LossRecorder(on_loss)
     args = TrainingArguments(
@@ -158,7 +197,7 @@ def train_lora(
         remove_unused_columns=False,
     )
     trainer = Trainer(
-        model=peft_model,
+        model=wrapped,
         args=args,
         train_dataset=dataset,
         data_collator=lambda feats: pad_batch(feats, tokenizer.pad_token_id),
@@ -171,10 +210,10 @@ def train_lora(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    peft_model.eval()
+    wrapped.eval()
     adapter_dir = None
     if run_name is not None:
         adapter_dir = Path(runs_dir) / run_name / "adapter"
         with atomic_dir(adapter_dir) as tmp:
-            peft_model.save_pretrained(tmp)
-    return TrainResult(peft_model, adapter_dir, trainable, total, seconds, recorder.losses)
+            wrapped.save_pretrained(tmp)
+    return TrainResult(wrapped, adapter_dir, trainable, total, seconds, recorder.losses)

@@ -118,3 +118,125 @@ def forward_ms(
     with torch.no_grad():
         return median_ms({name: partial(model, **batch) for name, model in models.items()},
                          repeats, warmup)  # fmt: skip
+
+
+# --- bytes autograd keeps for the backward pass -------------------------------------------------
+def saved_activation_bytes(
+    model: Any, batch_size: int = 1, seq_len: int = 128, autocast: bool = False, seed: int = 0
+) -> dict[str, int]:
+    """Bytes of activations a training forward keeps for backward, counted, not estimated.
+
+    One forward pass (train mode, random tokens as inputs and labels) runs under
+    `torch.autograd.graph.saved_tensors_hooks`, which sees every tensor autograd saves for
+    backward. A tensor counts once per storage (views such as a transposed copy of the same
+    buffer share one), at the storage's full size; storages of parameters and buffers (a
+    frozen weight saved for the input gradient, the rotary tables) are weights, not activations.
+
+    Gradient checkpointing (transformers' per-layer `_gradient_checkpointing_func`) keeps no
+    saved tensors inside a layer; it keeps the layer's inputs and recomputes the layer during
+    backward. Those inputs are counted as `checkpoint_inputs`, and the largest set of tensors one
+    layer saves while it is recomputed (counted by running it once more with the hooks on) as
+    `recompute`: the backward pass holds all kept tensors plus one recomputed layer.
+
+    Returns bytes: `layers` (saved inside the decoder layers), `other` (embeddings, final norm,
+    output head, loss), `checkpoint_inputs`, `recompute`, and `total`, their sum.
+    """
+    import functools
+
+    torch.manual_seed(seed)
+    model.train()
+    weights = {t.untyped_storage().data_ptr() for t in _weight_tensors(model)}
+    counted: dict[int, int] = {}
+    kept: list[torch.Tensor] = []  # holding them keeps their storage from being reused
+    totals = dict(layers=0, other=0, checkpoint_inputs=0, recompute=0)
+    where = ["other"]
+
+    def count(tensor: Any, key: str, seen: dict[int, int]) -> None:
+        if isinstance(tensor, (tuple, list)):  # position_embeddings: (cos, sin)
+            for item in tensor:
+                count(item, key, seen)
+            return
+        if not isinstance(tensor, torch.Tensor) or tensor.device.type == "meta":
+            return
+        storage = tensor.untyped_storage()
+        ptr = storage.data_ptr()
+        if ptr in weights or ptr in counted or ptr in seen:
+            return
+        seen[ptr] = storage.nbytes()
+        kept.append(tensor)
+        totals[key] += storage.nbytes()
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        count(tensor, where[-1], counted)
+        return tensor
+
+    layers = _decoder_layers(model)
+    originals = {}
+
+    def checkpointed(original: Callable, fn: Callable, *args: Any, **kwargs: Any) -> Any:
+        bound = [*args, *kwargs.values()]
+        if isinstance(fn, functools.partial):
+            bound += [*fn.args, *fn.keywords.values()]
+        for value in bound:
+            count(value, "checkpoint_inputs", counted)
+        recompute: dict[int, int] = {}
+
+        def pack_recomputed(tensor: torch.Tensor) -> torch.Tensor:
+            count(tensor, "recompute", recompute)
+            return tensor
+
+        before = totals["recompute"]
+        with (
+            torch.enable_grad(),
+            torch.autograd.graph.saved_tensors_hooks(pack_recomputed, lambda t: t),
+        ):
+            fn(*args, **kwargs)
+        one_layer = totals["recompute"] - before
+        totals["recompute"] = max(before, one_layer)
+        return original(fn, *args, **kwargs)
+
+    for layer in layers:
+        original = getattr(layer, "_gradient_checkpointing_func", None)
+        if getattr(layer, "gradient_checkpointing", False) and original is not None:
+            originals[layer] = original
+            layer._gradient_checkpointing_func = functools.partial(checkpointed, original)
+
+    def enter(*_: Any) -> None:
+        where.append("layers")
+
+    def leave(*_: Any) -> None:
+        where.pop()
+
+    handles = [layer.register_forward_pre_hook(enter) for layer in layers]
+    handles += [layer.register_forward_hook(leave) for layer in layers]
+    ids = torch.randint(0, model.config.vocab_size, (batch_size, seq_len))
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                loss = model(input_ids=ids, labels=ids).loss
+    finally:
+        for handle in handles:
+            handle.remove()
+        for layer, original in originals.items():
+            layer._gradient_checkpointing_func = original
+    del loss
+    return {**totals, "total": sum(totals.values())}
+
+
+def _weight_tensors(model: Any) -> list[torch.Tensor]:
+    """Parameters, buffers and bitsandbytes' 4-bit quantization constants of `model`."""
+    tensors = [*model.parameters(), *model.buffers()]
+    for param in model.parameters():
+        state = getattr(param, "quant_state", None)
+        if state is not None:
+            tensors.append(state.absmax)
+            if state.nested:
+                tensors += [state.state2.absmax, state.state2.code]
+    return tensors
+
+
+def _decoder_layers(model: Any) -> list[torch.nn.Module]:
+    """The repeated transformer blocks (transformers' GradientCheckpointingLayer)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]

@@ -5,15 +5,6 @@ import json
 
 GB = 10**9
 GIB = 2**30
-TERMS = (
-    "frozen_weights",
-    "trainable_weights",
-    "gradients",
-    "optimizer_states",
-    "master_weights",
-    "activations",
-    "quantization_constants",
-)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,13 +25,31 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--optimizer",
         default="adamw",
-        help="adamw, adamw8bit, sgd_momentum or sgd (default: adamw)",
+        help="adamw, adamw8bit, paged_adamw, paged_adamw8bit, sgd_momentum or sgd "
+        "(default: adamw; paged states may move to CPU RAM: see 'GPU floor')",
     )
+    p.add_argument(
+        "--optimizer-precision",
+        default=None,
+        help="fp32 or bf16: dtype of Adam's moments (default: bf16 only when everything else is)",
+    )
+    p.add_argument("--attn-implementation", default="sdpa", help="sdpa or eager (default: sdpa)")
     p.add_argument("--batch-size", type=int, default=1)
     p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="default: on for qlora (as prepare_model_for_kbit_training does), off otherwise",
+    )
     p.add_argument(
         "--no-double-quant", action="store_true", help="QLoRA without double quantization"
+    )
+    p.add_argument(
+        "--no-prepare-kbit",
+        action="store_true",
+        help="QLoRA: keep embeddings/norms/head in 16 bits (the QLoRA paper's script) instead "
+        "of peft's fp32 upcast",
     )
     p.add_argument(
         "--accounting", default="zero", help="zero (16 bytes/param) or hf (18) for full mixed"
@@ -74,6 +83,9 @@ def _settings(args: argparse.Namespace) -> dict:
     return {
         "precision": args.precision,
         "optimizer": args.optimizer,
+        "optimizer_precision": args.optimizer_precision or "default",
+        "attn_implementation": args.attn_implementation,
+        "prepare_kbit": not args.no_prepare_kbit,
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
         "gradient_checkpointing": args.gradient_checkpointing,
@@ -97,6 +109,9 @@ def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
         gradient_checkpointing=args.gradient_checkpointing,
         double_quant=not args.no_double_quant,
         accounting=args.accounting,
+        optimizer_precision=args.optimizer_precision,
+        attn_implementation=args.attn_implementation,
+        prepare_kbit=not args.no_prepare_kbit,
     )
     if method == "full":
         trainable = memory.count_params(config)
@@ -107,6 +122,8 @@ def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
         "method": method,
         "trainable_params": trainable,
         "bytes": breakdown.to_dict(),
+        "pageable": breakdown.pageable,
+        "gpu_floor": breakdown.gpu_floor,
         "fits": memory.fits(breakdown.total),
     }
 
@@ -124,7 +141,11 @@ def _parse_targets(text: str | None) -> list[str] | str | None:
 
 def _header(memory, config, args: argparse.Namespace, settings: dict) -> str:
     n = memory.count_params(config)
-    ckpt = ", gradient checkpointing" if args.gradient_checkpointing else ""
+    ckpt = {
+        True: ", gradient checkpointing",
+        False: ", no gradient checkpointing",
+        None: ", gradient checkpointing for qlora only",
+    }[args.gradient_checkpointing]
     return (
         f"{args.model}: {n:,} parameters; {settings['precision']} precision, "
         f"{settings['optimizer']}, batch {args.batch_size} x {args.seq_len} tokens{ckpt}\n"
@@ -134,17 +155,24 @@ def _header(memory, config, args: argparse.Namespace, settings: dict) -> str:
 
 def _table(results: dict[str, dict]) -> str:
     """Rows of terms, one GB column per method, GiB for the total, then trainable share and fit."""
+    from peftlab import memory
+
     methods = list(results)
     width = 32
     head = "".join(f"{m + ' GB':>14}" for m in methods)
     lines = [f"{'term':<{width}}{head}"]
-    for term in (*TERMS, "total"):
+    for term in (*memory.TERMS, "total"):
         cells = "".join(f"{results[m]['bytes'][term] / GB:>14.3f}" for m in methods)
         lines.append(f"{term.replace('_', ' '):<{width}}{cells}")
     lines.append(
         f"{'total GiB':<{width}}"
         + "".join(f"{results[m]['bytes']['total'] / GIB:>14.3f}" for m in methods)
     )
+    if any(results[m]["pageable"] for m in methods):
+        lines.append(
+            f"{'GPU floor GB (paged evicted)':<{width}}"
+            + "".join(f"{results[m]['gpu_floor'] / GB:>14.3f}" for m in methods)
+        )
     lines.append(
         f"{'trainable params':<{width}}"
         + "".join(f"{results[m]['trainable_params']:>14,}" for m in methods)
@@ -154,4 +182,6 @@ def _table(results: dict[str, dict]) -> str:
     for gpu in gpus:
         cells = "".join(f"{'fits' if results[m]['fits'][gpu] else 'no':>14}" for m in methods)
         lines.append(f"{gpu:<{width}}{cells}")
+    no_bf16 = ", ".join(memory.NO_BF16)
+    lines.append(f"(a card holds its nominal size in GiB; {no_bf16}: no bf16, use fp16 compute)")
     return "\n".join(lines)

@@ -32,6 +32,8 @@ def calculator_summary(values: dict[str, Any]) -> tuple[memory.Breakdown | None,
             batch_size=values["batch_size"],
             seq_len=values["seq_len"],
             gradient_checkpointing=values["gradient_checkpointing"],
+            optimizer_precision=values.get("optimizer_precision"),
+            attn_implementation=values.get("attn_implementation", "sdpa"),
         )
     except ValueError as exc:
         return None, f"<b>Cannot estimate:</b> {exc}"
@@ -41,13 +43,19 @@ def calculator_summary(values: dict[str, Any]) -> tuple[memory.Breakdown | None,
     else:
         trainable = memory.lora_params(values["model"], values["rank"], values["targets"])
     cards = "".join(
-        f"<li>{gpu}: {'fits' if ok else 'does not fit'}</li>"
+        f"<li>{gpu}: {'fits' if ok else 'does not fit'}"
+        f"{' (no bf16: use fp16 compute)' if gpu in memory.NO_BF16 else ''}</li>"
         for gpu, ok in memory.fits(b.total).items()
+    )
+    paged = (
+        f"; {b.gpu_floor / 1e9:,.2f} GB if the paged optimizer states move to CPU RAM"
+        if b.pageable
+        else ""
     )
     html = (
         f"<b>{b.total / 1e9:,.2f} GB</b> ({b.total / 2**30:,.2f} GiB) to train "
-        f"{values['model']} with {values['method']}; trainable {trainable:,} of {total:,} "
-        f"parameters ({100 * trainable / total:.3g}%)<ul>{cards}</ul>"
+        f"{values['model']} with {values['method']}{paged}; trainable {trainable:,} of "
+        f"{total:,} parameters ({100 * trainable / total:.3g}%)<ul>{cards}</ul>"
     )
     return b, html
 
@@ -93,9 +101,18 @@ def memory_calculator(model: str = "llama-2-7b") -> MemoryCalculator:
         "all_linear": w.Checkbox(value=False, description="LoRA on all linear layers"),
         "precision": w.Dropdown(options=memory.PRECISIONS, value="mixed", description="precision"),
         "optimizer": w.Dropdown(options=memory.OPTIMIZERS, value="adamw", description="optimizer"),
+        "optimizer_precision": w.Dropdown(
+            options=[("default", None), *((p, p) for p in memory.OPTIMIZER_PRECISIONS)],
+            value=None,
+            description="Adam states",
+        ),
+        "attn_implementation": w.ToggleButtons(
+            options=memory.ATTN_IMPLEMENTATIONS, value="sdpa", description="attention"
+        ),
         "batch_size": w.IntSlider(value=1, min=1, max=64, description="batch"),
         "seq_len": w.SelectionSlider(options=SEQ_CHOICES, value=512, description="seq length"),
-        "gradient_checkpointing": w.Checkbox(value=False, description="gradient checkpointing"),
+        # on, as for QLoRA (the method it opens on) prepare_model_for_kbit_training does
+        "gradient_checkpointing": w.Checkbox(value=True, description="gradient checkpointing"),
     }
     summary, figure = w.HTML(), w.Output()
     box = w.HBox([w.VBox(list(controls.values())), w.VBox([summary, figure])])
