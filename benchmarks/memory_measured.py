@@ -38,10 +38,12 @@ def reset_peak() -> None:
 
 
 def build(method: str, config, saved: str):
+    """The model as `finetune.train_lora` builds it (QLoRA: prepare_model_for_kbit_training,
+    fp32 embeddings/norms/head, gradient checkpointing on)."""
     import torch
-    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
+    from peftlab import finetune
     from peftlab.base_model import nf4_config
 
     if method == "full":
@@ -53,7 +55,7 @@ def build(method: str, config, saved: str):
         base = AutoModelForCausalLM.from_pretrained(
             saved, quantization_config=nf4_config(), device_map="cpu", dtype=torch.bfloat16
         )
-    return get_peft_model(base, LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    return finetune.build_peft_model(base, method=method, target_modules=["q_proj", "v_proj"])
 
 
 def child(args: argparse.Namespace) -> None:
