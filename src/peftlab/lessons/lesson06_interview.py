@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from matplotlib.figure import Figure
 
 from peftlab.quiz.bank import DIFFICULTIES, Topic, load_topics
+from peftlab.quiz.matching import NUMBER_TOLERANCE
 from peftlab.quiz.progress import BOX_INTERVAL_SESSIONS
 from peftlab.tables import markdown_table
 
@@ -21,14 +22,17 @@ TOLERANCE: dict = {}
 SIXTY_SECOND_ANSWER = "peft-basics-what-is-peft"
 
 
-def results() -> dict[str, list[Topic]]:
-    """The question bank, by topic."""
-    return {"topics": load_topics()}
+def results() -> dict:
+    """The question bank, by topic, and how far a typed number may be from the bank's."""
+    return {"topics": load_topics(), "number tolerance": NUMBER_TOLERANCE}
 
 
 def quotes(results: Mapping) -> dict[str, str]:
-    """The one region of the cheat sheet: everything below its introduction."""
-    return {"cheat sheet": cheat_sheet(results["topics"])}
+    """The cheat sheet (everything below its introduction) and the answer checker's tolerance."""
+    return {
+        "cheat sheet": cheat_sheet(results["topics"]),
+        "number tolerance": f"{results['number tolerance']:.0%}",
+    }
 
 
 def cheat_sheet(topics: list[Topic]) -> str:
