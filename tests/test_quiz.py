@@ -275,6 +275,7 @@ ROUNDING = [
             "it saves 0.373 bits, ~300 MB",
             "saves 0.37 bits a weight, about 0.3 GB",
             "0.373, 288 MiB",
+            "0.373 bits, 0.3 gigabytes",
         ],
         ["it saves 0.373 bits, 3,000 MB", "it saves 0.373 bits, 302 GB", "0.373, 302 MiB"],
     ),
@@ -293,7 +294,7 @@ ROUNDING = [
     (
         "full-ft-memory-7b-breakdown",
         "16 bytes per parameter in total",
-        ["16 bytes per parameter", "128 bits per parameter"],
+        ["16 bytes per parameter", "128 bits per parameter", "sixteen bytes per parameter"],
         ["18 bytes per parameter", "16 bits per parameter", "16 GB per parameter"],
     ),
     (

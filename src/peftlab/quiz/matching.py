@@ -44,6 +44,18 @@ UNITS: dict[str, tuple[str, float]] = {
     "mib": ("bytes", 2.0**20),
     "gib": ("bytes", 2.0**30),
     "tib": ("bytes", 2.0**40),
+    "kilobyte": ("bytes", 1e3),
+    "kilobytes": ("bytes", 1e3),
+    "megabyte": ("bytes", 1e6),
+    "megabytes": ("bytes", 1e6),
+    "gigabyte": ("bytes", 1e9),
+    "gigabytes": ("bytes", 1e9),
+    "terabyte": ("bytes", 1e12),
+    "terabytes": ("bytes", 1e12),
+    "mebibyte": ("bytes", 2.0**20),
+    "mebibytes": ("bytes", 2.0**20),
+    "gibibyte": ("bytes", 2.0**30),
+    "gibibytes": ("bytes", 2.0**30),
     "%": ("percent", 1.0),
     "percent": ("percent", 1.0),
     "per cent": ("percent", 1.0),
@@ -93,6 +105,15 @@ STOPWORDS = frozenset(
 )
 
 _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[a-z][a-z0-9]*")
+# Numbers said in words ("sixteen bytes", "half a gigabyte" is not attempted).
+NUMBER_WORDS: dict[str, int] = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_NUMBER_WORD = re.compile(r"\b(" + "|".join(NUMBER_WORDS) + r")\b")
 _WORD_UNITS = sorted(
     (u for u in [*UNITS, *SCALES] if len(u) > 1 or u == "%"), key=len, reverse=True
 )
@@ -207,7 +228,8 @@ def _quantity(match: re.Match) -> Quantity:
 
 def quantities(text: str) -> list[Quantity]:
     """Every number in `text`, with the unit or multiplier written after it."""
-    return [_quantity(m) for m in _QUANTITY.finditer(text.lower())]
+    text = _NUMBER_WORD.sub(lambda m: str(NUMBER_WORDS[m.group(1)]), text.lower())
+    return [_quantity(m) for m in _QUANTITY.finditer(text)]
 
 
 def as_quantity(text: str) -> Quantity | None:
