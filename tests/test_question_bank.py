@@ -283,6 +283,20 @@ def test_schema_errors_name_file_and_question(tmp_path):
     with pytest.raises(ValueError, match="at least 2 concept words"):
         load_bank(tmp_path)
 
+    no_answer = {k: v for k, v in good["questions"][0].items() if k != "follow_up_answer"}
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(dict(good, questions=[no_answer])))
+    with pytest.raises(ValueError, match=r"lora-explain.*'follow_up_answer' must be non-empty"):
+        load_bank(tmp_path)
+
+    for bad_tolerance in (0, 1.5, "5%", True):
+        loose = dict(good["questions"][0], tolerance=bad_tolerance)
+        (tmp_path / "lora.yaml").write_text(yaml.safe_dump(dict(good, questions=[loose])))
+        with pytest.raises(ValueError, match=r"lora-explain.*tolerance=.*between 0 and 1"):
+            load_bank(tmp_path)
+    loose = dict(good["questions"][0], tolerance=0.1)
+    (tmp_path / "lora.yaml").write_text(yaml.safe_dump(dict(good, questions=[loose])))
+    assert load_bank(tmp_path)[0].tolerance == 0.1
+
     (tmp_path / "lora.yaml").write_text("topic: lora\nquestions: [unclosed\n")
     with pytest.raises(ValueError, match=r"lora\.yaml: not valid YAML"):
         load_bank(tmp_path)
