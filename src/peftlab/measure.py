@@ -1,8 +1,9 @@
 """Measuring what the arithmetic predicts: bytes held by tensors, bytes on disk, wall time.
 
 `peftlab.memory` computes training memory from a config alone; the functions here measure real
-models (the tensors a training step leaves behind, weight files, forward latency), so a lesson
-can put the prediction and the measurement side by side.
+models (the tensors a training step leaves behind, the activations autograd saves for backward,
+weight files, forward latency), so a lesson can put the prediction and the measurement side by
+side.
 """
 
 import os
