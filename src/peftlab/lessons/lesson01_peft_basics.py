@@ -278,6 +278,11 @@ def _x(value: float) -> str:
     return f"{value:.1f}x"
 
 
+def kwargs_text(kwargs: Mapping[str, Any]) -> str:
+    """Keyword arguments as they are written in a call, or "defaults" for none."""
+    return ", ".join(f"{k}={v!r}" for k, v in kwargs.items()).replace("'", '"') or "defaults"
+
+
 def _in(value: float, low: float, high: float | None) -> bool:
     return value >= low and (high is None or value <= high)
 
@@ -330,7 +335,8 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
     settings = {
         "mixed-precision AdamW (ZeRO)": dict(),
         "mixed-precision AdamW (Hugging Face)": dict(accounting="hf"),
-        "pure bf16 AdamW": dict(precision="bf16"),
+        "bf16 AdamW, bf16 moments": dict(precision="bf16", optimizer_precision="bf16"),
+        "bf16 AdamW, fp32 moments": dict(precision="bf16", optimizer_precision="fp32"),
     }
     ratios = {}
     for label, kwargs in settings.items():
@@ -341,8 +347,8 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             "full fine-tuning needs ~4-6x the model size",
             ", ".join(f"{_x(v)} ({k})" for k, v in ratios.items()),
             f"{model}: weights, gradients and optimizer state (activations excluded) over its "
-            f"{gb(weights_16bit)} of 16-bit weights; precision and optimizer: "
-            'estimate() defaults, accounting="hf", precision="bf16"',
+            f"{gb(weights_16bit)} of 16-bit weights; estimate() with "
+            + "; ".join(f"{k}: {kwargs_text(kw)}" for k, kw in settings.items()),
             range_verdict(ratios, 4, 6),
         ]
     )
@@ -370,7 +376,8 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
     # TL;DR: "fine-tune a 7B model on 1 GPU instead of 2-4"
     full_cards = {gib: a100s_needed(model, gib) for gib in A100_GIB}
     peft_fits = {
-        m: memory.estimate(model, method=m).total <= min(A100_GIB) * 2**30
+        m: memory.estimate(model, method=m, gradient_checkpointing=False).total
+        <= min(A100_GIB) * 2**30
         for m in ("lora", "qlora")
     }
     ok = all(peft_fits.values()) and all(_in(k, 2, 4) for k in full_cards.values())
@@ -381,14 +388,18 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             + " or ".join(f"{k} x {gib} GB" for gib, k in full_cards.items())
             + "; LoRA and QLoRA: "
             + ("1 card each" if all(peft_fits.values()) else "more than one 40 GB card"),
-            f"{model}, batch 1 x 512 tokens, r=8 on q_proj, v_proj",
+            f"{model}, batch 1 x 512 tokens, no checkpointing, r=8 on q_proj, v_proj",
             "holds" if ok else "holds only in part: see the figures",
         ]
     )
 
     # "This cuts GPU memory by 5-10x"
     cuts = {}
-    for setting, kwargs in (("batch 1 x 512", {}), ("batch 8 x 2048, checkpointed", BIG_BATCH)):
+    small = dict(batch_size=1, seq_len=512, gradient_checkpointing=False)
+    for setting, kwargs in (
+        ("batch 1 x 512, no checkpointing", small),
+        ("batch 8 x 2048, checkpointed", BIG_BATCH),
+    ):
         full = memory.estimate(model, **kwargs).total
         for m, label in (("lora", "LoRA"), ("qlora", "QLoRA")):
             cuts[f"{label}, {setting}"] = full / memory.estimate(model, method=m, **kwargs).total
@@ -441,7 +452,10 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
     )
 
     # "7B on a single consumer GPU" (with QLoRA)
-    totals = {m: memory.estimate(model, method=m).total for m in ("lora", "qlora")}
+    totals = {
+        m: memory.estimate(model, method=m, gradient_checkpointing=False).total
+        for m in ("lora", "qlora")
+    }
     fits = {
         gib: [m for m, t in totals.items() if t <= gib * 2**30]
         for gib in (CONSUMER_CARD_GIB, SMALLER_CARD_GIB)
@@ -456,7 +470,7 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             "QLoRA fine-tunes a 7B model on a single consumer GPU",
             f"QLoRA {gb(totals['qlora'])}, LoRA {gb(totals['lora'])}; a {CONSUMER_CARD_GIB} GB "
             f"card holds {gb(CONSUMER_CARD_GIB * 2**30)}",
-            f"{model}, batch 1 x 512 tokens, r=8 on q_proj, v_proj, no checkpointing",
+            f"{model}, batch 1 x 512 tokens, r=8 on q_proj, v_proj, no checkpointing for either",
             verdict,
         ]
     )
@@ -507,9 +521,10 @@ def claims_table(model: str = CLAIM_MODEL) -> str:
 
 
 def smallest_card(total_bytes: int) -> str:
-    """ "one <card> GPU" for the smallest of `memory.GPUS` that holds `total_bytes`."""
-    fit = [gpu for gpu, ok in memory.fits(total_bytes).items() if ok]
-    return f"one {fit[0]} GPU" if fit else "no single GPU listed"
+    """ "one N GB GPU" for the smallest capacity in `memory.GPUS` that holds `total_bytes` (a card
+    sold as N GB holds N GiB)."""
+    fit = [capacity for capacity in memory.GPUS.values() if total_bytes <= capacity]
+    return f"one {min(fit) // 2**30} GB GPU" if fit else "no single GPU listed"
 
 
 def results() -> dict[str, memory.Breakdown]:

@@ -494,8 +494,12 @@ def footprint_rows(folder: str | os.PathLike) -> list[dict]:
         if double_quant is None:
             predicted = memory.estimate(model.config, "lora", precision=precision).frozen_weights
         else:
-            estimate = memory.estimate(
-                model.config, "qlora", precision=precision, double_quant=double_quant
+            estimate = memory.estimate(  # as loaded: no prepare_model_for_kbit_training yet
+                model.config,
+                "qlora",
+                precision=precision,
+                double_quant=double_quant,
+                prepare_kbit=False,
             )
             predicted = estimate.frozen_weights + estimate.quantization_constants
         rows.append(dict(format=label, measured=measured, predicted=predicted))
