@@ -8,7 +8,7 @@ by `finetune.build_peft_model` as `train_lora` trains it), SDPA and eager attent
 without gradient checkpointing: `measure.saved_activation_bytes` counts the bytes autograd keeps
 for backward (one forward pass; every storage once, weights excluded), and `memory.estimate`
 predicts them from the config. Prints a markdown table headed by the date, library versions and
-machine. About 5 minutes on one core (`--quick`: one shape at 1,024 tokens).
+machine. About 6 minutes on one core (`--quick`: one shape at 1,024 tokens).
 """
 
 import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels' log line
@@ -17,8 +17,10 @@ import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels
 import argparse
 import datetime
 import itertools
+import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 
@@ -34,11 +36,14 @@ MIB = 2**20
 SHAPES = {
     "h1024 L4 a16": dict(hidden_size=1024, intermediate_size=2816, num_attention_heads=16,
                          num_key_value_heads=16, num_hidden_layers=4, vocab_size=32000),
+    "h1024 L2 a16": dict(hidden_size=1024, intermediate_size=2816, num_attention_heads=16,
+                         num_key_value_heads=16, num_hidden_layers=2, vocab_size=32000),
     "h2048 L2 a16 kv4": dict(hidden_size=2048, intermediate_size=5632, num_attention_heads=16,
                              num_key_value_heads=4, num_hidden_layers=2, vocab_size=32000),
 }  # fmt: skip
 RUNS = {  # shape: (batch, seq) pairs
-    "h1024 L4 a16": [(1, 1024), (1, 2048)],
+    "h1024 L4 a16": [(1, 1024)],
+    "h1024 L2 a16": [(1, 2048)],
     "h2048 L2 a16 kv4": [(1, 1024)],
 }
 RECIPES = {"full bf16": ("full", "bf16"), "LoRA": ("lora", "mixed"), "QLoRA": ("qlora", "mixed")}
@@ -78,37 +83,50 @@ def build(shape: str, attn: str, recipe: str, checkpointing: bool, folder: str):
             base, method="lora", target_modules=TARGETS, gradient_checkpointing=checkpointing
         )
     if checkpointing:
+        base.config.use_cache = False
         base.activation_checkpointing_enable({"use_reentrant": False})
     return base
+
+
+def child(args: argparse.Namespace) -> None:
+    """Count and estimate one configuration; print JSON (each runs in its own process, so the
+    allocator's high-water mark of one run does not carry into the next)."""
+    shape, seq, attn, recipe, ckpt = args.child.split("|")
+    seq, ckpt = int(seq), ckpt == "yes"
+    method, precision = RECIPES[recipe]
+    model = build(shape, attn, recipe, ckpt, args.saved)
+    counted = measure.saved_activation_bytes(model, 1, seq)["total"]
+    config = LlamaConfig(**SHAPES[shape])
+    config._attn_implementation = attn
+    est = memory.estimate(
+        config, method=method, target_modules=None if method == "full" else TARGETS,
+        precision=precision, batch_size=1, seq_len=seq, gradient_checkpointing=ckpt,
+        attn_implementation=attn,
+    ).activations  # fmt: skip
+    korthikanti = memory.korthikanti_bytes(config, 1, seq, ckpt)
+    print(json.dumps({"counted": counted, "estimate": est, "korthikanti": korthikanti}))
 
 
 def rows(quick: bool) -> list[list[str]]:
     out = []
     shapes = list(SHAPES)[:1] if quick else list(SHAPES)
     for shape in shapes:
-        config = LlamaConfig(**SHAPES[shape])
         with tempfile.TemporaryDirectory() as folder:
             seed_everything(0)
-            LlamaForCausalLM(config).save_pretrained(folder)
-            runs = RUNS[shape][:1] if quick else RUNS[shape]
+            LlamaForCausalLM(LlamaConfig(**SHAPES[shape])).save_pretrained(folder)
             for (batch, seq), attn, recipe, ckpt in itertools.product(
-                runs, ("sdpa", "eager"), RECIPES, (False, True)
+                RUNS[shape], ("sdpa", "eager"), RECIPES, ("no", "yes")
             ):
-                method, precision = RECIPES[recipe]
-                model = build(shape, attn, recipe, ckpt, folder)
-                counted = measure.saved_activation_bytes(model, batch, seq)["total"]
-                del model
-                config._attn_implementation = attn
-                est = memory.estimate(
-                    config, method=method, target_modules=None if method == "full" else TARGETS,
-                    precision=precision, batch_size=batch, seq_len=seq,
-                    gradient_checkpointing=ckpt, attn_implementation=attn,
-                ).activations  # fmt: skip
-                korthikanti = memory.korthikanti_bytes(config, batch, seq, ckpt)
-                ratio = f"{100 * (est / counted - 1):+.2f}%"
-                out.append([shape, f"{batch} x {seq:,}", attn, recipe, "yes" if ckpt else "no",
-                            f"{counted / MIB:,.1f}", f"{est / MIB:,.1f}", ratio,
-                            f"{korthikanti / MIB:,.1f}"])  # fmt: skip
+                key = "|".join([shape, str(seq), attn, recipe, ckpt])
+                cmd = [sys.executable, __file__, "--child", key, "--saved", folder]
+                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{key}: exit {done.returncode}\n{done.stderr[-2000:]}")
+                r = json.loads(done.stdout.strip().splitlines()[-1])
+                ratio = f"{100 * (r['estimate'] / r['counted'] - 1):+.2f}%"
+                out.append([shape, f"{batch} x {seq:,}", attn, recipe, ckpt,
+                            f"{r['counted'] / MIB:,.1f}", f"{r['estimate'] / MIB:,.1f}", ratio,
+                            f"{r['korthikanti'] / MIB:,.1f}"])  # fmt: skip
                 print(" | ".join(out[-1]), file=sys.stderr, flush=True)
     return out
 
@@ -132,9 +150,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one shape at 1,024 tokens")
     parser.add_argument("--out", default=None, help="also write the table to this file")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--saved", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     quiet.silence()
+    if args.child:
+        child(args)
+        return 0
     text = table(rows(args.quick))
     print(text)
     if args.out:
