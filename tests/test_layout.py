@@ -39,6 +39,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.base_model",
         "peftlab.compare",
         "peftlab.finetune",
+        "peftlab.own_data",
+        "peftlab.packing",
         "peftlab.lora_train",
         "peftlab.schedule",
         "peftlab.merging",
@@ -50,6 +52,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.sharding",
         "peftlab.ddp",
         "peftlab.serving",
+        "peftlab.peft_family",
     ),
     # One module per lesson (results, quotes, figures, tables) and the prose mechanism.
     "lessons": ("peftlab.lessons",),

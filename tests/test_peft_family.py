@@ -1,0 +1,106 @@
+"""The PEFT family protocol: a fair split, peft's own parameter counts, merges that change nothing,
+and bad input refused."""
+
+import pytest
+import torch
+
+from peftlab import base_model, peft_family, support_data
+from peftlab.peft_family import METHODS, Protocol
+from peftlab.quiet import muted
+
+TINY = Protocol(steps=3, batch_size=4, seeds=(0,), lr_factors=(1.0,), n_heldout=3,
+                max_new_tokens=8, timing_repeats=1)  # fmt: skip
+
+
+def test_validation_split_and_heldout_complaints_are_disjoint():
+    protocol = Protocol()
+    train, val = peft_family.split(protocol)
+    assert len(val) == protocol.n_val and len(train) == protocol.n_train - protocol.n_val
+    train_complaints = {ex.complaint for ex in train}
+    val_complaints = {ex.complaint for ex in val}
+    assert not train_complaints & val_complaints
+    assert train_complaints | val_complaints == {
+        ex.complaint for ex in support_data.finetune_set(protocol.n_train)
+    }
+    heldout = set(peft_family.heldout(protocol))
+    assert len(heldout) == protocol.n_heldout
+    assert not heldout & (train_complaints | val_complaints)
+    # nor does the data the rate is chosen on name a held-out product
+    val_words = {w.strip(".,!?'") for ex in val for w in ex.complaint.lower().split()}
+    assert not val_words & set(support_data.HELDOUT_NOUNS)
+    assert peft_family.split(protocol) == (train, val)  # the same split every time
+
+
+def test_every_method_of_a_seed_sees_the_same_batches():
+    a = peft_family.batches(360, 8, 50, seed=1)
+    assert a == peft_family.batches(360, 8, 50, seed=1)
+    assert a != peft_family.batches(360, 8, 50, seed=2)
+    assert all(len(rows) == 8 for rows in a)
+    assert sorted(i for rows in a[:45] for i in rows) == list(range(360))  # one epoch first
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_trainable_params_are_what_peft_reports(name):
+    method = METHODS[name]
+    with muted():
+        model, _ = base_model.load()
+    torch.manual_seed(0)
+    wrapped = peft_family.build(method, model, steps=20)
+    ours = peft_family.trainable_params(wrapped)
+    if method.config is None:  # full fine-tuning: every parameter, the tied head once
+        assert ours == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+    else:
+        assert ours == peft_family.peft_trainable(wrapped) > 0
+        assert ours < 0.2 * sum(p.numel() for p in wrapped.parameters())
+
+
+def test_loraplus_gives_b_a_larger_learning_rate():
+    with muted():
+        model, _ = base_model.load()
+    method = METHODS["LoRA+"]
+    wrapped = peft_family.build(method, model, steps=20)
+    opt = peft_family.optimizer(method, wrapped, 1e-3)
+    rates = sorted({g["lr"] for g in opt.param_groups if g["params"]})
+    assert rates == [1e-3, 1e-3 * peft_family.LORAPLUS_RATIO]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.merges])
+def test_merged_model_answers_exactly_as_unmerged(name):
+    method = METHODS[name]
+    run = peft_family.train(method, 3 * method.base_lr, 0, TINY)
+    assert run.losses[-1] != run.losses[0]  # the adapter moved away from its start
+    complaints = peft_family.heldout(TINY)
+    unmerged = peft_family.replies(run, complaints, TINY.max_new_tokens)
+    assert peft_family.merged_replies(run, complaints, TINY.max_new_tokens) == unmerged
+
+
+@pytest.mark.slow
+def test_compare_family_reports_each_method(tmp_path):
+    out = peft_family.compare_family(TINY, ["LoRA", "prompt tuning"], None, tmp_path)
+    lora, prompt = out["results"]
+    assert not out["unsupported"]
+    assert lora.merges and lora.merge_identical and not prompt.merges
+    assert lora.trainable_params == lora.peft_trainable_params
+    assert lora.disk_bytes > prompt.disk_bytes > 0
+    assert lora.seconds_per_step > 0 and lora.memory_bytes > lora.activation_bytes > 0
+    assert len(lora.scores) == len(TINY.seeds)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(steps=0), dict(batch_size=-1), dict(seeds=()), dict(seeds=(0, 0)),
+     dict(lr_factors=(0.0,)), dict(n_val=0), dict(n_val=400), dict(n_heldout=0)],
+)  # fmt: skip
+def test_bad_protocol_is_refused(kwargs):
+    with pytest.raises(ValueError, match="="):
+        Protocol(**kwargs)
+
+
+def test_bad_methods_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="unknown method"):
+        peft_family.check_methods(["LoRA", "SuperLoRA"])
+    with pytest.raises(ValueError, match="must include 'LoRA'"):
+        peft_family.compare_family(TINY, ["DoRA"], None, tmp_path)
+    with pytest.raises(ValueError, match="learning rate"):
+        peft_family.train(METHODS["LoRA"], 0.0, 0, TINY)
