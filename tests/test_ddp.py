@@ -9,11 +9,6 @@ accelerate's `--cpu` launcher starts a single process unless it is given an MPI 
 (`--multi_gpu`), which on a machine without GPUs gives a CPU process group over gloo.
 """
 
-import os
-import socket
-import subprocess
-import sys
-
 import pytest
 
 from peftlab import ddp
@@ -22,40 +17,25 @@ from peftlab import ddp
 # (an all-reduce of two halves versus one batch), so the losses agree to float32 rounding.
 # Measured difference: 2e-7; a wrong sharding or a batch not averaged over processes moves the
 # loss in its second or third decimal.
-LOSS_TOLERANCE = 1e-4
+LOSS_TOLERANCE = ddp.LOSS_TOLERANCE
 ARGS = ["--steps", "6", "--global-batch-size", "8", "--examples", "48"]
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
-    env.pop("ACCELERATE_USE_CPU", None)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _run(cmd, out):
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return ddp.read_records(out)
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     one = tmp_path_factory.mktemp("one-process")
     two = tmp_path_factory.mktemp("two-processes")
-    single = _run([sys.executable, "-m", "peftlab.ddp", "--out", str(one), *ARGS], one)
-    launch = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(_free_port()), "-m", "peftlab.ddp", "--out", str(two), *ARGS,
-    ]  # fmt: skip
-    double = _run(launch, two)
-    return {"one": (one, single), "two": (two, double)}
+    return {"one": (one, ddp.run(one, 1, ARGS)), "two": (two, ddp.run(two, 2, ARGS))}
+
+
+def test_the_launch_command_is_accelerates():
+    cmd = ddp.launch_command("out", 2, ["--steps", "3"], port=1234)
+    assert cmd[1:4] == ["-m", "accelerate.commands.launch", "--multi_gpu"]
+    assert cmd[cmd.index("--num_processes") + 1] == "2"
+    assert cmd[-6:] == ["-m", "peftlab.ddp", "--out", "out", "--steps", "3"]
+    assert ddp.launch_command("out", 1)[1:] == ["-m", "peftlab.ddp", "--out", "out"]
+    with pytest.raises(ValueError, match="at least one"):
+        ddp.launch_command("out", 0)
 
 
 @pytest.mark.slow

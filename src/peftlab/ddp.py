@@ -30,6 +30,9 @@ from peftlab.atomic import atomic_dir, atomic_write_text
 
 RANKS_DIR = "ranks"
 ADAPTER_DIR = "adapter"
+# One process or several, the losses of a run agree to float32 rounding (the gradients are the
+# same sums taken in another order); tests/test_ddp.py holds them to this relative tolerance.
+LOSS_TOLERANCE = 1e-4
 DEFAULTS = dict(steps=6, global_batch_size=8, examples=48, r=8, learning_rate=3e-3, seed=0)
 
 
@@ -167,6 +170,54 @@ def read_records(out: str | os.PathLike) -> list[dict]:
     """Every process's record of a run, by rank."""
     files = sorted(Path(out, RANKS_DIR).glob("rank*.json"), key=lambda p: int(p.stem[4:]))
     return [json.loads(p.read_text()) for p in files]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for the processes' rendezvous."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_command(
+    out: str | os.PathLike, processes: int = 2, args: Sequence[str] = (), port: int | None = None
+) -> list[str]:
+    """The command that runs this script on `processes` processes of this machine.
+
+    One process: `python -m peftlab.ddp`. Several: `accelerate launch --multi_gpu`, whose
+    launcher is torchrun; on a machine without GPUs the processes form a CPU group over gloo.
+    (accelerate's `--cpu` launcher starts a single process unless given an MPI hostfile.)
+    """
+    if processes <= 0:
+        raise ValueError(f"processes={processes}: run at least one process")
+    script = ["-m", "peftlab.ddp", "--out", str(out), *args]
+    if processes == 1:
+        return [sys.executable, *script]
+    return [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
+        "--num_processes", str(processes), "--num_machines", "1", "--mixed_precision", "no",
+        "--dynamo_backend", "no", "--main_process_port", str(port or free_port()), *script,
+    ]  # fmt: skip
+
+
+def run(
+    out: str | os.PathLike, processes: int = 2, args: Sequence[str] = (), timeout: float = 600
+) -> list[dict]:
+    """Run the script on `processes` local processes (one thread each, no GPU) and return
+    every process's record; RuntimeError with the end of its stderr if it fails."""
+    import subprocess
+
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", CUDA_VISIBLE_DEVICES="")
+    env.pop("ACCELERATE_USE_CPU", None)
+    done = subprocess.run(
+        launch_command(out, processes, args), env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    if done.returncode != 0:
+        raise RuntimeError(f"{processes}-process run failed:\n{done.stderr[-3000:]}")
+    return read_records(out)
 
 
 def parser() -> argparse.ArgumentParser:

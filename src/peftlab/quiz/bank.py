@@ -30,6 +30,7 @@ TOPICS: tuple[str, ...] = (
     "merging",
     "before-after-demo",
     "trade-offs",
+    "past-one-machine",
 )
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 CHEAT_SHEET = "06-interview-cheatsheet.md"  # laid out from the bank: no question points to it
