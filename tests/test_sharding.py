@@ -84,3 +84,43 @@ def test_bad_input_says_what_to_do(devices, strategy, message):
         sharding.per_device(memory.estimate("llama-2-7b"), devices, strategy)
     with pytest.raises(ValueError, match="bytes"):
         sharding.min_devices(memory.estimate("llama-2-7b"), "zero3", 0)
+
+
+# --- memory.estimate and `peftlab memory` take devices and sharding -------------------------------
+def test_estimate_gives_per_device_memory():
+    kwargs = dict(batch_size=2, seq_len=256)
+    one = memory.estimate("llama-2-70b", "full", **kwargs)
+    assert memory.estimate("llama-2-70b", "full", devices=1, sharding="zero3", **kwargs) == one
+    for strategy in sharding.STRATEGIES:
+        got = memory.estimate("llama-2-70b", "full", devices=16, sharding=strategy, **kwargs)
+        assert got == sharding.per_device(one, 16, strategy)
+    q = memory.estimate("llama-2-70b", "qlora", optimizer="paged_adamw")
+    half = memory.estimate("llama-2-70b", "qlora", optimizer="paged_adamw", devices=2,
+                           sharding="fsdp")  # fmt: skip
+    assert half.pageable == -(-q.pageable // 2) and half.total < q.total
+    with pytest.raises(ValueError, match="choose one of ddp"):
+        memory.estimate("llama-2-7b", devices=2, sharding="zero4")
+    with pytest.raises(ValueError, match="positive integer"):
+        memory.estimate("llama-2-7b", devices=0)
+
+
+def test_cli_memory_per_device(capsys):
+    import json
+
+    from peftlab import cli
+
+    args = ["memory", "--model", "llama-2-70b", "--json", "--gradient-checkpointing",
+            "--seq-len", "2048"]  # fmt: skip
+    assert cli.main([*args, "--devices", "16", "--sharding", "zero3"]) == 0
+    per = json.loads(capsys.readouterr().out)
+    want = memory.estimate("llama-2-70b", "full", seq_len=2048, gradient_checkpointing=True,
+                           devices=16, sharding="zero3")  # fmt: skip
+    assert per["bytes"] == want.to_dict()
+    assert cli.main(args) == 0
+    whole = json.loads(capsys.readouterr().out)
+    assert whole["bytes"]["total"] > 15 * per["bytes"]["total"]
+    assert cli.main(["memory", "--devices", "8", "--sharding", "zero2"]) == 0
+    assert "per device of 8, zero2" in capsys.readouterr().out
+    assert cli.main(["memory", "--devices", "8", "--sharding", "zero9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "zero9" in err and "fsdp" in err

@@ -32,6 +32,8 @@ from typing import Any
 
 from peftlab.lora import find_targets, is_all_linear, target_matches
 from peftlab.quiet import known_warnings
+from peftlab.sharding import check as check_sharding
+from peftlab.sharding import per_device
 
 METHODS = ("full", "lora", "qlora")
 PRECISIONS = ("mixed", "bf16", "fp32")
@@ -307,8 +309,14 @@ def estimate(
     optimizer_precision: str | None = None,
     attn_implementation: str = "sdpa",
     prepare_kbit: bool = True,
+    devices: int = 1,
+    sharding: str = "ddp",
 ) -> Breakdown:
     """Bytes needed to train `config` with `method`, term by term (see Breakdown).
+
+    With `devices` > 1, the bytes each of that many data-parallel devices holds under
+    `sharding` ("ddp", "zero1", "zero2", "zero3", "fsdp"; `sharding.per_device`): `batch_size`
+    is then each device's micro-batch. The default is one device.
 
     Ψ = all parameters, T = trainable ones (Ψ for full, lora_params for LoRA/QLoRA);
     w = 2 bytes for precision "mixed"/"bf16", 4 for "fp32".
@@ -353,6 +361,7 @@ def estimate(
     _check_choice("accounting", accounting, ACCOUNTINGS)
     if optimizer_precision is not None:
         _check_choice("optimizer_precision", optimizer_precision, OPTIMIZER_PRECISIONS)
+    check_sharding(devices, sharding)
     if gradient_checkpointing is None:
         gradient_checkpointing = method == "qlora"
     for label, flag in (
@@ -374,7 +383,7 @@ def estimate(
         grad_bytes = {"fp32": 4, "bf16": 2, "mixed": 4 if accounting == "hf" else 2}[precision]
         state_bytes = HALF_BYTES if precision == "bf16" else FP32_BYTES
         states = trainable * _optimizer_bytes(optimizer, optimizer_precision, state_bytes)
-        return Breakdown(
+        one_device = Breakdown(
             frozen_weights=0,
             trainable_weights=trainable * w,
             gradients=trainable * grad_bytes,
@@ -384,6 +393,7 @@ def estimate(
             quantization_constants=0,
             pageable=states if optimizer.startswith("paged") else 0,
         )
+        return per_device(one_device, devices, sharding)
 
     trainable = lora_params(config, r, target_modules)
     adapter_bytes = _adapter_bytes(precision)
@@ -398,7 +408,7 @@ def estimate(
             t.count * quant_constant_bytes(t.d_in * t.d_out, double_quant) for t in quantized
         )
     states = trainable * _optimizer_bytes(optimizer, optimizer_precision, adapter_bytes)
-    return Breakdown(
+    one_device = Breakdown(
         frozen_weights=frozen,
         trainable_weights=trainable * adapter_bytes,
         gradients=trainable * adapter_bytes,
@@ -408,6 +418,7 @@ def estimate(
         quantization_constants=constants,
         pageable=states if optimizer.startswith("paged") else 0,
     )
+    return per_device(one_device, devices, sharding)
 
 
 def quant_constant_bytes(numel: int, double_quant: bool = True) -> int:

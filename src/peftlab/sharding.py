@@ -35,7 +35,9 @@ from typing import Any, TypeVar
 
 STRATEGIES = ("ddp", "zero1", "zero2", "zero3", "fsdp")
 # Which Breakdown terms each strategy divides over the devices.
-OPTIMIZER_TERMS = ("optimizer_states", "master_weights")
+# `pageable` (memory.Breakdown: the part of optimizer_states a paged optimizer may move to CPU
+# RAM) is divided with the optimizer states it is part of.
+OPTIMIZER_TERMS = ("optimizer_states", "master_weights", "pageable")
 GRADIENT_TERMS = ("gradients",)
 WEIGHT_TERMS = ("frozen_weights", "trainable_weights", "quantization_constants")
 SHARDED: dict[str, tuple[str, ...]] = {
@@ -64,9 +66,14 @@ def per_device(breakdown: B, devices: int = 1, sharding: str = "ddp") -> B:
     the sharded terms divided by the number of devices (rounded up: a device holds whole
     bytes), the others as they are. One device, or `ddp`, returns the same numbers."""
     check(devices, sharding)
+    fields = {f.name for f in dataclasses.fields(breakdown)}
     return dataclasses.replace(
         breakdown,
-        **{term: math.ceil(getattr(breakdown, term) / devices) for term in SHARDED[sharding]},
+        **{
+            term: math.ceil(getattr(breakdown, term) / devices)
+            for term in SHARDED[sharding]
+            if term in fields
+        },
     )
 
 

@@ -54,6 +54,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--accounting", default="zero", help="zero (16 bytes/param) or hf (18) for full mixed"
     )
+    p.add_argument("--devices", type=int, default=1, help="data-parallel devices (default: 1)")
+    p.add_argument(
+        "--sharding",
+        default="ddp",
+        help="with --devices: ddp, zero1, zero2, zero3 or fsdp; memory per device (default: ddp)",
+    )
     p.add_argument("--compare", action="store_true", help="full, LoRA and QLoRA side by side")
     p.add_argument("--json", action="store_true", help="every term in bytes, plus total")
     p.set_defaults(run=run)
@@ -112,6 +118,8 @@ def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
         optimizer_precision=args.optimizer_precision,
         attn_implementation=args.attn_implementation,
         prepare_kbit=not args.no_prepare_kbit,
+        devices=args.devices,
+        sharding=args.sharding,
     )
     if method == "full":
         trainable = memory.count_params(config)
@@ -148,9 +156,16 @@ def _header(memory, config, args: argparse.Namespace, settings: dict) -> str:
     }[args.gradient_checkpointing]
     return (
         f"{args.model}: {n:,} parameters; {settings['precision']} precision, "
-        f"{settings['optimizer']}, batch {args.batch_size} x {args.seq_len} tokens{ckpt}\n"
+        f"{settings['optimizer']}, batch {args.batch_size} x {args.seq_len} tokens{ckpt}"
+        f"{_per_device(args)}\n"
         f"(GB = 1e9 bytes, GiB = 2^30 bytes)\n"
     )
+
+
+def _per_device(args: argparse.Namespace) -> str:
+    if args.devices == 1:
+        return ""
+    return f"; per device of {args.devices}, {args.sharding} (batch per device)"
 
 
 def _table(results: dict[str, dict]) -> str:
