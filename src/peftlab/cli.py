@@ -15,6 +15,7 @@ COMMANDS = {
     "build-base-model": "build_base_model",
     "html": "html",
     "lessons": "lessons",
+    "train": "train",
 }
 
 

@@ -21,6 +21,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--method", default="lora", help="lora (16/32-bit base) or qlora (4-bit NF4 base)"
     )
     p.add_argument("--prompts", type=Path, help="text file with one complaint per line")
+    p.add_argument(
+        "--adapter", type=Path,
+        help="an adapter folder (`peftlab train --out`): compare with it instead of training",
+    )  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default 150)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -58,6 +62,14 @@ def _check(args: argparse.Namespace) -> None:
         )
     if args.steps is not None and args.steps <= 0:
         raise ValueError(f"--steps {args.steps}: the number of training steps must be positive")
+    if args.adapter is not None:
+        if args.steps is not None:
+            raise ValueError("--steps: nothing is trained with --adapter; drop one of the two")
+        if not (args.adapter / "adapter_config.json").is_file():
+            raise ValueError(
+                f"--adapter {args.adapter}: no adapter_config.json there; give the folder "
+                "`peftlab train` wrote (its --out)"
+            )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
     warnings.showwarning = _one_line_warning
     from peftlab.compare import before_after  # heavy imports only when the demo runs
 
+    if args.adapter is not None:
+        from peftlab.own_data import compare_adapter
+
+        result = compare_adapter(args.adapter, complaints, model_name=args.model)
+        print(json.dumps(result.to_dict(), indent=2) if args.json else render_table(result))
+        return 0
     kwargs = {"steps": args.steps} if args.steps else {}
     result = before_after(
         complaints, model_name=args.model, method=args.method, seed=args.seed,
