@@ -2,6 +2,7 @@
 routes, several adapters, disk and latency."""
 
 import copy
+import json
 import math
 import runpy
 from pathlib import Path
@@ -161,24 +162,77 @@ def test_adapter_for_another_base_is_refused_before_any_change(folders):
         adapters.load(other, folders / "missing")
 
 
-def test_four_bit_routes_route_b_is_closest(folders):
+def test_merge_routes_are_measured_against_the_unmerged_4bit_model(folders):
     complaints = support_data.heldout_complaints(3)
     results = merging_4bit.route_experiment(folders / "one", complaints, str(folders / "base"),
-                                       max_new_tokens=4)  # fmt: skip
+                                            max_new_tokens=4)  # fmt: skip
     by_route = {r.route: r for r in results}
-    assert list(by_route) == ["-", "a", "b", "c"]
+    assert list(by_route) == ["-", "a", "b", "c", "d", "e"]
+    reference = by_route["-"]  # the yardstick against itself: the measurement repeats exactly
+    assert (reference.top1, reference.max_logit_diff, reference.identical) == (1, 0, 1)
     for r in results:
-        assert math.isfinite(r.max_logit_error) and math.isfinite(r.mean_logit_error)
-        assert 0 <= r.agreement <= 1
-    assert by_route["b"].mean_logit_error < by_route["a"].mean_logit_error
-    assert by_route["b"].mean_logit_error < by_route["c"].mean_logit_error
-    assert by_route["a"].mean_logit_error > 0  # 4-bit rounding is real
-    assert by_route["b"].footprint_bytes > by_route["a"].footprint_bytes  # bf16 vs 4-bit
+        assert math.isfinite(r.max_logit_diff) and math.isfinite(r.mean_logit_diff)
+        assert 0 <= r.top1 <= 1 and 0 <= r.identical <= 1
+    # b adds the update to the very weights the adapter was trained on: only bf16 rounding
+    others = [by_route[k] for k in "acde"]
+    assert all(by_route["b"].mean_logit_diff < r.mean_logit_diff / 5 for r in others)
+    assert by_route["d"].mean_logit_diff > 0  # the original weights are not the 4-bit ones
+    assert by_route["b"].footprint_bytes == by_route["d"].footprint_bytes  # both bf16
+    assert all(by_route[k].footprint_bytes < by_route["b"].footprint_bytes for k in "ace")
     fig = lesson04.plot_routes(results)
-    assert [len(ax.patches) for ax in fig.axes] == [4, 4]
+    assert [len(ax.patches) for ax in fig.axes] == [6, 6]
     assert fig.axes[1].patches[0].get_height() == 100  # unmerged agrees with itself
-    with pytest.raises(ValueError, match="route='d'"):
-        merging_4bit.merge_route("d", folders / "one", str(folders / "base"))
+    with pytest.raises(ValueError, match="route='f'"):
+        merging_4bit.merge_route("f", folders / "one", str(folders / "base"))
+    with pytest.raises(ValueError, match="routes="):
+        merging_4bit.route_experiment(folders / "one", complaints, str(folders / "base"),
+                                      routes=["b", "x"])  # fmt: skip
+    with pytest.raises(ValueError, match="no complaints"):
+        merging_4bit.route_experiment(folders / "one", [], str(folders / "base"))
+
+
+def test_routes_a_and_c_quantize_different_sums(folders):
+    """peft's merge into 4 bits (a) quantizes the fp32 sum; requantizing a bf16 merge (c)
+    quantizes that sum rounded to bf16: the same steps, not the same arithmetic."""
+    check = merging_4bit.requantization_check(folders / "one", str(folders / "base"))
+    assert check["layers"] == 14  # 2 layers x 7 linear layers
+    assert check["a_quantizes_fp32_sum"] == check["c_quantizes_bf16_sum"] == 14
+    assert 0 < check["codes_differ"] < 0.5 and 0 < check["weights_differ"] < 1
+
+
+def test_reply_batch_marks_the_positions_that_predict_the_reply(tokenizer):
+    complaints, replies = (
+        ["My order is late.", "The app crashes."],
+        ["Sorry!", "We will fix it soon."],
+    )
+    batch, picks = merging_4bit.reply_batch(tokenizer, complaints, replies)
+    ids = batch["input_ids"]
+    for row, reply in enumerate(replies):
+        reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+        predicted = ids[row, 1:][picks[row, :-1]]  # the token after each marked position
+        assert predicted.tolist() == reply_ids
+        assert batch["attention_mask"][row, -len(reply_ids) :].all()
+    assert not picks[:, -1].any()  # the last token predicts nothing in the reply
+    with pytest.raises(ValueError, match="2 complaints but 1 replies"):
+        merging_4bit.reply_batch(tokenizer, complaints, replies[:1])
+
+
+def test_qlora_adapters_train_on_the_4bit_base(folders, tmp_path):
+    from bitsandbytes.nn import Linear4bit
+
+    base = str(folders / "base")
+    out = adapters.train_adapters(tmp_path, name=base, behaviours=["polite"], method="qlora",
+                                  steps=2, compute_dtype=torch.float32)  # fmt: skip
+    config = json.loads((out["polite"] / "adapter_config.json").read_text())
+    assert (config["r"], config["lora_alpha"]) == (8, 16)
+    model, _ = merging_4bit.load_4bit(base)
+    linear = {n for n, m in model.named_modules() if isinstance(m, Linear4bit)}
+    assert set(config["target_modules"]) == linear  # all-linear: every 4-bit layer
+    assert lesson04.adapter_tensors(out["polite"])["dtypes"] == ["F32"]  # peft saves fp32
+    with pytest.raises(ValueError, match="method='full'"):
+        adapters.train_adapters(tmp_path, name=base, method="full")
+    with pytest.raises(ValueError, match="compute_dtype"):
+        adapters.train_adapters(tmp_path, name=base, method="qlora", compute_dtype=torch.int8)
 
 
 @pytest.mark.parametrize("route", ["-", "a", "c"])

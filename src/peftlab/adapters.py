@@ -29,23 +29,45 @@ def train_adapters(
     *,
     name: str | None = None,
     behaviours: Sequence[str] = tuple(BEHAVIOURS),
+    method: str = "lora",
     steps: int = 100,
     seed: int = 0,
     progress: bool = False,
+    compute_dtype: torch.dtype = torch.bfloat16,
 ) -> dict[str, Path]:
-    """Fine-tune one LoRA adapter per behaviour on a fresh copy of the base; {behaviour: folder}."""
+    """Fine-tune one LoRA adapter per behaviour on a fresh copy of the base; {behaviour: folder}.
+
+    `method="qlora"` trains on the base quantized to NF4 (`base_model.nf4_config`, the rest of
+    the model in bf16) with every linear layer adapted, as notebook 03 does. `compute_dtype` is
+    the dtype its 4-bit layers compute in: bf16 as in the QLoRA paper, or fp32, where a CPU's
+    bf16 kernels would make the adapter differ from one instruction set to another.
+    """
     unknown = [b for b in behaviours if b not in BEHAVIOURS]
     if unknown or not behaviours:
         raise ValueError(f"behaviours={list(behaviours)}: choose from {', '.join(BEHAVIOURS)}")
+    if method not in finetune.TRAIN_METHODS:
+        raise ValueError(f"method={method!r}: choose one of {', '.join(finetune.TRAIN_METHODS)}")
+    if compute_dtype not in (torch.bfloat16, torch.float32):
+        raise ValueError(f"compute_dtype={compute_dtype}: choose torch.bfloat16 or torch.float32")
     folders = {}
     for behaviour in behaviours:
         seed_everything(seed)
         with muted():
-            model, tokenizer = base_model.load(name)
+            if method == "qlora":
+                config = base_model.nf4_config()
+                config.bnb_4bit_compute_dtype = compute_dtype
+                model, tokenizer = base_model.load(
+                    name, quantization_config=config, dtype=torch.bfloat16
+                )
+                # bitsandbytes repacks 4-bit weights for its CPU kernel on an eval-mode forward,
+                # and training on that layout goes wrong: train mode keeps the standard one
+                model.train()
+            else:
+                model, tokenizer = base_model.load(name)
             result = finetune.train_lora(
-                model, tokenizer, BEHAVIOURS[behaviour](seed=seed), steps=steps, seed=seed,
-                target_modules=demo_targets(name), run_name=behaviour, runs_dir=runs_dir,
-                progress=progress,
+                model, tokenizer, BEHAVIOURS[behaviour](seed=seed), method=method, steps=steps,
+                seed=seed, target_modules=demo_targets(name, method), run_name=behaviour,
+                runs_dir=runs_dir, progress=progress,
             )  # fmt: skip
         folders[behaviour] = result.adapter_dir
     return folders

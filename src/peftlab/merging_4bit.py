@@ -1,8 +1,11 @@
-"""Merging a LoRA adapter trained with QLoRA: three routes into a 4-bit base, measured.
+"""Merging a LoRA adapter trained with QLoRA: five routes to one model, measured.
 
-QLoRA trains an adapter on a 4-bit NF4 base. Merging it means adding (alpha/r) B A to weights
-that are stored in 4 bits, and there are three ways to do it (see ROUTES); each is measured here
-against the exact merge into the unquantized base, in logits and in greedy replies.
+QLoRA trains an adapter on a 4-bit NF4 base: the model it trains (and can serve) is the 4-bit
+base with the adapter kept separate. Merging means adding (alpha/r) B A to weights, and there
+are several places to add it (see ROUTES): into the 4-bit weights, into a bf16 copy dequantized
+from them, or into the original 16-bit base, each kept in 16 bits or quantized to NF4 again.
+`route_experiment` measures every route against that unmerged 4-bit model, in logits, in the
+next token it picks and in greedy replies.
 """
 
 import os
@@ -16,17 +19,19 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from peftlab import adapters, base_model
-from peftlab.compare import generate
-from peftlab.merging import logit_error, logits, prompt_batch
+from peftlab.compare import MAX_NEW_TOKENS, chat_prompts, generate
+from peftlab.merging import logits
 from peftlab.quiet import muted
 from peftlab.rubric import mean_score
 
 ROUTES = {
-    "a": "merge into the 4-bit weights",
-    "b": "dequantize, merge in bf16, keep bf16",
-    "c": "dequantize, merge in bf16, requantize to 4-bit",
+    "a": "merge into the 4-bit weights (peft), stays 4-bit",
+    "b": "dequantize the 4-bit base to bf16, merge, keep bf16",
+    "c": "as b, then quantize to NF4 again",
+    "d": "merge into the original 16-bit base, keep bf16",
+    "e": "as d, then quantize to NF4",
 }
-UNMERGED = "4-bit base + adapter, not merged"
+UNMERGED = "4-bit base + adapter, not merged (as trained)"
 
 
 def restore_4bit_layout(model: torch.nn.Module) -> int:
@@ -71,34 +76,39 @@ def dequantize_bf16(model: torch.nn.Module) -> torch.nn.Module:
         hf_logging.set_verbosity(level)
 
 
-def exact_merge(adapter_dir: str | os.PathLike, name: str | None = None) -> torch.nn.Module:
-    """The reference: the unquantized base in bf16 with the adapter merged into it."""
-    model, _ = base_model.load(name, dtype=torch.bfloat16)
-    return adapters.load(model, adapter_dir).merge_and_unload().eval()
+def load_16bit(name: str | None = None) -> torch.nn.Module:
+    """The original, unquantized base in bf16: the 16-bit weights QLoRA quantized."""
+    with muted():
+        return base_model.load(name, dtype=torch.bfloat16)[0]
+
+
+def quantize_nf4(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` (a plain bf16 model) saved and loaded again in NF4 (`base_model.nf4_config`), the
+    way a merged model is quantized for 4-bit serving."""
+    with tempfile.TemporaryDirectory() as tmp, muted():
+        model.save_pretrained(tmp)
+        return AutoModelForCausalLM.from_pretrained(
+            tmp, quantization_config=base_model.nf4_config(), device_map="cpu",
+            dtype=torch.bfloat16,
+        ).eval()  # fmt: skip
 
 
 def merge_route(
     route: str, adapter_dir: str | os.PathLike, name: str | None = None
 ) -> torch.nn.Module:
-    """The merged model along one route (see ROUTES) from the 4-bit base and a saved adapter."""
+    """The merged model along one route (see ROUTES) from the base and a saved adapter."""
     if route not in ROUTES:
         raise ValueError(f"route={route!r}: choose one of {', '.join(ROUTES)}")
-    model, _ = load_4bit(name)
     if route == "a":
+        model, _ = load_4bit(name)
         restore_4bit_layout(model)
         peft_model = adapters.load(model, adapter_dir)
         with warnings.catch_warnings():  # peft warns of rounding: measuring it is the point
             warnings.filterwarnings("ignore", message="Merge lora module to 4-bit linear")
             return peft_model.merge_and_unload().eval()
-    merged = adapters.load(dequantize_bf16(model), adapter_dir).merge_and_unload().eval()
-    if route == "b":
-        return merged
-    with tempfile.TemporaryDirectory() as tmp, muted():
-        merged.save_pretrained(tmp)
-        return AutoModelForCausalLM.from_pretrained(
-            tmp, quantization_config=base_model.nf4_config(), device_map="cpu",
-            dtype=torch.bfloat16,
-        ).eval()  # fmt: skip
+    base = dequantize_bf16(load_4bit(name)[0]) if route in ("b", "c") else load_16bit(name)
+    merged = adapters.load(base, adapter_dir).merge_and_unload().eval()
+    return quantize_nf4(merged) if route in ("c", "e") else merged
 
 
 def in_fp32(model: torch.nn.Module) -> torch.nn.Module:
@@ -117,23 +127,104 @@ def in_fp32(model: torch.nn.Module) -> torch.nn.Module:
     return model.float().eval()
 
 
+def reply_batch(
+    tokenizer, complaints: Sequence[str], replies: Sequence[str]
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Each complaint's chat prompt followed by a reply, tokenized and left-padded, and a mask of
+    the positions whose next token is a reply token (where a model picks the reply, teacher
+    forced). The prompts are `generate`'s (`compare.chat_prompts`)."""
+    if len(complaints) != len(replies):
+        raise ValueError(f"{len(complaints)} complaints but {len(replies)} replies: give one each")
+    prompts = chat_prompts(tokenizer, complaints, tokenizer.model_max_length - MAX_NEW_TOKENS)
+    rows = []
+    for prompt, reply in zip(prompts, replies, strict=True):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+        rows.append((prompt_ids, reply_ids))
+    width = max(len(p) + len(r) for p, r in rows)
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    picks = torch.zeros_like(ids, dtype=torch.bool)
+    for i, (prompt_ids, reply_ids) in enumerate(rows):
+        start = width - len(prompt_ids) - len(reply_ids)
+        ids[i, start:] = torch.tensor(prompt_ids + reply_ids)
+        attention[i, start:] = 1
+        first = start + len(prompt_ids) - 1  # the last prompt token predicts the first reply token
+        picks[i, first : first + len(reply_ids)] = True
+    return {"input_ids": ids, "attention_mask": attention}, picks
+
+
+def requantization_check(adapter_dir: str | os.PathLike, name: str | None = None) -> dict:
+    """Routes a and c, layer by layer: what each quantizes, and how far their 4-bit weights differ.
+
+    Both add the adapter's update to the dequantized 4-bit weight and quantize the sum again,
+    but peft (a) quantizes the fp32 sum, while c quantizes the merged bf16 model, the sum rounded
+    to bf16. Counts the layers whose stored codes and scales are exactly NF4 of the fp32 sum (a)
+    and of the bf16 sum (c), and the share of 4-bit codes and of the bf16 weights they compute
+    with that differ between a and c.
+    """
+    from bitsandbytes.functional import dequantize_4bit, quantize_4bit
+
+    route_a, route_c = merge_route("a", adapter_dir, name), merge_route("c", adapter_dir, name)
+    quantized, _ = load_4bit(name)
+    restore_4bit_layout(quantized)
+    model = adapters.load(quantized, adapter_dir)
+
+    def stored(weight) -> tuple[torch.Tensor, torch.Tensor]:
+        """Its 4-bit codes (one per weight) and the bf16 weight it computes with."""
+        packed = weight.data.reshape(-1)
+        codes = torch.stack([packed >> 4, packed & 15], dim=1).reshape(-1)
+        return codes, dequantize_4bit(weight.data, weight.quant_state).to(torch.bfloat16)
+
+    def is_nf4_of(weight, total: torch.Tensor) -> bool:
+        state = weight.quant_state
+        packed, new_state = quantize_4bit(total, blocksize=state.blocksize, quant_type="nf4",
+                                          compress_statistics=state.nested)  # fmt: skip
+        return torch.equal(packed.reshape(-1), weight.data.reshape(-1)) and torch.equal(
+            dequantize_4bit(packed, new_state), dequantize_4bit(weight.data, state)
+        )
+
+    layers = a_fp32 = c_bf16 = codes_differ = weights_differ = count = 0
+    with torch.no_grad():
+        for layer_name, layer in adapters.peft_lora_layers(model).items():
+            weight = layer.get_base_layer().weight
+            module = layer_name.removeprefix("base_model.model.")
+            total = dequantize_4bit(weight.data, weight.quant_state) + layer.get_delta_weight(
+                model.active_adapter
+            )  # what peft merges: the bf16 weight plus the fp32 update, in fp32
+            a_weight = route_a.get_submodule(module).weight
+            c_weight = route_c.get_submodule(module).weight
+            layers += 1
+            a_fp32 += is_nf4_of(a_weight, total.float())
+            c_bf16 += is_nf4_of(c_weight, total.to(torch.bfloat16))
+            (a_codes, a_values), (c_codes, c_values) = stored(a_weight), stored(c_weight)
+            codes_differ += (a_codes != c_codes).sum().item()
+            weights_differ += (a_values != c_values).sum().item()
+            count += a_codes.numel()
+    return {"layers": layers, "a_quantizes_fp32_sum": a_fp32, "c_quantizes_bf16_sum": c_bf16,
+            "codes_differ": codes_differ / count,
+            "weights_differ": weights_differ / count}  # fmt: skip
+
+
 @dataclass
 class RouteResult:
-    """One way to a merged model, measured against the exact bf16 merge.
+    """One way to a merged model, measured against the unmerged 4-bit model it was trained as.
 
-    Logits and greedy replies are computed in fp32 from each model's stored weights (`in_fp32`),
-    so the numbers measure the route's rounding, not the CPU's bf16 kernels. `agreement`: share of
-    greedy replies identical to the exact merge's; `agreement_unmerged`: identical to the
-    unmerged 4-bit model's (the model QLoRA trains); `score`: mean rubric score;
-    `footprint_bytes`: the route's model as it is stored in memory (4-bit or bf16).
+    Every model runs teacher-forced on the unmerged model's greedy replies, in fp32 from its
+    stored weights (`in_fp32`), so the numbers measure the route's rounding, not the CPU's bf16
+    kernels. `top1`: share of reply positions where the route picks the same next token;
+    `max_logit_diff`, `mean_logit_diff`: absolute logit differences over those positions;
+    `identical`: share of its own greedy replies word for word the unmerged model's; `score`:
+    mean rubric score of its replies; `footprint_bytes`: the model as stored in memory (4-bit or
+    bf16 weights; the unmerged row adds the fp32 adapter).
     """
 
     route: str
     how: str
-    max_logit_error: float
-    mean_logit_error: float
-    agreement: float
-    agreement_unmerged: float
+    top1: float
+    max_logit_diff: float
+    mean_logit_diff: float
+    identical: float
     score: float
     footprint_bytes: int
 
@@ -144,52 +235,43 @@ def route_experiment(
     name: str | None = None,
     *,
     max_new_tokens: int = 48,
+    routes: Sequence[str] = tuple(ROUTES),
 ) -> list[RouteResult]:
-    """Each route's logit error vs the exact bf16 merge, and how often its greedy reply matches.
-
-    The first row is the 4-bit base with the adapter still separate: what QLoRA trains. Its
-    replies are the yardstick of every row's `agreement_unmerged`.
-    """
+    """Each route (and first the unmerged 4-bit model itself) against the unmerged 4-bit model
+    with the adapter kept separate: the model QLoRA trained, and the yardstick of every row."""
     if not complaints:
         raise ValueError("no complaints: give at least one to compare replies on")
+    unknown = [r for r in routes if r not in ROUTES]
+    if unknown:
+        raise ValueError(f"routes={list(routes)}: choose from {', '.join(ROUTES)}")
     _, tokenizer = base_model.load(name)
-    batch = prompt_batch(tokenizer, complaints)
 
-    def run(model) -> tuple[torch.Tensor, list[str]]:
+    quantized, _ = load_4bit(name)
+    footprint = adapters.load(quantized, adapter_dir).get_memory_footprint()
+    del quantized  # one model in memory at a time
+    # W x + (alpha/r) B A x with W the dequantized 4-bit weight: the sums QLoRA trains
+    reference = adapters.load(in_fp32(load_4bit(name)[0]), adapter_dir)
+    ref_replies = generate(reference, tokenizer, complaints, max_new_tokens=max_new_tokens)
+    batch, picks = reply_batch(tokenizer, complaints, ref_replies)
+    ref_logits = logits(reference, batch)[picks]
+    del reference
+
+    def result(route: str, how: str, model: torch.nn.Module, footprint: int) -> RouteResult:
         model = in_fp32(model)
-        return logits(model, batch), generate(model, tokenizer, complaints,
-                                              max_new_tokens=max_new_tokens)  # fmt: skip
+        out = logits(model, batch)[picks]
+        replies = generate(model, tokenizer, complaints, max_new_tokens=max_new_tokens)
+        diff = (out - ref_logits).abs()
+        same = sum(a == b for a, b in zip(replies, ref_replies, strict=True)) / len(complaints)
+        top1 = (out.argmax(-1) == ref_logits.argmax(-1)).float().mean().item()
+        return RouteResult(route, how, top1, diff.max().item(), diff.mean().item(), same,
+                           mean_score(replies, complaints), footprint)  # fmt: skip
 
-    def same(replies: Sequence[str], other: Sequence[str]) -> float:
-        return sum(a == b for a, b in zip(replies, other, strict=True)) / len(complaints)
-
-    def unmerged() -> tuple[torch.nn.Module, int]:
-        quantized, _ = load_4bit(name)
-        footprint = adapters.load(quantized, adapter_dir).get_memory_footprint()
-        del quantized  # one model in memory at a time
-        # W x + (alpha/r) B A x with W the dequantized 4-bit weight: the sums QLoRA trains
-        return adapters.load(in_fp32(load_4bit(name)[0]), adapter_dir), footprint
-
-    def merged(route: str) -> tuple[torch.nn.Module, int]:
+    unmerged = adapters.load(in_fp32(load_4bit(name)[0]), adapter_dir)
+    results = [result("-", UNMERGED, unmerged, footprint)]
+    del unmerged
+    for route in routes:
         model = merge_route(route, adapter_dir, name)
-        return model, model.get_memory_footprint()
-
-    ref_logits, ref_replies = run(exact_merge(adapter_dir, name))
-
-    def result(route: str, how: str, out_logits: torch.Tensor, replies: list[str],
-               footprint: int, unmerged_replies: list[str]) -> RouteResult:  # fmt: skip
-        err = logit_error(out_logits, ref_logits, batch["attention_mask"])
-        return RouteResult(route, how, err["max"], err["mean"], same(replies, ref_replies),
-                           same(replies, unmerged_replies), mean_score(replies, complaints),
-                           footprint)  # fmt: skip
-
-    model, footprint = unmerged()
-    out_logits, unmerged_replies = run(model)
-    del model  # one model in memory at a time
-    results = [result("-", UNMERGED, out_logits, unmerged_replies, footprint, unmerged_replies)]
-    for route, how in ROUTES.items():
-        model, footprint = merged(route)
-        out_logits, replies = run(model)
-        del model
-        results.append(result(route, how, out_logits, replies, footprint, unmerged_replies))
+        footprint = model.get_memory_footprint()
+        results.append(result(route, ROUTES[route], model, footprint))
+        del model  # one model in memory at a time
     return results
