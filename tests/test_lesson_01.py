@@ -1,5 +1,7 @@
 """Lesson 01 beyond its prose (tests/test_lesson_prose.py): the figures it quotes from papers."""
 
+import pytest
+
 from peftlab.lessons import lesson01_peft_basics as lesson
 
 
@@ -21,12 +23,15 @@ def test_a100s_needed_is_the_fewest_cards_that_hold_the_sharded_states():
     from peftlab import memory
 
     for model in lesson.LESSON_MODELS:
-        b = memory.estimate(model)
-        states = b.total - b.activations
         for gib in lesson.A100_GIB:
             n = lesson.a100s_needed(model, gib)
-            room = gib * 2**30 - b.activations
-            assert states / n <= room < states / (n - 1) if n > 1 else states <= room
+            fits = memory.estimate(model, devices=n, sharding="zero3").total <= gib * 2**30
+            assert fits, (model, gib, n)
+            if n > 1:
+                fewer = memory.estimate(model, devices=n - 1, sharding="zero3")
+                assert fewer.total > gib * 2**30, (model, gib, n)
+    with pytest.raises(ValueError, match="not enough"):
+        lesson.a100s_needed("llama-2-70b", 40, most=2)
 
 
 def test_claims_table_checks_every_claim_of_the_outline():

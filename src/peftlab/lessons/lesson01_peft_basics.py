@@ -8,7 +8,6 @@ a test can inspect it. Tables are markdown strings, so the lesson can quote them
 test can check the lesson against their current output. Sizes: GB = 1e9 bytes.
 """
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -305,14 +304,15 @@ def range_verdict(
     return f"holds only for {', '.join(held)}; " + "; ".join(outside)
 
 
-def a100s_needed(model: str, card_gib: int, **estimate_kwargs: Any) -> int:
+def a100s_needed(model: str, card_gib: int, most: int = 1024, **estimate_kwargs: Any) -> int:
     """Fewest A100s of `card_gib` for full fine-tuning when ZeRO-3 shards weights, gradients and
-    optimizer state evenly and each GPU keeps the activations of its own batch (no CUDA context)."""
-    b = memory.estimate(model, **estimate_kwargs)
-    room = card_gib * 2**30 - b.activations
-    if room <= 0:
-        raise ValueError(f"{model}: one card of {card_gib} GiB cannot hold the activations alone")
-    return math.ceil((b.total - b.activations) / room)
+    optimizer state over them and each keeps the activations of its own batch
+    (`memory.estimate(devices=n, sharding="zero3")`; no CUDA context)."""
+    for n in range(1, most + 1):
+        per_card = memory.estimate(model, devices=n, sharding="zero3", **estimate_kwargs)
+        if per_card.total <= card_gib * 2**30:
+            return n
+    raise ValueError(f"{model}: {most} cards of {card_gib} GiB are not enough; pass a larger most")
 
 
 def _ranks(shares: Mapping[int, float], low: float, high: float) -> str:
@@ -363,7 +363,7 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
                 f"{nominal}B full fine-tuning on {claim} A100s",
                 f"{gb(total)}: " + " or ".join(f"{k} x {gib} GB" for gib, k in needed.items()),
                 f"{preset_name}, mixed-precision AdamW (ZeRO's count), batch 1 x 512 tokens per "
-                "GPU, ZeRO-3 sharding, no CUDA context",
+                'GPU, ZeRO-3 (estimate(devices=n, sharding="zero3")), no CUDA context',
                 range_verdict(
                     {f"{gib} GB A100s": k for gib, k in needed.items()},
                     fewest,
