@@ -28,7 +28,7 @@ from peftlab.atomic import atomic_write_text
 from peftlab.lessons import lesson07_peft_methods as lesson07
 from peftlab.seed import one_thread
 
-FULL = peft_family.Protocol(steps=60, lr_factors=(1 / 3, 1.0, 3.0), n_heldout=32)
+FULL = peft_family.Protocol(steps=60, lr_factors=(1 / 3, 1.0, 3.0, 10.0), n_heldout=32)
 QUICK = peft_family.Protocol(steps=4, seeds=(0,), lr_factors=(1.0,), n_heldout=2,
                              max_new_tokens=8, timing_repeats=1)  # fmt: skip
 

@@ -142,23 +142,23 @@ def _fourierft(steps: int):
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("LoRA", "reparametrized", 3e-3, True, _lora()),
-        Method("rsLoRA", "reparametrized", 3e-3, True, _lora(use_rslora=True)),
-        Method("DoRA", "reparametrized", 3e-3, True, _lora(use_dora=True)),
-        Method("PiSSA", "reparametrized", 3e-3, True, _lora(init_lora_weights="pissa")),
+        Method("LoRA", "reparametrized", 1e-2, True, _lora()),
+        Method("rsLoRA", "reparametrized", 1e-2, True, _lora(use_rslora=True)),
+        Method("DoRA", "reparametrized", 1e-2, True, _lora(use_dora=True)),
+        Method("PiSSA", "reparametrized", 1e-2, True, _lora(init_lora_weights="pissa")),
         Method("LoRA+", "reparametrized", 1e-3, True, _lora(), loraplus=True),
-        Method("AdaLoRA", "reparametrized", 1e-2, True, _adalora),
-        Method("LoHa", "reparametrized", 1e-2, True, _loha),
-        Method("LoKr", "reparametrized", 1e-2, True, _lokr),
-        Method("VeRA", "reparametrized", 3e-2, True, _vera),
-        Method("IA3", "scaling", 3e-2, True, _ia3),
-        Method("prefix tuning", "additive", 3e-2, False, _prefix),
-        Method("prompt tuning", "additive", 1e-1, False, _prompt),
-        Method("full fine-tuning", "full", 1e-3, False, None),
+        Method("AdaLoRA", "reparametrized", 3e-2, True, _adalora),
+        Method("LoHa", "reparametrized", 3e-2, True, _loha),
+        Method("LoKr", "reparametrized", 3e-2, True, _lokr),
+        Method("VeRA", "reparametrized", 1e-1, True, _vera),
+        Method("IA3", "scaling", 1e-1, True, _ia3),
+        Method("prefix tuning", "additive", 1e-1, False, _prefix),
+        Method("prompt tuning", "additive", 3e-1, False, _prompt),
+        Method("full fine-tuning", "full", 3e-3, False, None),
         # more of what peft 0.21 ships, in the benchmark's full grid
-        Method("P-tuning", "additive", 3e-2, False, _ptuning),
-        Method("LN tuning", "scaling", 3e-2, True, _ln_tuning),
-        Method("OFT", "reparametrized", 3e-3, True, _oft),
+        Method("P-tuning", "additive", 1e-1, False, _ptuning),
+        Method("LN tuning", "scaling", 1e-1, True, _ln_tuning),
+        Method("OFT", "reparametrized", 1e-2, True, _oft),
         Method("HRA", "reparametrized", 3e-3, True, _hra),
         Method("FourierFT", "reparametrized", 1e-2, True, _fourierft),
     )
@@ -458,6 +458,11 @@ class Unsupported:
     error: str
 
 
+def _finite(loss: float) -> float:
+    """A diverged run (nan or inf loss) is never the best."""
+    return loss if math.isfinite(loss) else math.inf
+
+
 def peft_trainable(model) -> int | None:
     """peft's own count (`get_nb_trainable_parameters`), None for a plain model."""
     get = getattr(model, "get_nb_trainable_parameters", None)
@@ -491,7 +496,7 @@ def compare_family(
                 run = train(method, lr, protocol.seeds[0], protocol, name)
                 grid[lr] = run
                 say(f"{method.name} lr={lr:g}: val loss {run.val_loss:.3f}")
-            best_lr = min(grid, key=lambda lr: grid[lr].val_loss)
+            best_lr = min(grid, key=lambda lr: _finite(grid[lr].val_loss))
             runs = [grid[best_lr]] + [
                 train(method, best_lr, seed, protocol, name) for seed in protocol.seeds[1:]
             ]

@@ -1,0 +1,191 @@
+"""Lesson 07, the PEFT family side by side (notebook 07, lessons/07-peft-methods.md).
+
+`results` runs `peft_family.compare_family` at the notebook's scale (cached: one run serves the
+notebook and the lesson test); the functions below format its tables and draw its figures.
+`benchmarks/peft_methods.py` runs the same protocol at a larger scale, on any causal LM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+from peftlab import peft_family
+from peftlab.peft_family import CORE, REFERENCE, MethodResult, Protocol
+from peftlab.seed import one_thread
+from peftlab.tables import markdown_table
+
+LESSON = "07-peft-methods.md"
+NOTEBOOK = "07_peft_methods.ipynb"
+TRAINS = True
+LESSON_PROTOCOL = Protocol()
+# Seconds per step are wall-clock timings on a shared CPU: their ratios to LoRA move between
+# runs. Losses and scores are computed on one thread and repeat on one CPU; on another CPU's
+# kernels their last digit may move (a loss in its third decimal, one reply of the held-out set
+# in a score).
+ONE_REPLY = 1 / LESSON_PROTOCOL.n_heldout + 0.01
+TOLERANCE = {
+    "costs": {"s/step / LoRA": 0.5},
+    "results": {"train loss": 0.01, "val loss": 0.01, "score": ONE_REPLY, "spread": ONE_REPLY},
+    "lora score": ONE_REPLY,
+    "dora step ratio": 0.5,
+    "lr grid": {"val loss 1": 0.01, "val loss 2": 0.01},
+}
+KB = 1e3
+
+
+def results(
+    name: str | None = None,
+    *,
+    protocol: Protocol = LESSON_PROTOCOL,
+    methods: Sequence[str] = CORE,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Every method of `methods` trained and scored under `protocol` (`compare_family`), on one
+    thread so that losses and scores repeat. A few minutes the first time, then read from
+    `lessons.cache`; `progress(line)` sees one line per run as it finishes."""
+    from peftlab.lessons.cache import cached
+
+    return cached(
+        "lesson07", _compute, files=True, live={"progress": progress}, name=name,
+        protocol=protocol, methods=tuple(methods),
+    )  # fmt: skip
+
+
+def _compute(name, protocol, methods, scratch: Path, progress=None) -> dict:
+    with one_thread():
+        return peft_family.compare_family(protocol, methods, name, scratch, progress)
+
+
+def by_method(results: Mapping) -> dict[str, MethodResult]:
+    return {r.method: r for r in results["results"]}
+
+
+def _merge_cell(r: MethodResult) -> str:
+    if not r.merges:
+        return "no"
+    return "yes, identical replies" if r.merge_identical else "yes, replies differ"
+
+
+def results_table(results: Mapping) -> str:
+    """What each method bought: trainable parameters (peft's count), its learning rate (picked
+    on validation loss), losses, held-out rubric score (mean and spread over seeds)."""
+    rows = [
+        (r.method, f"{r.trainable_params:,}", f"{r.lr:g}",
+         f"{statistics_mean(r.train_loss):.3f}", f"{statistics_mean(r.val_loss):.3f}",
+         f"{r.score:.2f}", f"{r.score_spread:.2f}")
+        for r in results["results"]
+    ]  # fmt: skip
+    header = ("method", "trainable params", "lr", "train loss", "val loss", "score", "spread")
+    return markdown_table(header, rows, ("---",) + ("---:",) * 6)
+
+
+def statistics_mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def costs_table(results: Mapping) -> str:
+    """What each method cost: bytes on disk, measured training memory and step time against
+    LoRA, and whether it merges into the base."""
+    ref = by_method(results)[REFERENCE]
+    rows = [
+        (r.method, f"{r.disk_bytes / KB:,.0f}", f"{r.memory_bytes / ref.memory_bytes:.2f}",
+         f"{r.seconds_per_step / ref.seconds_per_step:.2f}", _merge_cell(r))
+        for r in results["results"]
+    ]  # fmt: skip
+    header = ("method", "on disk (kB)", "memory / LoRA", "s/step / LoRA", "merges")
+    return markdown_table(header, rows, ("---", "---:", "---:", "---:", "---"))
+
+
+def lr_table(results: Mapping) -> str:
+    """Validation loss at each learning rate of the grid (first seed): the chosen one is lowest."""
+    rows = []
+    for r in results["results"]:
+        cells = [c for lr, loss in r.lr_val_losses.items() for c in (f"{lr:g}", f"{loss:.3f}")]
+        rows.append((r.method, *cells, f"{r.lr:g}"))
+    n = len(results["protocol"].lr_factors)
+    header = ("method", *(c for i in range(n) for c in (f"lr {i + 1}", f"val loss {i + 1}")))
+    return markdown_table((*header, "chosen"), rows, ("---",) + ("---:",) * (2 * n + 1))
+
+
+def unsupported_text(results: Mapping) -> str:
+    bad = results["unsupported"]
+    if not bad:
+        return "every method trained"
+    return "; ".join(f"{u.method}: `{u.error}`" for u in bad)
+
+
+def protocol_text(protocol: Protocol) -> str:
+    factors = ", ".join(f"{f:g}" for f in protocol.lr_factors)
+    return (
+        f"{protocol.steps} steps of {protocol.batch_size} chats from "
+        f"{protocol.n_train - protocol.n_val} fine-tune examples ({protocol.n_val} held back "
+        f"for validation), learning rates base x ({factors}), {len(protocol.seeds)} seeds, "
+        f"{protocol.n_heldout} held-out complaints"
+    )
+
+
+def plot_score_vs_params(results: Mapping) -> Figure:
+    """Held-out score against trainable parameters (log x), error bars the spread over seeds."""
+    fig = Figure(figsize=(7.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    groups: dict[int, list[MethodResult]] = {}
+    for r in results["results"]:
+        ax.errorbar(r.trainable_params, r.score, yerr=r.score_spread, fmt="o", capsize=3)
+        groups.setdefault(r.trainable_params, []).append(r)
+    for i, (params, rows) in enumerate(sorted(groups.items())):  # one label per x, staggered
+        label = ", ".join(r.method for r in rows)
+        offset = (5, (4, -11, 15, -22)[i % 4])
+        ax.annotate(label, (params, rows[0].score), fontsize=7, xytext=offset,
+                    textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("trainable parameters (log scale)")
+    ax.set_ylabel("held-out rubric score")
+    ax.set_ylim(-0.08, 1.12)
+    ax.set_title("what each method bought, same steps and data (toy scale)", fontsize=9)
+    return fig
+
+
+def plot_costs(results: Mapping) -> Figure:
+    """Seconds per step and measured training memory, each relative to LoRA."""
+    fig = Figure(figsize=(7.0, 3.4), layout="constrained")
+    time_ax, mem_ax = fig.subplots(1, 2, sharey=True)
+    rows = results["results"]
+    ref = by_method(results)[REFERENCE]
+    names = [r.method for r in rows]
+    time_ax.barh(names, [r.seconds_per_step / ref.seconds_per_step for r in rows])
+    mem_ax.barh(names, [r.memory_bytes / ref.memory_bytes for r in rows], color="#ff7f0e")
+    for ax, title in ((time_ax, "seconds per step / LoRA"), (mem_ax, "training memory / LoRA")):
+        ax.axvline(1.0, color="black", lw=0.8)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=8)
+    time_ax.invert_yaxis()
+    return fig
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 07 quotes, by region name."""
+    methods = by_method(results)
+    ref = methods[REFERENCE]
+    full = methods["full fine-tuning"]
+    merging = [r for r in results["results"] if r.merges]
+    top = sum(r.lr == max(r.lr_val_losses) for r in results["results"])
+    return {
+        "protocol": protocol_text(results["protocol"]),
+        "results": results_table(results),
+        "costs": costs_table(results),
+        "lr grid": lr_table(results),
+        "unsupported": unsupported_text(results),
+        "lora params": f"{ref.trainable_params:,}",
+        "full params": f"{full.trainable_params:,}",
+        "lora score": f"{ref.score:.2f}",
+        "dora step ratio": f"{methods['DoRA'].seconds_per_step / ref.seconds_per_step:.1f}x",
+        "dora memory ratio": f"{methods['DoRA'].memory_bytes / ref.memory_bytes:.1f}x",
+        "full memory ratio": f"{full.memory_bytes / ref.memory_bytes:.1f}x",
+        "merge count": f"{sum(r.merge_identical is True for r in merging)} of {len(merging)}",
+        "grid top": f"{top} of {len(results['results'])}",
+        "lora disk": f"{ref.disk_bytes / KB:,.0f} kB",
+        "full disk": f"{full.disk_bytes / 1e6:,.1f} MB",
+    }

@@ -1,0 +1,91 @@
+"""What lesson 07 concludes from its results still holds (its prose: tests/test_lesson_prose.py).
+
+Its results train every method of the PEFT family (on one thread, so the numbers repeat); they
+are cached, so notebook 07 under nbval reuses this run.
+"""
+
+import pytest
+
+from peftlab import peft_family
+from peftlab.lessons import lesson07_peft_methods as lesson
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results():
+    return lesson.results()
+
+
+@pytest.fixture(scope="module")
+def methods(results):
+    return lesson.by_method(results)
+
+
+def test_every_method_is_trained_scored_or_listed_with_peft_error(results, methods):
+    listed = set(methods) | {u.method for u in results["unsupported"]}
+    assert listed == set(peft_family.CORE)
+    assert all(u.error for u in results["unsupported"])
+    seeds = results["protocol"].seeds
+    assert len(seeds) >= 3
+    for r in methods.values():
+        assert len(r.scores) == len(r.val_loss) == len(r.train_loss) == len(seeds)
+
+
+def test_trainable_params_are_peft_s_count(methods):
+    for r in methods.values():
+        if r.method == "full fine-tuning":
+            assert r.peft_trainable_params is None and r.trainable_params > 2_000_000
+        else:
+            assert r.trainable_params == r.peft_trainable_params, r.method
+
+
+def test_learning_rate_was_chosen_on_validation_loss(results, methods):
+    protocol = results["protocol"]
+    for r in methods.values():
+        method = peft_family.METHODS[r.method]
+        assert list(r.lr_val_losses) == protocol.lr_grid(method)
+        assert r.lr_val_losses[r.lr] == min(r.lr_val_losses.values())
+        assert r.val_loss[0] == r.lr_val_losses[r.lr]  # the first seed's run at that rate
+    _, val = peft_family.split(protocol)
+    assert not {ex.complaint for ex in val} & set(results["heldout"])
+
+
+def test_merged_models_answer_as_unmerged(methods):
+    merging = [r for r in methods.values() if r.merges]
+    assert len(merging) >= 10
+    assert all(r.merge_identical for r in merging), [r.method for r in merging]
+    assert not methods["prompt tuning"].merges and not methods["prefix tuning"].merges
+
+
+def test_what_the_lesson_concludes(methods):
+    lora, full = methods["LoRA"], methods["full fine-tuning"]
+    # LoRA reaches the rubric's ceiling; prompt and prefix tuning and IA3, at this scale, do not
+    assert lora.score >= 0.9
+    for slow in ("prompt tuning", "prefix tuning"):
+        assert methods[slow].score < lora.score - 0.5, slow
+    assert methods["IA3"].score < lora.score - 0.3
+    # VeRA: LoRA's score with under a tenth of its parameters; AdaLoRA: the ceiling, at a
+    # higher validation loss
+    vera, adalora = methods["VeRA"], methods["AdaLoRA"]
+    assert vera.score >= lora.score - 0.05 and vera.trainable_params < lora.trainable_params / 10
+    assert adalora.score >= 0.9 and adalora.val_loss[0] > lora.val_loss[0]
+    # DoRA is level with LoRA (no room above it) and costs more per step
+    assert abs(methods["DoRA"].score - lora.score) <= 0.05
+    assert methods["DoRA"].seconds_per_step > lora.seconds_per_step
+    # ... and its extra memory is activations (what it saves per adapted layer), not weights
+    dora = methods["DoRA"]
+    assert dora.activation_bytes > 1.5 * lora.activation_bytes
+    assert abs(dora.held_bytes - lora.held_bytes) < 0.05 * lora.held_bytes
+    assert all(r.activation_bytes > r.held_bytes for r in methods.values())
+    # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) and PiSSA blow up
+    for name in ("rsLoRA", "PiSSA"):
+        assert max(methods[name].lr_val_losses.values()) > 1.5, name
+    assert max(lora.lr_val_losses.values()) < 1.5
+    # full fine-tuning: every weight trained, gradients and optimizer states for all of them
+    assert full.memory_bytes > 1.5 * lora.memory_bytes
+    assert full.disk_bytes > 10 * lora.disk_bytes
+    assert methods["prompt tuning"].disk_bytes < methods["IA3"].disk_bytes < lora.disk_bytes
+    assert min(r.trainable_params for r in methods.values()) == (
+        methods["prompt tuning"].trainable_params
+    )
