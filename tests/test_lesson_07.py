@@ -80,8 +80,8 @@ def test_what_the_lesson_concludes(methods):
     assert all(r.activation_bytes > r.held_bytes for r in methods.values())
     # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) and PiSSA blow up
     for name in ("rsLoRA", "PiSSA"):
-        assert max(methods[name].lr_val_losses.values()) > 1.5, name
-    assert max(lora.lr_val_losses.values()) < 1.5
+        assert max(methods[name].lr_val_losses.values()) > lesson.DIVERGED, name
+    assert max(lora.lr_val_losses.values()) < lesson.DIVERGED
     # full fine-tuning: every weight trained, gradients and optimizer states for all of them
     assert full.memory_bytes > 1.5 * lora.memory_bytes
     assert full.disk_bytes > 10 * lora.disk_bytes
