@@ -263,6 +263,7 @@ class TrainConfig:
     val_fraction: float | None = None
     seed: int = 0
     train_on: str = "reply"
+    eos: bool = True  # False masks the end-of-turn token out of the labels (lesson 10's mistake)
     packing: bool = False
 
 
@@ -438,7 +439,9 @@ def train(
     if config.method == "qlora":
         model.train()  # bitsandbytes' CPU repacking on eval forwards; see compare.before_after
     max_length = context_length(model)
-    train_features = encode(tokenizer, train_records, max_length, train_on=config.train_on)
+    train_features = encode(
+        tokenizer, train_records, max_length, train_on=config.train_on, eos=config.eos
+    )
     val_features = encode(tokenizer, val_records, max_length, what="validation examples")
     targets = config.target_modules
     if targets is None:
@@ -606,3 +609,25 @@ def sft_trainer(
         if bars:
             datasets_logging.enable_progress_bar()
         quiet.__exit__(None, None, None)
+
+
+@torch.no_grad()
+def reply_lengths(model, tokenizer, complaints: Sequence[str], max_new_tokens: int = 64):
+    """Greedy replies to complaints; for each, the tokens generated until a stop token (any of
+    the generation config's EOS ids) or `max_new_tokens`, and whether the reply ended its turn
+    (the tokenizer's EOS, the chat template's end-of-turn)."""
+    from peftlab.compare import chat_prompts
+
+    prompts = chat_prompts(tokenizer, complaints, context_length(model) - max_new_tokens)
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False,
+                         pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+    stops = model.generation_config.eos_token_id
+    stops = {tokenizer.eos_token_id, *(stops if isinstance(stops, list) else [stops])} - {None}
+    rows = []
+    for new in out[:, batch["input_ids"].shape[1] :].tolist():
+        n = next((i + 1 for i, t in enumerate(new) if t in stops), len(new))
+        text = tokenizer.decode(new[:n], skip_special_tokens=True).strip()
+        rows.append({"reply": text, "tokens": n, "ended": new[n - 1] == tokenizer.eos_token_id})
+    return rows
