@@ -30,6 +30,7 @@ TOPICS: tuple[str, ...] = (
     "merging",
     "before-after-demo",
     "trade-offs",
+    "peft-methods",
     "past-one-machine",
 )
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
