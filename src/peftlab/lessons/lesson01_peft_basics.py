@@ -14,6 +14,7 @@ from typing import Any
 from matplotlib.figure import Figure
 
 from peftlab import memory
+from peftlab.lessons import cache
 from peftlab.tables import markdown_table
 
 GB = 1e9
@@ -67,7 +68,8 @@ def memory_bars(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any) -
     fig = Figure(figsize=(3.2 * len(models), 3.8))
     axes = fig.subplots(1, len(models))
     for ax, model in zip(axes, models, strict=True):
-        bars = {m: memory.estimate(model, method=m, **estimate_kwargs) for m in memory.METHODS}
+        kwargs = {"gradient_checkpointing": False, **estimate_kwargs}  # like with like
+        bars = {m: memory.estimate(model, method=m, **kwargs) for m in memory.METHODS}
         stack_bars(ax, bars)
         card_lines(ax)
         ax.set_title(f"{model} ({memory.count_params(model) / 1e9:.1f}B)", fontsize="small")
@@ -156,17 +158,23 @@ def bytes_per_param_table() -> str:
     """Bytes per trainable parameter for each precision and optimizer setting (full fine-tune)."""
     n = memory.count_params("llama-2-7b")
     settings = [
-        ("mixed", "adamw", "zero", "mixed precision, AdamW (ZeRO's count)"),
-        ("mixed", "adamw", "hf", "mixed precision, AdamW (Hugging Face's count)"),
-        ("fp32", "adamw", "zero", "fp32, AdamW"),
-        ("bf16", "adamw", "zero", "pure bf16, AdamW with bf16 states"),
-        ("mixed", "adamw8bit", "zero", "mixed precision, 8-bit AdamW"),
-        ("fp32", "sgd", "zero", "fp32, plain SGD"),
-    ]
+        ("mixed", "adamw", "zero", None, "fp16 mixed precision, AdamW, 16-bit gradients (ZeRO)"),
+        ("mixed", "adamw", "hf", None, "mixed precision, AdamW, fp32 gradients (bf16 in "
+         "Megatron-LM / DeepSpeed's bf16 optimizer; torch AMP; Hugging Face's count)"),
+        ("fp32", "adamw", "zero", None, "fp32, AdamW"),
+        ("bf16", "adamw", "zero", "fp32", "bf16 weights and gradients, AdamW with fp32 moments"),
+        ("bf16", "adamw", "zero", "bf16", "pure bf16, AdamW with bf16 moments"),
+        ("mixed", "adamw8bit", "zero", None, "mixed precision, 8-bit AdamW"),
+        ("fp32", "sgd", "zero", None, "fp32, plain SGD"),
+    ]  # fmt: skip
     rows = []
-    for precision, optimizer, accounting, label in settings:
+    for precision, optimizer, accounting, moments, label in settings:
         b = memory.estimate(
-            "llama-2-7b", precision=precision, optimizer=optimizer, accounting=accounting
+            "llama-2-7b",
+            precision=precision,
+            optimizer=optimizer,
+            accounting=accounting,
+            optimizer_precision=moments,
         )
         terms = [b.trainable_weights, b.master_weights, b.gradients, b.optimizer_states]
         rows.append([label, *(f"{t / n:g}" for t in terms), f"{sum(terms) / n:g}"])
@@ -174,15 +182,31 @@ def bytes_per_param_table() -> str:
     return markdown_table(headers, rows)
 
 
+def smallest_fit(total_bytes: int) -> str:
+    """The first card of `memory.GPUS` (smallest first) that holds `total_bytes`; a card without
+    bf16 (`memory.NO_BF16`) is marked, since it trains with fp16 compute."""
+    fit = [gpu for gpu, ok in memory.fits(total_bytes).items() if ok]
+    if not fit:
+        return "none of them (shard)"
+    return fit[0] + (" (fp16 compute: no bf16)" if fit[0] in memory.NO_BF16 else "")
+
+
 def methods_table(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any) -> str:
-    """Total training memory of full, LoRA and QLoRA per model, and the smallest card that fits."""
+    """Total training memory of full, LoRA and QLoRA per model, without and with gradient
+    checkpointing (the same setting for every method: like with like), and the smallest card
+    of `memory.GPUS` that holds each."""
     rows = []
     for model in models:
         for method in memory.METHODS:
-            b = memory.estimate(model, method=method, **estimate_kwargs)
-            fit = [gpu for gpu, ok in memory.fits(b.total).items() if ok]
-            rows.append([model, method, gb(b.total), fit[0] if fit else "none of them (shard)"])
-    return markdown_table(["model", "method", "total", "smallest card that fits"], rows)
+            row = [model, method]
+            for checkpointing in (False, True):
+                b = memory.estimate(
+                    model, method=method, gradient_checkpointing=checkpointing, **estimate_kwargs
+                )
+                row += [gb(b.total), smallest_fit(b.total)]
+            rows.append(row)
+    header = ["model", "method", "no checkpointing", "smallest card", "checkpointing"]
+    return markdown_table([*header, "smallest card "], rows)
 
 
 def lora_rank_table(model: str = "llama-2-7b", ranks: Sequence[int] = (4, 8, 16, 64)) -> str:
@@ -218,7 +242,8 @@ def peft_methods_rows(model: str = "llama-2-7b") -> list[list[str]]:
             "QLoRA",
             "the same LoRA on an NF4 base (peft + bitsandbytes)",
             share(lora),
-            f"base in 4 bits: {gb(qlora.frozen_weights + qlora.quantization_constants)}",
+            "4-bit base, embeddings and head in fp32: "
+            f"{gb(qlora.frozen_weights + qlora.quantization_constants)}",
         ],
         [
             "Prefix tuning",
@@ -520,6 +545,230 @@ def claims_table(model: str = CLAIM_MODEL) -> str:
     return markdown_table(header, claims_rows(model))
 
 
+# --- Activations: what a Llama layer keeps for backward, derived and counted --------------------
+ACTIVATION_MODEL = "llama-2-7b"
+ACTIVATION_SETTING = dict(batch_size=1, seq_len=512, precision="bf16")  # full fine-tuning, bf16
+
+
+def _mb(value: float) -> str:
+    return f"{value / 1e6:,.1f}" if value else "-"
+
+
+def korthikanti_layer_bytes(model: str, batch_size: int, seq_len: int) -> int:
+    """Korthikanti et al.'s per-layer figure for a GPT block: s*b*h*(34 + 5as/h) bytes."""
+    config = memory.preset(model)
+    h, a, s, b = config.hidden_size, config.num_attention_heads, seq_len, batch_size
+    return s * b * h * 34 + 5 * a * s * s * b
+
+
+def activation_derivation_table(model: str = ACTIVATION_MODEL, **setting: Any) -> str:
+    """One decoder layer's saved tensors term by term (`memory.activation_terms`), SDPA beside
+    eager attention, in MB, with Korthikanti et al.'s GPT-block figure for the same shape."""
+    setting = {**ACTIVATION_SETTING, **setting}
+    sdpa = memory.activation_terms(model, **setting)["layer"]
+    eager = memory.activation_terms(model, attn_implementation="eager", **setting)["layer"]
+    order = list(eager)  # SDPA's own terms where eager keeps q, k, v
+    order[order.index("q, k, v") : order.index("q, k, v")] = [k for k in sdpa if k not in eager]
+    names = [n for n in order if sdpa.get(n) or eager.get(n)]
+    rows = [[name, _mb(sdpa.get(name, 0)), _mb(eager.get(name, 0))] for name in names]
+    rows.append(["one layer", _mb(sum(sdpa.values())), _mb(sum(eager.values()))])
+    gpt = korthikanti_layer_bytes(model, setting["batch_size"], setting["seq_len"])
+    rows.append(["Korthikanti's GPT layer, s·b·h·(34 + 5as/h)", _mb(gpt), _mb(gpt)])
+    return markdown_table(["tensor kept for backward", "SDPA (MB)", "eager (MB)"], rows)
+
+
+def activation_totals(model: str = ACTIVATION_MODEL, **setting: Any) -> dict[str, int]:
+    """Whole-model activation bytes: SDPA, eager and Korthikanti, without and with checkpointing."""
+    setting = {**ACTIVATION_SETTING, **setting}
+    b, s = setting["batch_size"], setting["seq_len"]
+    out = {}
+    for ckpt in (False, True):
+        tag = "checkpointed" if ckpt else "stored"
+        for attn in memory.ATTN_IMPLEMENTATIONS:
+            out[f"{attn} {tag}"] = memory.activation_bytes(
+                model, b, s, ckpt, attn_implementation=attn, precision=setting["precision"]
+            )
+        out[f"korthikanti {tag}"] = memory.korthikanti_bytes(model, b, s, ckpt)
+    return out
+
+
+# Small random Llamas whose activations are counted on the CPU (tests/test_activations_measured.py
+# counts the same shapes and more cases).
+COUNTED_SHAPES = {
+    "h128, 2 layers": dict(hidden_size=128, intermediate_size=352, num_attention_heads=4,
+                           num_key_value_heads=4, num_hidden_layers=2, vocab_size=512),
+    "h192, 3 layers, GQA": dict(hidden_size=192, intermediate_size=512, num_attention_heads=6,
+                                num_key_value_heads=2, num_hidden_layers=3, vocab_size=1024),
+}  # fmt: skip
+COUNTED_RECIPES = {"full (bf16)": ("full", "bf16"), "LoRA": ("lora", "mixed"),
+                   "QLoRA": ("qlora", "mixed")}  # fmt: skip
+COUNTED_TOKENS = (2, 64)  # batch, sequence length
+
+
+def _counted_model(shape: str, attn: str, recipe: str, checkpointing: bool, folder: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from peftlab import finetune
+    from peftlab.base_model import nf4_config
+
+    method, _ = COUNTED_RECIPES[recipe]
+    kwargs = dict(dtype=torch.bfloat16, attn_implementation=attn)
+    if method == "qlora":
+        kwargs.update(quantization_config=nf4_config(), device_map="cpu")
+    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
+    if method == "full":
+        if checkpointing:
+            model.config.use_cache = False
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        return model
+    return finetune.build_peft_model(
+        model, method=method, target_modules=["q_proj", "v_proj"],
+        gradient_checkpointing=checkpointing,
+    )  # fmt: skip
+
+
+def _count_activations() -> list[dict]:
+    import tempfile
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from peftlab import measure, seed_everything
+    from peftlab.quiet import muted
+
+    b, s = COUNTED_TOKENS
+    rows = []
+    for shape, fields in COUNTED_SHAPES.items():
+        config = LlamaConfig(**fields)
+        with tempfile.TemporaryDirectory() as folder, muted():
+            seed_everything(0)
+            LlamaForCausalLM(config).save_pretrained(folder)
+            for attn in memory.ATTN_IMPLEMENTATIONS:
+                for recipe, (method, precision) in COUNTED_RECIPES.items():
+                    for ckpt in (False, True):
+                        model = _counted_model(shape, attn, recipe, ckpt, folder)
+                        counted = measure.saved_activation_bytes(model, b, s)["total"]
+                        estimate = memory.estimate(
+                            config, method=method, precision=precision, batch_size=b,
+                            seq_len=s, gradient_checkpointing=ckpt, attn_implementation=attn,
+                            target_modules=None if method == "full" else ["q_proj", "v_proj"],
+                        ).activations  # fmt: skip
+                        rows.append(dict(shape=shape, attn=attn, recipe=recipe, ckpt=ckpt,
+                                         counted=counted, estimate=estimate))  # fmt: skip
+    return rows
+
+
+def counted_activations() -> list[dict]:
+    """Activation bytes counted on the CPU beside the estimate (cached: a few seconds)."""
+    return cache.cached("lesson01 counted activations", _count_activations)
+
+
+def counted_activations_table(rows: Sequence[Mapping]) -> str:
+    b, s = COUNTED_TOKENS
+    body = [
+        [r["shape"], r["attn"], r["recipe"], "yes" if r["ckpt"] else "no",
+         f"{r['counted']:,}", f"{r['estimate']:,}",
+         f"{r['estimate'] - r['counted']:+,}"]
+        for r in rows
+    ]  # fmt: skip
+    head = ["random Llama", "attention", "recipe", "checkpointing", f"counted bytes ({b} x {s})",
+            "estimated bytes", "estimate - counted"]  # fmt: skip
+    return markdown_table(head, body)
+
+
+# --- The QLoRA paper's figures, each by the calculator settings that reproduce it ----------------
+PAPER_65B = "llama-65b"
+PAPER_7B = "llama-7b"
+FULL_16BIT = dict(method="full", precision="bf16", optimizer_precision="fp32")
+QLORA_PAPER_RECIPE = dict(
+    method="qlora", r=64, target_modules="all-linear", precision="bf16", optimizer="paged_adamw",
+    optimizer_precision="fp32", gradient_checkpointing=True, batch_size=1, seq_len=512,
+    prepare_kbit=False,
+)  # fmt: skip
+PEFT_QLORA = dict(method="qlora", r=64, target_modules="all-linear", seq_len=512)
+
+
+def settings_text(settings: Mapping[str, Any]) -> str:
+    """`estimate` keyword arguments as code, for prose that names its settings."""
+    return ", ".join(f"{k}={v!r}" for k, v in settings.items())
+
+
+def paper_figures() -> dict[str, Any]:
+    """The QLoRA paper's three memory figures beside the calculator (bytes)."""
+    full = memory.estimate(PAPER_65B, **FULL_16BIT)
+    zero = memory.estimate(PAPER_65B)
+    hf = memory.estimate(PAPER_65B, accounting="hf")
+    recipe = memory.estimate(PAPER_65B, **QLORA_PAPER_RECIPE)
+    peft = memory.estimate(PAPER_65B, **PEFT_QLORA)
+    linear = sum(t.count * t.d_in * t.d_out for t in memory.linear_layers(PAPER_7B))
+    n7 = memory.count_params(PAPER_7B)
+    config = memory.preset(PAPER_7B)
+    embed_head = 2 * config.vocab_size * config.hidden_size
+    norms = n7 - linear - embed_head
+
+    def constants(double_quant: bool) -> int:
+        return sum(
+            t.count * memory.quant_constant_bytes(t.d_in * t.d_out, double_quant)
+            for t in memory.linear_layers(PAPER_7B)
+        )
+
+    def base(**kw: Any) -> int:
+        b = memory.estimate(PAPER_7B, "qlora", **kw)
+        return b.frozen_weights + b.quantization_constants
+
+    return {
+        "65b full 12 bytes": full.total - full.activations,
+        "65b full zero": zero.total - zero.activations,
+        "65b full hf": hf.total - hf.activations,
+        "65b qlora recipe": recipe,
+        "65b qlora peft": peft,
+        "7b nf4 linears": linear // 2,
+        "7b constants dq": constants(True),
+        "7b constants plain": constants(False),
+        "7b embed head": embed_head,
+        "7b norms": norms,
+        "7b base paper script": base(prepare_kbit=False),
+        "7b base peft": base(),
+        "7b base peft plain": base(double_quant=False),
+    }
+
+
+def paper_table(figures: Mapping[str, Any] | None = None) -> str:
+    """The QLoRA paper's memory figures, the calculator settings that reproduce each, and why."""
+    f = figures or paper_figures()
+    recipe, peft = f["65b qlora recipe"], f["65b qlora peft"]
+    rows = [
+        [
+            "LLaMA-65B, full 16-bit fine-tuning: more than 780 GB",
+            f"{gb(f['65b full 12 bytes'])} (12 bytes/param)",
+            f"`{settings_text(FULL_16BIT)}`, activations excluded",
+            f"bf16 weights 2 + bf16 gradients 2 + two fp32 Adam moments 8; ZeRO's 16 bytes "
+            f"would give {gb(f['65b full zero'])}, Hugging Face's 18 {gb(f['65b full hf'])}",
+        ],
+        [
+            "LLaMA-65B, QLoRA on one 48 GB GPU",
+            f"{gb(recipe.total)} ({recipe.total / 2**30:.1f} GiB); "
+            f"{gb(recipe.gpu_floor)} with the paged states evicted",
+            f"`{settings_text(QLORA_PAPER_RECIPE)}`",
+            f"bf16 adapters and paged 32-bit AdamW; with peft's defaults (fp32 adapters, fp32 "
+            f"embeddings and head) it is {gb(peft.total)} ({peft.total / 2**30:.1f} GiB)",
+        ],
+        [
+            "LLaMA-7B 4-bit base: about 5,048 MB",
+            f"{f['7b base paper script'] / 1e6:,.0f} to {f['7b base peft plain'] / 1e6:,.0f} MB",
+            "`method='qlora'`, base terms (frozen weights + constants); from "
+            "`prepare_kbit=False` (16-bit embeddings) to `double_quant=False` (fp32 ones)",
+            f"NF4 linears {f['7b nf4 linears'] / 1e6:,.0f} MB + constants "
+            f"{f['7b constants dq'] / 1e6:,.0f} MB (double quant) or "
+            f"{f['7b constants plain'] / 1e6:,.0f} MB + embeddings and head "
+            f"{2 * f['7b embed head'] / 1e6:,.0f} MB (bf16) or {4 * f['7b embed head'] / 1e6:,.0f}"
+            f" MB (fp32); the paper's figure is {5048e6 / f['7b base peft plain'] - 1:.0%} above "
+            "the largest sum: not reproducible from the shapes alone",
+        ],
+    ]
+    return markdown_table(["the paper says", "calculator", "settings", "which accounting"], rows)
+
+
 def smallest_card(total_bytes: int) -> str:
     """ "one N GB GPU" for the smallest capacity in `memory.GPUS` that holds `total_bytes` (a card
     sold as N GB holds N GiB)."""
@@ -527,23 +776,44 @@ def smallest_card(total_bytes: int) -> str:
     return f"one {min(fit) // 2**30} GB GPU" if fit else "no single GPU listed"
 
 
-def results() -> dict[str, memory.Breakdown]:
-    """The estimates the lesson's prose quotes (arithmetic: milliseconds)."""
+def results() -> dict[str, Any]:
+    """The estimates the lesson's prose quotes (arithmetic), the QLoRA paper's figures, and the
+    activation bytes counted on small random Llamas (a few seconds, cached)."""
     return {
-        "full": memory.estimate("llama-2-7b"),
-        "hf": memory.estimate("llama-2-7b", accounting="hf"),
-        "lora": memory.estimate("llama-2-7b", method="lora"),
-        "qlora": memory.estimate("llama-2-7b", method="qlora"),
+        "full": memory.estimate("llama-2-7b", gradient_checkpointing=False),
+        "hf": memory.estimate("llama-2-7b", accounting="hf", gradient_checkpointing=False),
+        "lora": memory.estimate("llama-2-7b", method="lora", gradient_checkpointing=False),
+        "qlora": memory.estimate("llama-2-7b", method="qlora", gradient_checkpointing=False),
+        "full checkpointed": memory.estimate("llama-2-7b", gradient_checkpointing=True),
+        "lora checkpointed": memory.estimate(
+            "llama-2-7b", method="lora", gradient_checkpointing=True
+        ),
+        "qlora checkpointed": memory.estimate(
+            "llama-2-7b", method="qlora", gradient_checkpointing=True
+        ),
         "70b qlora checkpointed": memory.estimate(
             "llama-2-70b", method="qlora", gradient_checkpointing=True
         ),
+        "paper": paper_figures(),
+        "counted activations": counted_activations(),
     }
 
 
-def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
+def quotes(estimates: Mapping[str, Any]) -> dict[str, str]:
     """Every table and number the lesson and its notebook quote, by region name."""
     n = memory.count_params("llama-2-7b")
     full, hf, lora, qlora = (estimates[k] for k in ("full", "hf", "lora", "qlora"))
+    full_c, lora_c, qlora_c = (estimates[f"{k} checkpointed"] for k in ("full", "lora", "qlora"))
+    paper = estimates["paper"]
+    recipe, peft = paper["65b qlora recipe"], paper["65b qlora peft"]
+    counted = estimates["counted activations"]
+    worst = max(abs(r["estimate"] - r["counted"]) for r in counted)
+    acts = activation_totals()
+    layer = memory.activation_terms(ACTIVATION_MODEL, **ACTIVATION_SETTING)["layer"]
+    layer_eager = memory.activation_terms(
+        ACTIVATION_MODEL, attn_implementation="eager", **ACTIVATION_SETTING
+    )["layer"]
+    config = memory.preset(ACTIVATION_MODEL)
     lora_qv = memory.lora_params("llama-2-7b", 8, ["q_proj", "v_proj"])
     return {
         "bytes per parameter": bytes_per_param_table(),
@@ -552,6 +822,31 @@ def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
         "ranks": lora_rank_table(),
         "peft methods": peft_methods_table(),
         "claims": claims_table(),
+        "activation derivation": activation_derivation_table(),
+        "counted activations": counted_activations_table(counted),
+        "counted activations: worst": f"{worst:,} bytes",
+        "counted activations: cases": f"{len(counted)}",
+        "paper figures": paper_table(paper),
+        "activations eager": gb(acts["eager stored"]),
+        "activations korthikanti": gb(acts["korthikanti stored"]),
+        "activations sdpa checkpointed": gb(acts["sdpa checkpointed"]),
+        "layer sdpa": f"{sum(layer.values()) / 1e6:,.1f} MB",
+        "layer eager": f"{sum(layer_eager.values()) / 1e6:,.1f} MB",
+        "layer korthikanti": f"{korthikanti_layer_bytes(ACTIVATION_MODEL, 1, 512) / 1e6:,.1f} MB",
+        "a s / h": f"{config.num_attention_heads * 512 / config.hidden_size:g}",
+        "65b full 12 bytes": gb(paper["65b full 12 bytes"]),
+        "65b full zero": gb(paper["65b full zero"]),
+        "65b qlora recipe": gb(recipe.total),
+        "65b qlora recipe gib": f"{recipe.total / 2**30:.1f} GiB",
+        "65b qlora recipe floor": gb(recipe.gpu_floor),
+        "65b qlora peft": gb(peft.total),
+        "65b qlora peft gib": f"{peft.total / 2**30:.1f} GiB",
+        "qlora paper recipe": f"`{settings_text(QLORA_PAPER_RECIPE)}`",
+        "full 16-bit recipe": f"`{settings_text(FULL_16BIT)}`",
+        "48 GiB card in GB": gb(48 * 2**30),
+        "full total checkpointed": gb(full_c.total),
+        "lora total checkpointed": gb(lora_c.total),
+        "qlora total checkpointed": gb(qlora_c.total),
         "llama-2-7b parameters": f"{n:,}",
         "llama-2-7b 16-bit weights": gb(2 * n),
         "full zero before activations": gb(full.total - full.activations),
@@ -568,12 +863,14 @@ def quotes(estimates: Mapping[str, memory.Breakdown]) -> dict[str, str]:
         "70b qlora checkpointed": gb(estimates["70b qlora checkpointed"].total),
         "24 GiB card in GB": gb(24 * 2**30),
         "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
-        "interview: lora total": f"about {lora.total / GB:.0f} GB",
-        "interview: lora card": smallest_card(lora.total),
-        "interview: qlora total": f"about {qlora.total / GB:.0f} GB",
+        "interview: lora total": f"about {lora_c.total / GB:.0f} GB",
+        "interview: lora card": smallest_card(lora_c.total),
+        "interview: qlora total": f"about {qlora_c.total / GB:.0f} GB",
         "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
         "interview: lora share": f"{100 * lora_qv / n:.2f}%",
         "notebook: full": f"full ≈ {full.total / GB:.0f} GB",
         "notebook: lora": f"LoRA ≈ {lora.total / GB:.0f} GB",
         "notebook: qlora": f"QLoRA ≈ {qlora.total / GB:.0f} GB",
+        "notebook: checkpointed": f"full ≈ {full_c.total / GB:.0f} GB, LoRA ≈ "
+        f"{lora_c.total / GB:.0f} GB, QLoRA ≈ {qlora_c.total / GB:.0f} GB",
     }
