@@ -41,7 +41,8 @@ def png_outputs(notebook: Path) -> list[str]:
 def test_every_lesson_and_notebook_has_a_page(site):
     expected = {"index.html"} | {f"{p.stem}.html" for p in LESSONS + NOTEBOOKS}
     assert {p.name for p in site.iterdir()} == expected
-    assert len(LESSONS) == len(NOTEBOOKS) == 6
+    assert [p.name[:2] for p in LESSONS] == [p.name[:2] for p in NOTEBOOKS]  # paired by number
+    assert len(LESSONS) >= 6
 
 
 def test_index_links_lesson_then_notebook_in_lesson_order(site):
