@@ -28,3 +28,22 @@ def test_nf4_beats_int4_and_fp4_on_the_trained_weights():
     assert round(trained["kurtosis"], 2) == 3.31 and round(random["kurtosis"], 1) == 3.0
     text = (paths.lessons_dir() / lesson.LESSON).read_text(encoding="utf-8")
     assert "INT4 34.34, FP4 (E2M1) 31.07, NF4 with\ndouble quantization 27.41" in text  # QLoRA t. 2
+
+
+def test_double_quant_saving_counts_only_the_quantized_weights():
+    """Issue 14, item 3: the embeddings and head are not quantized, so the saving on Llama-2-7B
+    is 0.373046875 bits on its 6,476,005,376 linear weights: about 302 MB, not 314."""
+    assert lesson.quantized_weights("llama-2-7b") == 6_476_005_376
+    quotes = lesson.quotes(lesson.results())
+    assert quotes["7b dq saving"] == "302 MB"
+    assert quotes["7b quantized weights"] == "6,476,005,376"
+
+
+def test_70b_qlora_card_follows_the_recipe():
+    """Issue 14, items 2 and 12: with peft's defaults 70B QLoRA does not fit a 48 GB card
+    (48 GiB); with the paper's recipe (bf16 adapters, paged AdamW, 16-bit embeddings) it does."""
+    small, large = lesson.weight_memory_rows()
+    assert large["qlora_total"] > 48 * 2**30 and large["smallest_gpu"] == "A100 80 GB"
+    assert large["paper_total"] <= 48 * 2**30 < large["qlora_total"]
+    assert large["paper_gpu"].startswith("48 GB")
+    assert small["smallest_gpu"] == "RTX 4060 8 GB"

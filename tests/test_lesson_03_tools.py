@@ -58,7 +58,7 @@ def test_bits_table_has_the_qlora_arithmetic():
     assert "| 0.5 |" in table and "| 0.126953125 |" in table and "| 0.373046875 |" in table
     megabytes = [bits * 2e9 / 8 / 1e6 for bits in (32 / 64, 8 / 64 + 32 / (64 * 256))]
     assert f"| {megabytes[0]:,.0f} |" in table and f"| {megabytes[1]:,.0f} |" in table
-    assert "MB for 2.00B parameters" in table
+    assert "MB for 2.00B quantized weights" in table
 
 
 def test_error_and_blocksize_tables_agree_with_nf4(weights):

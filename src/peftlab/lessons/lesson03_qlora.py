@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from peftlab import base_model, measure, memory, nf4
+from peftlab.lessons import lesson01_peft_basics as lesson01
 from peftlab.seed import one_thread, seed_everything
 from peftlab.tables import markdown_table
 
@@ -220,9 +221,16 @@ def blocksize_table(rows: Sequence[Mapping]) -> str:
     return markdown_table(header, lines, ["--:"] * 5)
 
 
+def quantized_weights(model: str = "llama-2-7b") -> int:
+    """How many weights QLoRA stores in NF4: the decoder's linear layers only (the embeddings,
+    norms and output head stay in 16 or 32 bits)."""
+    return sum(t.count * t.d_in * t.d_out for t in memory.linear_layers(model))
+
+
 def bits_table(n_params: int | None = None) -> str:
-    """What the block constants cost per parameter, and in bytes for Llama-2-7B's weights."""
-    n = n_params if n_params is not None else memory.count_params(memory.preset("llama-2-7b"))
+    """What the block constants cost per parameter, and in bytes for the weights Llama-2-7B
+    quantizes (its linear layers: the embeddings and head are not quantized)."""
+    n = n_params if n_params is not None else quantized_weights("llama-2-7b")
     plain = nf4.bits_per_parameter(64) - 4
     doubled = nf4.bits_per_parameter(64, double_quant=True) - 4
     rows = [
@@ -240,13 +248,15 @@ def bits_table(n_params: int | None = None) -> str:
             f"{(plain - doubled) * n / 8 / 1e6:,.0f}",
         ],
     ]
-    header = ["constants", "bits", "bits / parameter", f"MB for {n / 1e9:.2f}B parameters"]
+    header = ["constants", "bits", "bits / parameter", f"MB for {n / 1e9:.2f}B quantized weights"]
     return markdown_table(header, rows, [":--", ":--", "--:", "--:"])
 
 
 def weight_memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> list[dict]:
-    """Weights in 16 bits and in NF4, and training totals (full mixed AdamW vs QLoRA r=64 on all
-    linear layers, batch 1 x 512 tokens, gradient checkpointing) from `peftlab.memory`."""
+    """Weights in 16 bits and in NF4, and training totals from `peftlab.memory`: full mixed AdamW
+    vs QLoRA r=64 on all linear layers, batch 1 x 512 tokens, gradient checkpointing on both;
+    QLoRA as peft runs it (fp32 adapters, embeddings and head) and as the QLoRA paper's script
+    does (`lesson01.QLORA_PAPER_RECIPE`: bf16 adapters, 16-bit embeddings, paged AdamW)."""
     rows = []
     for name in names:
         config = memory.preset(name)
@@ -260,7 +270,7 @@ def weight_memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> 
             gradient_checkpointing=True,
         )
         full = memory.estimate(config, "full", seq_len=512, gradient_checkpointing=True)
-        fits = [gpu for gpu, ok in memory.fits(qlora.total).items() if ok]
+        paper = memory.estimate(config, **lesson01.QLORA_PAPER_RECIPE)
         rows.append(
             dict(
                 name=name,
@@ -269,7 +279,10 @@ def weight_memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> 
                 weights_nf4=qlora.frozen_weights + qlora.quantization_constants,
                 full_total=full.total,
                 qlora_total=qlora.total,
-                smallest_gpu=fits[0] if fits else "none listed",
+                smallest_gpu=lesson01.smallest_fit(qlora.total),
+                paper_total=paper.total,
+                paper_floor=paper.gpu_floor,
+                paper_gpu=lesson01.smallest_fit(paper.total),
             )
         )
     return rows
@@ -286,6 +299,8 @@ def weight_memory_table(rows: Sequence[Mapping]) -> str:
             f"{r['full_total'] / 1e9:.0f}",
             f"{r['qlora_total'] / 1e9:.1f}",
             r["smallest_gpu"],
+            f"{r['paper_total'] / 1e9:.1f}",
+            r["paper_gpu"],
         ]
         for r in rows
     ]
@@ -293,12 +308,14 @@ def weight_memory_table(rows: Sequence[Mapping]) -> str:
         "model",
         "parameters",
         "16-bit weights (GB)",
-        "NF4 + DQ weights (GB)",
+        "4-bit base, as peft runs it (GB)",
         "full fine-tune (GB)",
-        "QLoRA (GB)",
-        "smallest GPU for QLoRA",
+        "QLoRA, peft (GB)",
+        "smallest GPU",
+        "QLoRA, paper's recipe (GB)",
+        "smallest GPU ",
     ]
-    return markdown_table(header, lines, [":--"] + ["--:"] * 5 + [":--"])
+    return markdown_table(header, lines, [":--"] + ["--:"] * 5 + [":--", "--:", ":--"])
 
 
 def level_shares(w: torch.Tensor, method: str = "nf4", blocksize: int = 64) -> torch.Tensor:
@@ -408,7 +425,8 @@ def quotes(results: Mapping) -> dict[str, str]:
     errors = {row["method"]: row["error"] for row in error_rows(weights)}
     nf4_err = errors["NF4"]
     small, large = weight_memory_rows()
-    n7 = small["params"]
+    n7 = quantized_weights("llama-2-7b")
+    paper = lesson01.paper_figures()
     bits, dq_bits = nf4.bits_per_parameter(64), nf4.bits_per_parameter(64, double_quant=True)
     saving_bits = bits - dq_bits
     blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
@@ -459,6 +477,26 @@ def quotes(results: Mapping) -> dict[str, str]:
         "70b qlora": f"{large['qlora_total'] / 1e9:.1f} GB",
         "70b gpu": large["smallest_gpu"],
         "7b gpu": small["smallest_gpu"],
+        "70b qlora paper": f"{large['paper_total'] / 1e9:.1f} GB",
+        "70b qlora paper floor": f"{large['paper_floor'] / 1e9:.1f} GB",
+        "70b gpu paper": large["paper_gpu"],
+        "70b qlora gib": f"{large['qlora_total'] / 2**30:.1f} GiB",
+        "48 GiB card in GB": f"{48 * 2**30 / 1e9:.1f} GB",
+        "7b quantized weights": f"{n7:,}",
+        "paper figures": lesson01.paper_table(paper),
+        "qlora paper recipe": f"`{lesson01.settings_text(lesson01.QLORA_PAPER_RECIPE)}`",
+        "full 16-bit recipe": f"`{lesson01.settings_text(lesson01.FULL_16BIT)}`",
+        "65b full 12 bytes": f"{paper['65b full 12 bytes'] / 1e9:.1f} GB",
+        "65b qlora recipe": f"{paper['65b qlora recipe'].total / 1e9:.1f} GB",
+        "65b qlora peft": f"{paper['65b qlora peft'].total / 1e9:.1f} GB",
+        "7b nf4 linears": f"{paper['7b nf4 linears'] / 1e6:,.0f} MB",
+        "7b constants dq": f"{paper['7b constants dq'] / 1e6:,.0f} MB",
+        "7b constants plain": f"{paper['7b constants plain'] / 1e6:,.0f} MB",
+        "7b embed head bf16": f"{2 * paper['7b embed head'] / 1e6:,.0f} MB",
+        "7b embed head fp32": f"{4 * paper['7b embed head'] / 1e6:,.0f} MB",
+        "7b base largest": f"{paper['7b base peft plain'] / 1e6:,.0f} MB",
+        "7b base smallest": f"{paper['7b base paper script'] / 1e6:,.0f} MB",
+        "7b paper gap": f"{(5048e6 - paper['7b base peft plain']) / 1e6:,.0f} MB",
         "7b dq saving": f"{saving_bits * n7 / 8 / 1e6:,.0f} MB",
         # notebook 03's prose: bits per weight with blocks of 64, plain and double-quantized
         "notebook: plain bits": f"{bits:.1f} bits",
