@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from matplotlib.figure import Figure
+
 from peftlab import base_model, own_data, packing, paths, support_data
 from peftlab.finetune import IGNORE_INDEX
 from peftlab.lessons.cache import cached
@@ -115,6 +118,22 @@ def token_table(results: dict) -> str:
         shown = token.replace("\n", "\\n").replace("|", "\\|").replace("Ġ", "·")
         rows.append([f"`{shown}`", i, label, "" if label == IGNORE_INDEX else "trained"])
     return markdown_table(["token", "id", "label", ""], rows, ["---", "---:", "---:", "---"])
+
+
+def packing_figure(results: dict) -> Figure:
+    """Which token may attend to which in the packed row: causal within each example (the
+    blocks), nothing across examples, read from where `position_ids` restart at 0."""
+    segment = np.cumsum(np.asarray(results["pack_positions"]) == 0)
+    n = len(segment)
+    allowed = (segment[:, None] == segment[None, :]) & np.tri(n, dtype=bool)
+    fig = Figure(figsize=(4.2, 4.2))
+    ax = fig.add_subplot()
+    ax.imshow(allowed, cmap="Blues", interpolation="nearest")
+    ax.set_xlabel("key token (attended to)")
+    ax.set_ylabel("query token")
+    ax.set_title(f"{segment[-1]} examples packed in one row of {n} tokens", fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
 def runs_table(results: dict) -> str:
