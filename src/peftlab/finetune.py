@@ -140,6 +140,30 @@ def build_peft_model(
         return get_peft_model(model, lora_config(r, alpha, target_modules=target_modules))
 
 
+def trainer_settings(
+    steps: int, batch_size: int, learning_rate: float, seed: int, progress: bool = False
+) -> dict[str, object]:
+    """The course's Trainer settings (keyword arguments of `TrainingArguments` and TRL's
+    `SFTConfig`): cosine schedule with 10% warm-up, no weight decay, about 20 loss logs, no
+    checkpoints or trackers, seeded data order, data loaded in the main process."""
+    return dict(
+        max_steps=steps,
+        per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(steps // 10, 1),
+        weight_decay=0.0,
+        logging_steps=max(steps // 20, 1),
+        save_strategy="no",
+        report_to=[],
+        seed=seed,
+        data_seed=seed,
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=False,
+    )
+
+
 def train_lora(
     model,
     tokenizer,
@@ -180,20 +204,7 @@ def train_lora(
     recorder = _LossRecorder(on_loss)
     args = TrainingArguments(
         output_dir=str(Path(runs_dir) / ".trainer"),
-        max_steps=steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(steps // 10, 1),
-        weight_decay=0.0,
-        logging_steps=max(steps // 20, 1),
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        disable_tqdm=not progress,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
+        **trainer_settings(steps, batch_size, learning_rate, seed, progress),
         remove_unused_columns=False,
     )
     trainer = Trainer(

@@ -28,7 +28,13 @@ from pathlib import Path
 import torch
 
 from peftlab.atomic import atomic_dir
-from peftlab.finetune import IGNORE_INDEX, TRAIN_METHODS, build_peft_model, pad_batch
+from peftlab.finetune import (
+    IGNORE_INDEX,
+    TRAIN_METHODS,
+    build_peft_model,
+    pad_batch,
+    trainer_settings,
+)
 
 ROLES = ("system", "user", "assistant")
 CONFIG_FILE = "train_config.json"  # beside the adapter: how it was trained
@@ -375,20 +381,7 @@ def fit(
     try:
         args = TrainingArguments(
             output_dir=scratch,
-            max_steps=steps,
-            per_device_train_batch_size=batch_size,
-            learning_rate=learning_rate,
-            lr_scheduler_type="cosine",
-            warmup_steps=max(steps // 10, 1),
-            weight_decay=0.0,
-            logging_steps=max(steps // 20, 1),
-            save_strategy="no",
-            report_to=[],
-            seed=seed,
-            data_seed=seed,
-            disable_tqdm=not progress,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=False,
+            **trainer_settings(steps, batch_size, learning_rate, seed, progress),
             remove_unused_columns=False,
         )
         collate = (
@@ -574,20 +567,7 @@ def sft_trainer(
     warnings.filterwarnings("ignore", r".*gradient_checkpointing.* is deprecated", FutureWarning)
     args = SFTConfig(
         output_dir=str(output_dir),
-        max_steps=steps,
-        per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate,
-        lr_scheduler_type="cosine",
-        warmup_steps=max(steps // 10, 1),
-        weight_decay=0.0,
-        logging_steps=max(steps // 20, 1),
-        save_strategy="no",
-        report_to=[],
-        seed=seed,
-        data_seed=seed,
-        disable_tqdm=True,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=False,
+        **trainer_settings(steps, batch_size, learning_rate, seed),
         completion_only_loss=True,
         max_length=max_length or context_length(model),
         gradient_checkpointing=False,

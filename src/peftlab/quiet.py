@@ -16,6 +16,9 @@ from collections.abc import Iterator
 KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # peft 0.21.2 reads `is_gradient_checkpointing`, which transformers 5.24 deprecates.
     ("`is_gradient_checkpointing` is deprecated", FutureWarning),
+    # peft 0.21.2's prefix tuning hands the model `past_key_values`, which transformers 5.24
+    # deprecates in favour of `cache` (lesson 07 trains prefix tuning).
+    ("`past_key_values` is deprecated", FutureWarning),
 )
 BITSANDBYTES_LOGGER = "bitsandbytes"
 # On CPUs with AVX-512 BF16, importing bitsandbytes tries to fetch an optional kernel from the hub
