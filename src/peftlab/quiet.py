@@ -19,6 +19,10 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     # peft 0.21.2's prefix tuning hands the model `past_key_values`, which transformers 5.24
     # deprecates in favour of `cache` (lesson 07 trains prefix tuning).
     ("`past_key_values` is deprecated", FutureWarning),
+    # ... and in generation peft passes the prefix as `past_key_values` beside generate's own
+    # `cache`; transformers 5.24 says it keeps `cache` (whether the prefix still reaches the
+    # attention in generation is checked by tests/test_peft_family.py's prefix test).
+    ("Both `past_key_values` and `cache` are set", FutureWarning),
 )
 BITSANDBYTES_LOGGER = "bitsandbytes"
 # On CPUs with AVX-512 BF16, importing bitsandbytes tries to fetch an optional kernel from the hub
