@@ -4,9 +4,9 @@ and bad input refused."""
 import pytest
 import torch
 
-from peftlab import base_model, peft_family, support_data
+from peftlab import base_model, compare, peft_family, support_data
 from peftlab.peft_family import METHODS, Protocol
-from peftlab.quiet import muted
+from peftlab.quiet import known_warnings, muted
 
 TINY = Protocol(steps=3, batch_size=4, seeds=(0,), lr_factors=(1.0,), n_heldout=3,
                 max_new_tokens=8, timing_repeats=1)  # fmt: skip
@@ -73,6 +73,71 @@ def test_merged_model_answers_exactly_as_unmerged(name):
     complaints = peft_family.heldout(TINY)
     unmerged = peft_family.replies(run, complaints, TINY.max_new_tokens)
     assert peft_family.merged_replies(run, complaints, TINY.max_new_tokens) == unmerged
+
+
+# prefix tuning, trained long enough to move its replies (a few seconds)
+PREFIX = Protocol(steps=24, batch_size=8, seeds=(0,), lr_factors=(1.0,), n_heldout=6,
+                  max_new_tokens=24, timing_repeats=1)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def prefix_run():
+    method = METHODS["prefix tuning"]
+    return peft_family.train(method, 3 * method.base_lr, 0, PREFIX)
+
+
+@torch.no_grad()
+def reference_greedy(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
+    """Greedy decoding the slow way: peft's own forward on the whole sequence at every step
+    (batch of one, no padding, no cache): the prefix goes in as training put it in."""
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    start, eos = ids.shape[1], model.generation_config.eos_token_id
+    for _ in range(max_new_tokens):
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits
+        token = logits[0, -1].argmax()
+        ids = torch.cat([ids, token.view(1, 1)], dim=1)
+        if int(token) in eos:
+            break
+    return tokenizer.decode(ids[0, start:], skip_special_tokens=True).strip()
+
+
+@pytest.mark.slow
+def test_prefix_decode_equals_peft_forward_greedy(prefix_run):
+    model, tokenizer = prefix_run.model, prefix_run.model.tokenizer
+    model.eval()
+    complaints = peft_family.heldout(PREFIX)
+    prompts = compare.chat_prompts(tokenizer, complaints, 256)
+    lengths = {len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts}
+    assert len(lengths) > 1  # the batch is left-padded, so padding and positions are tested
+    fast = peft_family.replies(prefix_run, complaints, PREFIX.max_new_tokens)
+    with known_warnings():
+        slow = [reference_greedy(model, tokenizer, p, PREFIX.max_new_tokens) for p in prompts]
+    assert fast == slow
+    assert all(fast)
+
+
+@pytest.mark.slow
+def test_prefix_tuned_replies_are_not_the_base_model_s(prefix_run):
+    complaints = peft_family.heldout(PREFIX)
+    with muted():
+        base, tokenizer = base_model.load()
+    before = compare.generate(base, tokenizer, complaints, max_new_tokens=PREFIX.max_new_tokens)
+    after = peft_family.replies(prefix_run, complaints, PREFIX.max_new_tokens)
+    assert prefix_run.val_loss < peft_family.loss_on(
+        base, peft_family.tokenized(PREFIX, None, tokenizer)[1], tokenizer.pad_token_id
+    )  # the prefix learned ...
+    assert sum(a != b for a, b in zip(after, before, strict=True)) >= len(complaints) // 2
+    # ... and its replies show it
+
+
+def test_prefix_decode_refuses_other_models():
+    with muted():
+        model, tokenizer = base_model.load()
+    with pytest.raises(ValueError, match="prefix tuning"):
+        peft_family.prefix_generate(model, tokenizer, ["My order is late."], max_new_tokens=4)
+    wrapped = peft_family.build(METHODS["prefix tuning"], model, steps=4)
+    with pytest.raises(ValueError, match="max_new_tokens=0"):
+        peft_family.prefix_generate(wrapped, tokenizer, ["My order is late."], max_new_tokens=0)
 
 
 @pytest.mark.slow
