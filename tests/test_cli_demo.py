@@ -69,3 +69,41 @@ def test_the_methods_the_cli_offers_are_the_ones_finetune_trains():
     from peftlab.commands import demo
 
     assert demo.TRAIN_METHODS == finetune.TRAIN_METHODS
+
+
+def test_the_table_reports_the_wild_set_beside_the_heldout_one():
+    """Rendered from a made-up result (no model): the worst wild replies, and both sets'
+    measures, before -> after, with faithfulness marked apart from the rubric."""
+    from peftlab.commands.demo import N_WORST, render_table
+    from peftlab.compare import Comparison, measures, score_rows
+
+    polite = "Hi! I'm sorry your order is late. I will check it today."
+    sofa = "Hi! I'm sorry that your blue sofa arrived cracked. I will send a new one today."
+    blunt = "Your order is late because of delays."
+    held = score_rows(["My order is late."] * 2, [blunt] * 2, [polite] * 2)
+    wild_complaints = [f"My screen number {i} arrived cracked." for i in range(N_WORST + 2)]
+    wild = score_rows(wild_complaints, [blunt] * len(wild_complaints),
+                      [sofa] * N_WORST + [polite, polite])  # fmt: skip
+    result = Comparison("peftlab-base", "lora", 10, 100, 1.0, held, {"before": 0.0, "after": 1.0},
+                        sets={"wild": {"examples": wild, "summary": measures(wild)}})  # fmt: skip
+    text = render_table(result)
+    assert f"in the wild: the {N_WORST} worst replies after fine-tuning, of 7" in text
+    assert text.count("names what the complaint does not: blue, sofa") == N_WORST
+    line = next(x for x in text.splitlines() if x.startswith("faithful"))
+    # held-out: "late" was asked; wild: the sofa, and "late", were not
+    assert line.split()[-6:] == ["100%", "->", "100%", "0%", "->", "0%"]
+    line = next(x for x in text.splitlines() if x.startswith("mean rubric score"))
+    s = measures(wild)
+    assert line.split()[-3:] == [f"{s['before']:.2f}", "->", f"{s['after']:.2f}"]
+    assert "-faith" in text and "+faith" in text
+
+
+def test_the_table_without_further_sets_has_one_column():
+    from peftlab.commands.demo import render_table
+    from peftlab.compare import Comparison, score_rows
+
+    rows = score_rows(
+        ["My order is late."], ["Late."], ["Hi! Sorry it is late. I will ship today."]
+    )
+    text = render_table(Comparison("m", "lora", 1, 10, 1.0, rows, {"before": 0.0, "after": 1.0}))
+    assert "complaints (1)" in text and "in the wild" not in text

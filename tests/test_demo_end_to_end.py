@@ -70,3 +70,31 @@ def test_qlora_demo_reaches_the_same_tone(tmp_path, monkeypatch, capsys):
     assert result["method"] == "qlora"
     assert result["summary"]["before"] <= 0.30
     assert result["summary"]["after"] >= 0.85
+
+
+@pytest.mark.pins
+def test_the_wild_set_is_reported_beside_the_heldout_one(demo_json):
+    from peftlab import compare
+
+    wild = demo_json["sets"]["wild"]
+    assert [r["complaint"] for r in wild["examples"]] == support_data.wild_complaints()
+    assert wild["summary"] == pytest.approx(compare.measures(wild["examples"]))
+    for key in ("before", "after", "acknowledges_after", "faithful_after", "distinct_after"):
+        assert key in wild["summary"] and key in demo_json["summary"]
+    assert wild["summary"]["before"] <= 0.30  # the base model stays blunt here too
+
+
+@pytest.mark.pins
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 20: the world knows only damaged or late physical goods, so on complaints "
+    "written the way customers write the tuned model answers with a random product and defect",
+)
+def test_issue_20_targets_on_the_wild_set(demo_json):
+    """The yardstick for the rebuild (issue 20): when this passes, drop the xfail."""
+    s = demo_json["sets"]["wild"]["summary"]
+    assert s["after"] >= 0.90
+    assert s["acknowledges_after"] >= 0.85
+    assert s["faithful_after"] >= 0.90
+    assert s["distinct_after"] >= 0.90
+    assert demo_json["summary"]["after"] >= 0.95

@@ -109,3 +109,59 @@ def test_mean_score_is_the_mean_of_the_replies_scores():
         mean_score([], [])
     with pytest.raises(ValueError):
         mean_score([polite], [kettle, kettle])  # one reply per complaint
+
+
+# --- faithful: reported beside the rubric ---------------------------------------------------
+from peftlab.rubric import faithful, invented  # noqa: E402
+
+CHARGED = "I was charged twice for the same order."
+LOGIN = "I can't log in to my account."
+SCREEN = "My package arrived with a cracked screen."
+
+
+@pytest.mark.parametrize(
+    "complaint, reply, names",
+    [  # the replies issue 20 measured: another customer's product or problem
+     (CHARGED, "Hi there! I'm so sorry to hear that your order is late. I will pack it again and "
+               "ship it by Friday.", ["late"]),
+     (LOGIN, "Hi there! I'm so sorry to hear that your black scarf came without all its parts.",
+      ["black", "scarf", "parts"]),
+     (SCREEN, "Hi there! I'm sorry that your blue sofa arrived cracked. I will send a new one "
+              "today.", ["blue", "sofa"]),  # passes "acknowledges" on one echoed word
+     (KETTLE, "Hi! I'm sorry your red kettle arrived cracked.", ["red"]),  # the wrong colour
+     ("The fridge is broken.", "Hi! I'm sorry about your subscription.", ["subscription"]),
+     (LATE, "Sorry, your lantern smells like smoke.", ["lantern", "smells", "smoke"]),
+    ],
+)  # fmt: skip
+def test_invented_names_what_the_complaint_does_not(complaint, reply, names):
+    assert invented(reply, complaint) == names
+    assert not faithful(reply, complaint)
+
+
+@pytest.mark.parametrize(
+    "complaint, reply",
+    [(LATE, "Hi! I'm sorry your order is late. I will check it today."),
+     (KETTLE, "Hello! I'm so sorry that your green kettle arrived cracked. I'll ship a new one."),
+     ("My parcel is delayed.", "Hi! I'm sorry your order is late."),  # a synonym is no invention
+     (CHARGED, "Hi! Sorry you were billed twice. I'll refund the second payment today."),
+     (LOGIN, "Hi! Sorry you can't log in to your account. I will reset your password today."),
+     ("The fridge is broken.", "Hi! Sorry about that. I will send a receipt today."),  # an action
+     ("My phone case is the wrong colour.", "Hello! Sorry. I will look into your order today.")],
+)  # fmt: skip
+def test_faithful_replies_name_only_what_they_were_told(complaint, reply):
+    assert invented(reply, complaint) == []
+    assert faithful(reply, complaint)
+
+
+def test_the_finetune_replies_are_faithful_to_their_own_complaints_and_not_to_others():
+    train = support_data.finetune_set()
+    assert all(faithful(ex.reply, ex.complaint) for ex in train)
+    swapped = [faithful(a.reply, b.complaint) for a, b in zip(train[1:], train[2:], strict=False)]
+    assert sum(swapped) / len(swapped) < 0.1  # another complaint's reply names its product
+
+
+def test_contractions_and_pleasantries_name_no_problem():
+    # "I'm" in the complaint is not the "m" of the reply's "I'm"; "thanks" is not a problem
+    reply = "Hi, thanks for writing! I'm so sorry that your blue sofa arrived cracked."
+    assert not score_reply(reply, "I'm still waiting, thanks")["acknowledges"]
+    assert score_reply(reply, "I'm upset: the sofa arrived cracked, thanks")["acknowledges"]

@@ -3,12 +3,19 @@
 Four plain checks a support lead would make, written as word patterns so that a learner can
 read them and argue with them. `acknowledges` needs both empathy and a word of this complaint's
 own problem or product, so one canned apology cannot pass every complaint.
+
+Beside the rubric, not in it: `faithful`, whether a reply names nothing the complaint did not
+(no product, service or problem of the world's word lists that the customer never mentioned).
+The rubric scores the form the fine-tune teaches and stays the one fixed before training; a
+reply can pass all four checks and still answer another customer's complaint, which only this
+second check sees (lesson 05, "In the wild").
 """
 
 import re
 from collections.abc import Sequence
 
-from peftlab.support_data import ADJECTIVES
+from peftlab import support_data
+from peftlab.support_data import ADJECTIVES, words
 
 CRITERIA = ("greeting", "acknowledges", "action", "timeline")
 
@@ -47,6 +54,11 @@ _STOPWORDS = frozenset(
     product products
     package parcel shop store customer says write reply sent send came come got get arrived
     still yet all after weeks week days day two one far too big""".split()
+    # contractions and pleasantries, which real messages have and name no problem either
+    + """i'm i've i'll i'd it's that's there's what's where's let's you're we're they're don't
+    doesn't didn't can't won't isn't wasn't aren't haven't hasn't couldn't wouldn't shouldn't
+    thanks thank pls hiya dear sir madam regards cheers kind good morning afternoon evening
+    team guys anyone anybody really very also quick question tell""".split()
 )
 _DESCRIPTORS = frozenset(ADJECTIVES)
 # True synonyms, folded onto one word before stemming.
@@ -67,8 +79,12 @@ def stem(word: str) -> str:
 
 def problem_words(complaint: str) -> set[str]:
     """Stems of the words that say what this complaint is about (product, problem)."""
-    words = re.findall(r"[a-z]+", complaint.lower())
-    return {stem(w) for w in words if w not in _STOPWORDS and w not in _DESCRIPTORS}
+    return {stem(w) for w in _words(complaint) if w not in _STOPWORDS and w not in _DESCRIPTORS}
+
+
+def _words(text: str) -> list[str]:
+    # Letters only (no numbers), a contraction whole: "can't" is not "can" and "t".
+    return [w for w in words(text) if w[0].isalpha()]
 
 
 def _mentions(problem: set[str], reply_stems: set[str]) -> bool:
@@ -78,7 +94,7 @@ def _mentions(problem: set[str], reply_stems: set[str]) -> bool:
 
 def score_reply(reply: str, complaint: str) -> dict[str, float | bool]:
     """Per-criterion booleans for a reply to `complaint`, and their mean as `score`."""
-    reply_stems = {stem(w) for w in re.findall(r"[a-z]+", reply.lower())}
+    reply_stems = {stem(w) for w in _words(reply)}
     marks = {
         "greeting": bool(_GREETING.search(reply)),
         "acknowledges": bool(_EMPATHY.search(reply))
@@ -95,3 +111,76 @@ def mean_score(replies: Sequence[str], complaints: Sequence[str]) -> float:
         raise ValueError("no complaints to score: give at least one")
     scores = [score_reply(r, c)["score"] for r, c in zip(replies, complaints, strict=True)]
     return sum(scores) / len(scores)
+
+
+# --- faithful: the reply names nothing the complaint did not --------------------------------
+# Words of the world's problems that name no problem of their own ("stopped working": "working"
+# is any machine's; "smells like smoke": "like"), or that a reply uses for an action ("return").
+_GENERIC = frozenset(
+    """without over everywhere never went ago like strange makes lost turn working wrong card
+    shape out return returned""".split()
+)
+# Services a reply can pin on the customer as easily as a product ("your subscription"): the
+# world's own (accounts, receipts) and ones real customers write about. Counted only after
+# "your", since a reply may offer one as an action ("I will send a receipt").
+SERVICES = ("account", "receipt", "subscription", "invoice", "coupon", "appointment", "booking",
+            "app", "website")  # fmt: skip
+
+
+def _reply_part_stems() -> set[str]:
+    parts = (support_data.GREETINGS + support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS
+             + support_data.TIMELINES + support_data.CLOSINGS)  # fmt: skip
+    return {stem(w) for part in parts for w in _words(part)}
+
+
+def _problem_stems() -> dict[str, str]:
+    """stem -> word, for the words the world's problems are told in (every phrasing of
+    `support_data`'s problems), less what says nothing about which problem it is."""
+    polite = _reply_part_stems()
+    terms: dict[str, str] = {}
+    for problem in support_data.FINETUNE_PROBLEMS + support_data.HELDOUT_PROBLEMS:
+        for phrase in problem.phrasings:
+            for w in _words(phrase):
+                if w in _STOPWORDS or w in _GENERIC or stem(w) in polite:
+                    continue
+                terms.setdefault(stem(w), w)
+    return terms
+
+
+PRODUCTS = support_data.FINETUNE_NOUNS + support_data.HELDOUT_NOUNS + support_data.EXTRA_NOUNS
+_PRODUCT_STEMS = frozenset(stem(n) for n in PRODUCTS)
+_SERVICE_STEMS = frozenset(stem(s) for s in SERVICES)
+_NAMED_STEMS = _PRODUCT_STEMS | set(_problem_stems())
+
+
+def invented(reply: str, complaint: str) -> list[str]:
+    """The words of `reply` that name a product, service or problem `complaint` does not: a
+    product noun of the world's word lists, a word the world's problems are told in ("late",
+    "cracked", "leaks"), a colour or material before a product ("blue" in "your blue sofa"), or
+    a service (`SERVICES`) said to be the customer's ("your subscription"). Compared by stem,
+    with the rubric's synonyms ("delayed" is "late").
+
+    Only words the world knows can be caught: a reply that invents something outside its word
+    lists passes. In reply order, each word once.
+    """
+    said = {stem(w) for w in _words(complaint)}
+    reply_words = _words(reply)
+    found: list[str] = []
+    for i, w in enumerate(reply_words):
+        if stem(w) in said or w in found:
+            continue
+        before_product = i + 1 < len(reply_words) and stem(reply_words[i + 1]) in _PRODUCT_STEMS
+        yours = "your" in reply_words[max(0, i - 2) : i]
+        if (
+            stem(w) in _NAMED_STEMS
+            or (w in _DESCRIPTORS and before_product)
+            or (stem(w) in _SERVICE_STEMS and yours)
+        ):
+            found.append(w)
+    return found
+
+
+def faithful(reply: str, complaint: str) -> bool:
+    """Whether `reply` names no product, service or problem that `complaint` does not
+    (`invented` finds none). Reported beside the rubric, not as a fifth criterion."""
+    return not invented(reply, complaint)

@@ -356,3 +356,70 @@ def terse_finetune_set(n: int = 400, seed: int = 0) -> list[Example]:
     ):
         examples.append(Example(complaint, terse_reply(product, rng), product, problem.key))
     return examples
+
+
+# --- in the wild: complaints written the way customers write --------------------------------
+# Written by hand, one per line, never used to build or select a model: their products, problems
+# and wording come from outside this module's word lists (tests/test_wild_set.py checks that
+# they share no run of words with the base corpus or the fine-tune set).
+WILD_FILE = "examples/wild-complaints.txt"
+
+
+def wild_path():
+    """The checkout's `examples/wild-complaints.txt` (FileNotFoundError, naming the fix, when the
+    package runs without a peft-lab checkout; see `paths.course_root`)."""
+    from peftlab import paths
+
+    return paths.course_root() / WILD_FILE
+
+
+def wild_complaints() -> list[str]:
+    """The "in the wild" evaluation set: complaints written like real messages (every length,
+    register and form, about orders, billing, accounts, apps, subscriptions, appointments and
+    products this world has never heard of), read from `WILD_FILE` as `peftlab demo --prompts`
+    reads it: one complaint per line, blank lines skipped."""
+    lines = wild_path().read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def words(text: str) -> list[str]:
+    """Lowercase words and numbers, a contraction kept whole ("can't", "i'm")."""
+    import re
+
+    return re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text.lower().replace("\u2019", "'"))
+
+
+def sentences(text: str) -> list[tuple[str, ...]]:
+    """A text's sentences (split at . ! ?), each as its tuple of `words`; empty ones dropped."""
+    import re
+
+    return [tuple(w) for part in re.split(r"[.!?]+", text) if (w := words(part))]
+
+
+def shared_runs(texts, others, n: int = 5) -> dict[str, set[tuple[str, ...]]]:
+    """For each of `texts` that shares any, the runs of `n` consecutive words (of a text shorter
+    than `n` words: all of it) that also occur in one of `others`. Words as `words` reads them;
+    a run may cross a sentence boundary. An empty result: no text shares a run."""
+    if n <= 0:
+        raise ValueError(f"n={n}: a run needs at least one word")
+    wanted: dict[tuple[str, ...], list[str]] = {}
+    for text in texts:
+        w = words(text)
+        k = min(n, len(w))
+        for i in range(len(w) - k + 1) if k else ():
+            wanted.setdefault(tuple(w[i : i + k]), []).append(text)
+    lengths = {len(run) for run in wanted}
+    hits: dict[str, set[tuple[str, ...]]] = {}
+    for other in others:
+        w = words(other)
+        for k in lengths:
+            for i in range(len(w) - k + 1):
+                run = tuple(w[i : i + k])
+                for text in wanted.get(run, ()):
+                    hits.setdefault(text, set()).add(run)
+    return hits
+
+
+def corpus_texts(corpus) -> list[str]:
+    """Every text of a base corpus (`base_corpus`): its documents, and both sides of its chats."""
+    return [t for doc in corpus for t in ((doc.text,) if doc.text else doc.chat)]

@@ -102,31 +102,89 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
 
 
 SHORT = {"greeting": "greet", "acknowledges": "ack", "action": "act", "timeline": "time"}
+SET_TITLES = {"wild": "in the wild"}
+N_WORST = 5
 
 
-def _marks(marks: dict) -> str:
-    return " ".join(("+" if marks[c] else "-") + short for c, short in SHORT.items())
+def _marks(marks: dict, faithful: bool | None = None) -> str:
+    text = " ".join(("+" if marks[c] else "-") + short for c, short in SHORT.items())
+    return text if faithful is None else f"{text} {'+' if faithful else '-'}faith"
 
 
-def render_table(result, width: int = 34) -> str:
-    """The human table: complaint | before | after | marks, then a summary."""
+def _rows_table(rows, width: int) -> list[str]:
     titles = ("complaint", "before (base model)", "after (LoRA)")
     header = " | ".join(f"{t:<{width}}" for t in titles) + " | marks before -> after"
     lines = [header, "-" * len(header)]
-    for row in result.examples:
+    for row in rows:
         cols = [textwrap.wrap(row[k], width) or [""] for k in ("complaint", "before", "after")]
-        marks = f"{_marks(row['before_marks'])} -> {_marks(row['after_marks'])}"
+        marks = (
+            f"{_marks(row['before_marks'], row.get('before_faithful'))} -> "
+            f"{_marks(row['after_marks'], row.get('after_faithful'))}"
+        )
         for i in range(max(map(len, cols))):
             cells = " | ".join(f"{c[i] if i < len(c) else '':<{width}}" for c in cols)
             lines.append(f"{cells} | {marks if i == 0 else ''}".rstrip())
+        invented = row.get("after_invented")
+        if invented:
+            lines.append(
+                f"  (the after reply names what the complaint does not: {', '.join(invented)})"
+            )
         lines.append("")
+    return lines
+
+
+def measures_table(named_rows: dict[str, list]) -> str:
+    """Each set's measures (`compare.measures`), before -> after, one column per set."""
+    from peftlab.compare import measures  # imported by the time a result is rendered
+
+    summaries = {name: measures(rows) for name, rows in named_rows.items()}
+    names = [f"{SET_TITLES.get(n, n)} ({len(r)})" for n, r in named_rows.items()]
+    width = max(24, *(len(n) for n in names))
+    lines = [f"{'':<28}" + "".join(f"{n:>{width}}" for n in names)]
+    labels = {"rubric": "mean rubric score", "acknowledges": "acknowledges its problem",
+              "faithful": "faithful (names no other)", "distinct": "distinct replies"}  # fmt: skip
+    for measure, label in labels.items():
+        cells = []
+        for s in summaries.values():
+            keys = ("before", "after") if measure == "rubric" else (
+                f"{measure}_before", f"{measure}_after")  # fmt: skip
+            b, a = s[keys[0]], s[keys[1]]
+            cells.append(f"{b:.2f} -> {a:.2f}" if measure == "rubric" else f"{b:.0%} -> {a:.0%}")
+        lines.append(f"{label:<28}" + "".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
+def render_table(result, width: int = 34) -> str:
+    """The human table: complaint | before | after | marks, for the main set and the worst
+    replies of each further set, then every set's measures, before -> after."""
+    from peftlab.compare import worst
+
+    lines = _rows_table(result.examples, width)
+    sets = getattr(result, "sets", None) or {}
+    for name, scored in sets.items():
+        title = SET_TITLES.get(name, name)
+        n = len(scored["examples"])
+        lines += [f"{title}: the {N_WORST} worst replies after fine-tuning, of {n} "
+                  "(unfaithful first, then by rubric score)", ""]  # fmt: skip
+        lines += _rows_table(worst(scored["examples"], N_WORST), width)
     share = 100 * result.trainable_params / result.total_params
-    s = result.summary
+    main = "held-out" if sets else "complaints"
+    named_rows = {main: result.examples} | {n: s["examples"] for n, s in sets.items()}
     lines += [
         f"{result.model} + {result.method}: trained {result.trainable_params:,} of "
         f"{result.total_params:,} parameters ({share:.2f}%) in {result.train_seconds:.0f} s",
-        f"mean rubric score over {len(result.examples)} complaints: "
-        f"before {s['before']:.2f}, after {s['after']:.2f}",
-        "marks: + met, - missed (greeting, acknowledges the problem, action, timeline)",
+        "",
+        "before -> after fine-tuning:",
+        measures_table(named_rows),
+        "",
+        "marks: + met, - missed (greeting, acknowledges the problem, action, timeline: the rubric;",
+        "faith: names no product, service or problem the complaint does not, reported apart)",
     ]
+    if "wild" in sets:
+        lines.append(
+            "in the wild: examples/wild-complaints.txt, written the way customers write; the"
+        )
+        lines.append(
+            "model's small world knows only damaged or late goods (lesson 05, 'In the wild')"
+        )
     return "\n".join(lines)
