@@ -21,8 +21,10 @@ def _rows():
 def test_score_rows_have_the_comparison_shape():
     rows = _rows()
     assert set(rows[0]) == {"complaint", "before", "after", "before_marks", "after_marks",
-                            "before_score", "after_score"}  # fmt: skip
+                            "before_score", "after_score", "before_invented", "after_invented",
+                            "before_faithful", "after_faithful"}  # fmt: skip
     assert rows[0]["after_score"] == 1.0 and rows[0]["before_score"] == 0.0
+    assert rows[0]["after_faithful"] and rows[0]["after_invented"] == []
     assert rows[1]["before_marks"]["greeting"] and not rows[1]["before_marks"]["action"]
     with pytest.raises(ValueError):
         lesson05.score_rows([COMPLAINT], [BLUNT, BLUNT], [POLITE])
