@@ -53,6 +53,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.ddp",
         "peftlab.serving",
         "peftlab.peft_family",
+        "peftlab.forgetting",
     ),
     # One module per lesson (results, quotes, figures, tables) and the prose mechanism.
     "lessons": ("peftlab.lessons",),
