@@ -21,15 +21,20 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/peftlab demo
 
+# Two pytest workers (TEST_WORKERS), one torch thread each: a tiny model runs best on one thread,
+# and two workers keep both cores busy. Each lesson's tests, its prose check and its notebook run
+# in one worker, in that order (tests/conftest.py), so a lesson's results are computed once.
+TEST_WORKERS ?= 2
+PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
 test: setup
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q $(PARALLEL)
 
 # The tests that pin taught numbers, again as another CPU computes them: AVX2 kernels (no
 # AVX-512, no AMX) in torch, oneDNN and MKL, bitsandbytes without its AVX512-BF16 kernel, two
-# threads in the tests and one in the notebooks (`make test` runs the other way round; lessons
-# 03 and 04 and notebooks 02 and 04 always compute on one thread). CI runs both.
+# threads in the tests and in the notebooks, in one worker (`make test` runs one thread in two
+# workers). CI runs both.
 ISA_ENV := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2 \
-	OMP_NUM_THREADS=1 PEFTLAB_TEST_THREADS=2 PEFTLAB_NO_AVX512BF16=1
+	OMP_NUM_THREADS=2 PEFTLAB_TEST_THREADS=2 PEFTLAB_NO_AVX512BF16=1
 CHECKED_NOTEBOOKS = $(shell grep -l '"nbval-check-output"' notebooks/*.ipynb)
 test-isa: setup
 	$(if $(CHECKED_NOTEBOOKS),,$(error no notebook has cells tagged nbval-check-output))

@@ -1,6 +1,7 @@
 """Test-wide settings: offline, deterministic, quiet."""
 
 import os
+import re
 
 import pytest
 import torch
@@ -17,11 +18,27 @@ if os.environ.get("PEFTLAB_NO_AVX512BF16"):
     bitsandbytes.nn.modules.has_avx512bf16 = lambda: False
 
 
+def worker_group(item) -> str:
+    """The pytest-xdist group an item runs in (`make test` runs `--dist loadgroup`): one per lesson,
+    holding its tests, its prose check and its notebook, so that one worker computes the lesson's
+    results once and the others never wait for them; otherwise one per file, as `loadfile` does."""
+    name = item.path.name
+    if found := re.match(r"test_lesson_(\d\d)", name):
+        return f"lesson{found[1]}"
+    if name == "test_lesson_prose.py" and (found := re.search(r"\[lesson(\d\d)_", item.name)):
+        return f"lesson{found[1]}"
+    if item.path.suffix == ".ipynb" and (found := re.match(r"(\d\d)_", name)):
+        return f"lesson{found[1]}"
+    return name
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items):
     """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`."""
     for item in items:
         if item.path.name.startswith("test_lesson_"):
             item.add_marker(pytest.mark.pins)
+        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
 
 
 @pytest.fixture(autouse=True, scope="session")
