@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from peftlab import compare, finetune, memory, support_data
+from peftlab import compare, finetune, memory, sharding, support_data
+from peftlab.lessons import lesson09_past_one_machine as lesson09
 from peftlab.nf4 import NF4_CODE
 from peftlab.quiz import (
     ANSWER_WORDS,
@@ -75,6 +76,7 @@ def _truth() -> dict[str, float]:
     qlora70 = memory.estimate(cfg70, "qlora", target_modules=qv, gradient_checkpointing=True)
     qlora_ckpt = memory.estimate(cfg, "qlora", target_modules=qv, gradient_checkpointing=True)
     embed_head = 2 * vocab * h
+    full70 = lesson09.big_full()
     return {
         "llama-2-7b params": params,
         "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),
@@ -170,6 +172,16 @@ def _truth() -> dict[str, float]:
         "demo learning rate": demo_lr,
         "demo epochs": demo_steps * demo_batch / len(support_data.finetune_set()),
         "demo model params millions": memory.count_params(memory.preset("peftlab-base")) / 1e6,
+        # Past one machine (lesson 09): the ZeRO paper's example and Llama-2-70B's full fine-tune
+        **{f"zero example {r['strategy']} GB": r["gb"] for r in lesson09.zero_rows()},
+        "llama-2-70b params billions": params70 / 1e9,
+        "llama-2-70b bf16 weights GB": params70 * 2 / 1e9,
+        "llama-2-70b full model states TB": sharding.model_states(full70) / 1e12,
+        "llama-2-70b zero3 16 devices model states GB": sharding.model_states(
+            sharding.per_device(full70, 16, "zero3")
+        )
+        / 1e9,
+        "llama-2-70b zero3 fewest 80 GiB devices": lesson09.big_min_devices()["zero3"],
     }
 
 
