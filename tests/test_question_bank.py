@@ -175,7 +175,6 @@ def _truth() -> dict[str, float]:
         # Past one machine (lesson 09): the ZeRO paper's example and Llama-2-70B's full fine-tune
         **{f"zero example {r['strategy']} GB": r["gb"] for r in lesson09.zero_rows()},
         "llama-2-70b params billions": params70 / 1e9,
-        "llama-2-70b bf16 weights GB": params70 * 2 / 1e9,
         "llama-2-70b full model states TB": sharding.model_states(full70) / 1e12,
         "llama-2-70b zero3 16 devices model states GB": sharding.model_states(
             sharding.per_device(full70, 16, "zero3")
