@@ -30,6 +30,8 @@ TOLERANCE = {
     "costs": {"s/step / LoRA": 0.5},
     "results": {"train loss": 0.01, "val loss": 0.01, "score": ONE_REPLY, "spread": ONE_REPLY},
     "lora score": ONE_REPLY,
+    "prefix score": ONE_REPLY,
+    "prompt score": ONE_REPLY,
     "dora step ratio": 0.5,
     "lr grid": {"val loss 1": 0.02, "val loss 2": 0.02},
 }
@@ -188,6 +190,8 @@ def quotes(results: Mapping) -> dict[str, str]:
         "lora params": f"{ref.trainable_params:,}",
         "full params": f"{full.trainable_params:,}",
         "lora score": f"{ref.score:.2f}",
+        "prefix score": f"{methods['prefix tuning'].score:.2f}",
+        "prompt score": f"{methods['prompt tuning'].score:.2f}",
         "dora step ratio": f"{methods['DoRA'].seconds_per_step / ref.seconds_per_step:.1f}x",
         "dora memory ratio": f"{methods['DoRA'].memory_bytes / ref.memory_bytes:.1f}x",
         "full memory ratio": f"{full.memory_bytes / ref.memory_bytes:.1f}x",
