@@ -98,3 +98,15 @@ def test_issue_20_targets_on_the_wild_set(demo_json):
     assert s["faithful_after"] >= 0.90
     assert s["distinct_after"] >= 0.90
     assert demo_json["summary"]["after"] >= 0.95
+
+
+@pytest.mark.pins
+def test_the_readme_quotes_both_sets_as_the_demo_measures_them(demo_json):
+    from peftlab import paths
+    from peftlab.lessons import lesson05_support_demo as lesson05
+
+    table = lesson05.sets_markdown(
+        {"held-out": demo_json["examples"], "in the wild": demo_json["sets"]["wild"]["examples"]}
+    )
+    readme = (paths.course_root() / "README.md").read_text(encoding="utf-8")
+    assert table in readme

@@ -38,9 +38,10 @@ def checked_outputs() -> list[str]:
 def test_the_notebook_prints_what_the_lesson_quotes(results):
     """Notebook 05's checked cells (nbval compares them on every run) print the lesson's tables."""
     quotes = lesson.quotes(results)
-    tables = {quotes[name].strip() for name in ("data", "example", "criteria", "sweep", "memory")}
+    names = ("data", "example", "criteria", "wild data", "sets", "wild worst", "sweep", "memory")
+    tables = {quotes[name].strip() for name in names}
     outputs = checked_outputs()
-    assert len(outputs) == 5 and all(outputs), "notebook 05 must be committed executed"
+    assert len(outputs) == len(names) and all(outputs), "notebook 05 must be committed executed"
     assert set(outputs) == tables
 
 
@@ -59,3 +60,22 @@ def test_sweep_says_what_the_lesson_claims(results):
         assert points[ranks[-1], s][0] < points[ranks[0], s][0]
     # after the longest run the larger rank scores and the smaller one has not yet
     assert points[ranks[-1], steps[-1]][1] > points[ranks[0], steps[-1]][1]
+
+
+def test_in_the_wild_the_form_holds_and_the_content_fails(results):
+    """Section 6: on complaints written the way customers write, the tuned model keeps the form
+    (greeting, action, timeline as on the held-out set) but acknowledges far fewer of them, and
+    most replies name a product, service or problem the customer never mentioned. When the
+    base model's world is rebuilt (issue 20), this test and the section's prose change."""
+    from peftlab import compare
+
+    held, wild = compare.measures(results["rows"]), compare.measures(results["wild_rows"])
+    by_criterion = lesson.rubric_by_criterion(results["wild_rows"])["after"]
+    assert min(by_criterion[c] for c in ("greeting", "action", "timeline")) >= 0.9
+    assert wild["before"] <= 0.30
+    assert wild["after"] < held["after"]
+    assert wild["acknowledges_after"] < held["acknowledges_after"] - 0.3
+    assert wild["faithful_after"] < 0.5 <= held["faithful_after"]
+    facts = results["wild"]
+    assert facts["complaints"] >= 80
+    assert facts["shared_corpus"] == facts["shared_finetune"] == facts["sentences_in_corpus"] == 0

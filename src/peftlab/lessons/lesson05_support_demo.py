@@ -1,10 +1,12 @@
 """Lesson 05, the customer-support demo (notebook 05, lessons/05-customer-support-demo.md).
 
 Its workflow sits on top of `compare.generate`, `finetune.train_lora` and `rubric.score_reply`:
-scored rows for a before/after, the pass rate of each rubric criterion, and a small sweep over
-LoRA rank and training steps that shows what each knob buys. Its figures are matplotlib Figures
-built without pyplot state; its tables are HTML or markdown strings the notebook displays and the
-lesson quotes.
+scored rows for a before/after, the pass rate of each rubric criterion, the same tuned model on
+complaints written the way customers write ("in the wild", `support_data.wild_complaints`)
+measured beside the template-made held-out ones (`compare.measures`, with `rubric.faithful`),
+and a small sweep over LoRA rank and training steps that shows what each knob buys. Its figures
+are matplotlib Figures built without pyplot state; its tables are HTML or markdown strings the
+notebook displays and the lesson quotes.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import asdict, dataclass
 
 from matplotlib.figure import Figure
 
-from peftlab import base_model, compare, finetune, support_data
+from peftlab import base_model, compare, finetune, rubric, support_data
 from peftlab.compare import score_rows  # noqa: F401  (the notebook's scored rows)
 from peftlab.rubric import CRITERIA, mean_score
 from peftlab.seed import seed_everything
@@ -152,6 +154,100 @@ def data_facts(
             support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS + support_data.TIMELINES
         ),  # fmt: skip
     }
+
+
+def wild_facts(n_finetune: int = 400, n_heldout: int = 60, seed: int = 0, run: int = 5) -> dict:
+    """What the wild set is, counted: its size and forms, how much of it the world's word lists
+    know, and how much it shares with what built the model (`support_data.shared_runs`: runs of
+    `run` words, or a whole shorter complaint, against the base corpus at `base_model.build`'s
+    defaults, the fine-tune set and the held-out complaints; sentences found whole in the corpus).
+    """
+    import inspect
+    import re
+
+    wild = support_data.wild_complaints()
+    build = inspect.signature(base_model.build).parameters
+    corpus = support_data.corpus_texts(
+        support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
+    )
+    train = support_data.finetune_set(n=n_finetune, seed=seed)
+    train_texts = [t for ex in train for t in (ex.complaint, ex.reply)]
+    corpus_sentences = {s for text in corpus for s in support_data.sentences(text)}
+    lengths = [len(c.split()) for c in wild]
+    world_nouns = set(rubric.PRODUCTS)
+    return {
+        "complaints": len(wild),
+        "min_words": min(lengths),
+        "max_words": max(lengths),
+        "questions": sum("?" in c for c in wild),
+        "several_sentences": sum(len(support_data.sentences(c)) > 1 for c in wild),
+        "numbers": sum(bool(re.search(r"\d", c)) for c in wild),
+        "lowercase": sum(c[0].islower() for c in wild),
+        "world_product": sum(bool(world_nouns & set(support_data.words(c))) for c in wild),
+        "run": run,
+        "shared_corpus": len(support_data.shared_runs(wild, corpus, run)),
+        "shared_finetune": len(support_data.shared_runs(wild, train_texts, run)),
+        "shared_heldout": len(
+            support_data.shared_runs(wild, support_data.heldout_complaints(n_heldout, seed), run)
+        ),
+        "sentences_in_corpus": sum(
+            s in corpus_sentences for c in wild for s in support_data.sentences(c)
+        ),
+    }
+
+
+def wild_markdown(facts: Mapping[str, int]) -> str:
+    """`wild_facts()` as a markdown table."""
+    f = facts
+    rows = [
+        ("complaints", f"{f['complaints']}, {f['min_words']} to {f['max_words']} words each"),
+        ("questions / of several sentences", f"{f['questions']} / {f['several_sentences']}"),
+        ("with a number (order, price, date) / starting in lowercase",
+         f"{f['numbers']} / {f['lowercase']}"),
+        ("naming a product noun of the world's word lists", f"{f['world_product']}"),
+        (f"sharing a run of {f['run']} words with the base corpus / fine-tune set / held-out set",
+         f"{f['shared_corpus']} / {f['shared_finetune']} / {f['shared_heldout']}"),
+        ("sentences found whole in the base corpus", f"{f['sentences_in_corpus']}"),
+    ]  # fmt: skip
+    lines = ["| the wild set | |", "|---|---:|"]
+    lines += [f"| {label} | {value} |" for label, value in rows]
+    return "\n".join(lines)
+
+
+MEASURE_LABELS = {
+    "rubric": "mean rubric score",
+    "acknowledges": "acknowledges its own problem",
+    "faithful": "faithful: names nothing it was not told",
+    "distinct": "distinct replies",
+}
+
+
+def sets_markdown(named_rows: Mapping[str, Sequence[dict]]) -> str:
+    """Each set's `compare.measures`, before and after, side by side (one pair of columns per
+    set, its row count in the header)."""
+    summaries = {name: compare.measures(rows) for name, rows in named_rows.items()}
+    head = " | ".join(f"{name} ({len(rows)}): before | after" for name, rows in named_rows.items())
+    lines = [f"| measure | {head} |", "|---|" + "---:|---:|" * len(named_rows)]
+    for measure, label in MEASURE_LABELS.items():
+        cells = []
+        for s in summaries.values():
+            if measure == "rubric":
+                cells += [f"{s['before']:.2f}", f"{s['after']:.2f}"]
+            else:
+                cells += [f"{s[f'{measure}_before']:.0%}", f"{s[f'{measure}_after']:.0%}"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def worst_markdown(rows: Sequence[dict], n: int = 6) -> str:
+    """The `n` worst after-replies (`compare.worst`) as a markdown table: the complaint, the
+    reply, its rubric score and what it names that the complaint does not."""
+    lines = ["| complaint | after fine-tuning | rubric | names, unasked |", "|---|---|---:|---|"]
+    for row in compare.worst(rows, n):
+        names = ", ".join(rubric.invented(row["after"], row["complaint"])) or "–"
+        cells = [row["complaint"], row["after"], f"{row['after_score']:.2f}", names]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
 
 
 MEMORY_CASES = (
@@ -314,8 +410,10 @@ def results(
 ) -> dict:
     """Everything lesson 05 and notebook 05 compute: the data, the fine-tune (LoRA r=8, alpha
     16, `steps` steps of 16 chats, its adapter saved), the before/after on the lesson's complaint
-    and `n_heldout` held-out ones, the sweep over `sweep_ranks` x `sweep_steps` scored on the
-    first `sweep_n` of those, and the memory table.
+    and `n_heldout` held-out ones, the same two models on the wild set
+    (`support_data.wild_complaints`, its facts counted by `wild_facts`), the sweep over
+    `sweep_ranks` x `sweep_steps` scored on the first `sweep_n` held-out complaints, and the
+    memory table.
 
     Cached (`lessons.cache`): the notebook and the lesson test share one run. `on_loss(step,
     loss)` sees the fine-tune's losses as they come in, or all at once when they are read back.
@@ -329,9 +427,10 @@ def results(
         on_loss(step, loss)
 
     sweep = {"ranks": tuple(sweep_ranks), "steps": tuple(sweep_steps), "n": sweep_n}
+    wild = tuple(support_data.wild_complaints())  # in the key: the file is not package source
     results = cached(
         "lesson05", _compute, files=True, live={"on_loss": record if on_loss else None},
-        name=name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep,
+        name=name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep, wild=wild,
     )  # fmt: skip
     if on_loss is not None and not seen:  # read back from the cache: replay the curve
         for step, loss in results["losses"]:
@@ -339,7 +438,7 @@ def results(
     return results | {"memory": training_memory_rows(), "hyperparameters": hyperparameters()}
 
 
-def _compute(name, seed, steps, n_heldout, sweep, scratch, on_loss=None) -> dict:
+def _compute(name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -> dict:
     seed_everything(seed)  # as notebook 05 does first: the LoRA init draws from this generator
     heldout = [
         support_data.LESSON_COMPLAINT,
@@ -348,16 +447,20 @@ def _compute(name, seed, steps, n_heldout, sweep, scratch, on_loss=None) -> dict
     base, tokenizer = base_model.load(name)
     model, _ = base_model.load(name)
     befores = compare.generate(base, tokenizer, heldout)
+    wild_befores = compare.generate(base, tokenizer, list(wild))
     run = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), r=8, alpha=16, steps=steps,
         target_modules=compare.demo_targets(name), seed=seed, run_name="support",
         runs_dir=scratch, progress=False, on_loss=on_loss,
     )  # fmt: skip
     rows = score_rows(heldout, befores, compare.generate(run.model, tokenizer, heldout))
+    wild_afters = compare.generate(run.model, tokenizer, list(wild))
+    wild_rows = score_rows(list(wild), wild_befores, wild_afters)
     points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]], model_name=name,
                        seed=seed)  # fmt: skip
     return {
         "heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
+        "wild_rows": wild_rows, "wild": wild_facts(seed=seed),
         "sweep": points, "data": data_facts(seed=seed, n_scored=n_heldout),
         "trainable_params": run.trainable_params, "total_params": run.total_params,
         "hidden_size": base.config.hidden_size,
@@ -378,6 +481,29 @@ def quotes(results: Mapping) -> dict[str, str]:
         "hyperparameters": hyperparameters_markdown(results["hyperparameters"]),
         "trainable share": share_sentence(results["trainable_params"], results["total_params"]),
         "hidden size": str(results["hidden_size"]),
+        "wild data": wild_markdown(results["wild"]),
+        "sets": sets_markdown({"held-out": rows, "in the wild": results["wild_rows"]}),
+        "wild worst": worst_markdown(results["wild_rows"]),
+        **wild_numbers(rows, results["wild_rows"]),
+    }
+
+
+def wild_numbers(rows: Sequence[dict], wild_rows: Sequence[dict]) -> dict[str, str]:
+    """The few wild-set numbers lesson 05's prose quotes in its sentences."""
+    held, wild = compare.measures(rows), compare.measures(wild_rows)
+    n = len(wild_rows)
+    form = rubric_by_criterion(wild_rows)["after"]
+    faithless = sum(not r["after_faithful"] for r in wild_rows)
+    passing_faithless = sum(
+        (not r["after_faithful"]) and r["after_marks"]["acknowledges"] for r in wild_rows
+    )
+    return {
+        "wild form": f"{min(form[c] for c in ('greeting', 'action', 'timeline')):.0%}",
+        "wild after": f"{wild['after']:.2f}",
+        "wild held after": f"{held['after']:.2f}",
+        "wild acknowledges": f"{wild['acknowledges_after']:.0%}",
+        "wild faithless": f"{faithless} of {n}",
+        "wild faithless acknowledged": str(passing_faithless),
     }
 
 
