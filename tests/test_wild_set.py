@@ -62,7 +62,7 @@ def test_most_of_it_is_outside_the_worlds_word_lists():
 def corpus_texts():
     build = inspect.signature(base_model.build).parameters  # the corpus the shipped model read
     corpus = support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
-    return support_data.corpus_texts(corpus)
+    return base_model.corpus_texts(corpus)  # as the model read them: chats in the chat template
 
 
 def test_no_overlap_with_the_base_corpus(corpus_texts):
@@ -80,7 +80,7 @@ def test_no_overlap_with_the_finetune_set_or_the_heldout_complaints():
 
 
 def test_the_overlap_check_can_fail(corpus_texts):
-    planted = corpus_texts[7].split(".")[0]  # one sentence of the corpus, as a "complaint"
+    planted = corpus_texts[7].split(".")[0][-80:]  # part of a corpus text, as a "complaint"
     hits = support_data.shared_runs([*WILD[:3], planted], corpus_texts, n=5)
     assert list(hits) == [planted]
     short = "My order is late."  # shorter than a run: the whole complaint counts

@@ -418,8 +418,3 @@ def shared_runs(texts, others, n: int = 5) -> dict[str, set[tuple[str, ...]]]:
                 for text in wanted.get(run, ()):
                     hits.setdefault(text, set()).add(run)
     return hits
-
-
-def corpus_texts(corpus) -> list[str]:
-    """Every text of a base corpus (`base_corpus`): its documents, and both sides of its chats."""
-    return [t for doc in corpus for t in ((doc.text,) if doc.text else doc.chat)]

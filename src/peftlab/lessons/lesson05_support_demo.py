@@ -167,7 +167,7 @@ def wild_facts(n_finetune: int = 400, n_heldout: int = 60, seed: int = 0, run: i
 
     wild = support_data.wild_complaints()
     build = inspect.signature(base_model.build).parameters
-    corpus = support_data.corpus_texts(
+    corpus = base_model.corpus_texts(  # the texts it was pretrained on, chats as the model saw them
         support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
     )
     train = support_data.finetune_set(n=n_finetune, seed=seed)
