@@ -31,6 +31,7 @@ TOPICS: tuple[str, ...] = (
     "before-after-demo",
     "trade-offs",
     "peft-methods",
+    "learning-forgetting",
     "past-one-machine",
 )
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
