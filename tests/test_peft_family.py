@@ -1,6 +1,8 @@
 """The PEFT family protocol: a fair split, peft's own parameter counts, merges that change nothing,
 and bad input refused."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -150,6 +152,24 @@ def test_compare_family_reports_each_method(tmp_path):
     assert lora.disk_bytes > prompt.disk_bytes > 0
     assert lora.seconds_per_step > 0 and lora.memory_bytes > lora.activation_bytes > 0
     assert len(lora.scores) == len(TINY.seeds)
+
+
+@pytest.mark.slow
+def test_two_worker_processes_compute_what_one_process_does(tmp_path):
+    """Each run seeds itself, so methods evaluated two at a time in other processes (under this
+    test's warning filters) give the same losses, rates, scores and replies as one process."""
+    protocol = dataclasses.replace(TINY, seeds=(0, 1), lr_factors=(1.0, 3.0))
+    names = ["LoRA", "prefix tuning"]
+    one = peft_family.compare_family(protocol, names, None, tmp_path / "one")
+    two = peft_family.compare_family(protocol, names, None, tmp_path / "two", workers=2)
+    fields = ("method", "lr", "lr_val_losses", "train_loss", "val_loss", "scores",
+              "trainable_params", "disk_bytes", "held_bytes", "activation_bytes",
+              "merge_identical", "example_reply")  # fmt: skip
+    for a, b in zip(one["results"], two["results"], strict=True):
+        assert {f: getattr(a, f) for f in fields} == {f: getattr(b, f) for f in fields}
+        assert b.seconds_per_step > 0
+    with pytest.raises(ValueError, match="workers=0"):
+        peft_family.compare_family(protocol, names, None, tmp_path, workers=0)
 
 
 @pytest.mark.parametrize(

@@ -550,67 +550,189 @@ def peft_trainable(model) -> int | None:
     return None if get is None else int(get()[0])
 
 
+def evaluate_method(
+    method: Method,
+    protocol: Protocol,
+    name: str | None,
+    scratch: str | Path | None,
+    say: Callable[[str], None],
+) -> MethodResult | Unsupported:
+    """One method under the protocol: its lr picked on the validation split (first seed), the
+    other seeds trained at that lr, every seed scored on the held-out complaints; bytes on disk,
+    training memory and merge identity measured. peft's error if it cannot build or train it."""
+    complaints = heldout(protocol)
+    try:
+        grid = {}
+        for lr in protocol.lr_grid(method):
+            run = train(method, lr, protocol.seeds[0], protocol, name)
+            grid[lr] = run
+            say(f"{method.name} lr={lr:g}: val loss {run.val_loss:.3f}")
+        best_lr = min(grid, key=lambda lr: _finite(grid[lr].val_loss))
+        runs = [grid[best_lr]] + [
+            train(method, best_lr, seed, protocol, name) for seed in protocol.seeds[1:]
+        ]
+    except Exception as err:  # peft refuses this method on this model: record why
+        say(f"{method.name}: {type(err).__name__}: {err}")
+        return Unsupported(method.name, f"{type(err).__name__}: {err}")
+    first = runs[0]
+    answers = [replies(r, complaints, protocol.max_new_tokens) for r in runs]
+    identical = None
+    if method.merges:
+        identical = merged_replies(first, complaints, protocol.max_new_tokens) == answers[0]
+    size = 0
+    if scratch is not None:
+        size = disk_bytes(first, Path(scratch) / method.name.replace(" ", "-"))
+    result = MethodResult(
+        method=method.name, family=method.family, lr=best_lr,
+        lr_val_losses={lr: r.val_loss for lr, r in grid.items()},
+        trainable_params=first.trainable_params,
+        peft_trainable_params=peft_trainable(first.model),
+        disk_bytes=size,
+        train_loss=[r.train_loss for r in runs], val_loss=[r.val_loss for r in runs],
+        scores=[mean_score(a, complaints) for a in answers],
+        held_bytes=sum(first.held.values()),
+        activation_bytes=activation_bytes(first, protocol),
+        merges=method.merges, merge_identical=identical, example_reply=answers[0][0],
+    )  # fmt: skip
+    say(f"{method.name}: score {result.score:.2f} ± {result.score_spread:.2f}")
+    return result
+
+
+def untrained(method: Method, lr: float, protocol: Protocol, name: str | None = None) -> Run:
+    """A freshly built model and its optimizer, as `train` starts them: what `step_seconds`
+    times (a step costs the same whatever the weights hold)."""
+    with muted():
+        model, tokenizer = base_model.load(name)
+    seed_everything(protocol.seeds[0])
+    with known_warnings():
+        model = build(method, model, protocol.steps)
+    model.tokenizer = tokenizer
+    return Run(method.name, lr, protocol.seeds[0], model, optimizer(method, model, lr), [],
+               math.nan, trainable_params(model), 0.0, {})  # fmt: skip
+
+
+def _send(stream, obj) -> None:
+    import pickle
+
+    data = pickle.dumps(obj)
+    stream.write(len(data).to_bytes(8, "little") + data)
+    stream.flush()
+
+
+def _receive(stream):
+    import pickle
+
+    head = stream.read(8)
+    if len(head) < 8:
+        raise EOFError("the other side closed the pipe")
+    return pickle.loads(stream.read(int.from_bytes(head, "little")))
+
+
+def _worker_main() -> None:
+    """A worker process (`_Worker`): it reads the protocol, then one method name at a time, and
+    answers each with (outcome, progress lines); it computes as the caller does (one torch
+    thread, the caller's warning filters: under pytest, a FutureWarning is an error here too)."""
+    import os
+    import sys
+
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # anything a library prints goes to stderr, not into the answers
+    protocol, name, scratch, filters = _receive(sys.stdin.buffer)
+    torch.set_num_threads(1)
+    warnings.filters[:] = filters
+    while (method_name := _receive(sys.stdin.buffer)) is not None:
+        lines: list[str] = []
+        outcome = evaluate_method(METHODS[method_name], protocol, name, scratch, lines.append)
+        _send(answers, (outcome, lines))
+
+
+def _evaluate_elsewhere(todo, protocol, name, scratch) -> dict[str, tuple[object, list[str]]]:
+    """`evaluate_method` for methods taken from the queue `todo` until it is empty, in one fresh
+    Python process (not multiprocessing, which would import the caller's script again)."""
+    import queue
+    import subprocess
+    import sys
+    import tempfile
+
+    code = "from peftlab.peft_family import _worker_main; _worker_main()"
+    log = tempfile.TemporaryFile()  # its stderr: a pipe nobody reads could fill and stall it
+    worker = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=log)  # fmt: skip
+    done = {}
+    try:
+        _send(worker.stdin, (protocol, name, scratch, list(warnings.filters)))
+        while True:
+            try:
+                method_name = todo.get_nowait()
+            except queue.Empty:
+                break
+            _send(worker.stdin, method_name)
+            try:
+                done[method_name] = _receive(worker.stdout)
+            except EOFError:
+                worker.kill()
+                worker.wait()
+                log.seek(0)
+                error = log.read().decode(errors="replace")[-3000:]
+                raise RuntimeError(f"{method_name}: the worker process failed:\n{error}") from None
+        _send(worker.stdin, None)
+        worker.stdin.close()
+        worker.wait()
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        log.close()
+    return done
+
+
 def compare_family(
     protocol: Protocol = Protocol(),
     methods: Sequence[str] = CORE,
     name: str | None = None,
     scratch: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> dict:
-    """Run the protocol for each method: pick its lr on the validation split (first seed),
-    train the other seeds at that lr, score every seed on the held-out complaints; measure
-    bytes on disk, training memory, merge identity, and seconds per step round-robin.
+    """Run the protocol for each method (`evaluate_method`), then time one training step of
+    each, round-robin in this process on a freshly built model, so that load on the machine
+    hits all methods alike.
 
+    `workers` > 1 evaluates that many methods at a time, each in its own process on one thread:
+    every run seeds itself, so the results are the same as in one process, only sooner.
     Returns {"protocol", "results": [MethodResult], "unsupported": [Unsupported], "heldout"}.
-    A method that peft cannot build or train on this model is listed with peft's error.
     """
     chosen = check_methods(methods)
     if REFERENCE not in methods:
         raise ValueError(f"methods must include {REFERENCE!r}: the ratios are taken against it")
-    complaints = heldout(protocol)
-    results, unsupported, keep = [], [], {}
+    if workers < 1:
+        raise ValueError(f"workers={workers}: give at least one process")
     say = progress or (lambda _msg: None)
-    for method in chosen:
-        try:
-            grid = {}
-            for lr in protocol.lr_grid(method):
-                run = train(method, lr, protocol.seeds[0], protocol, name)
-                grid[lr] = run
-                say(f"{method.name} lr={lr:g}: val loss {run.val_loss:.3f}")
-            best_lr = min(grid, key=lambda lr: _finite(grid[lr].val_loss))
-            runs = [grid[best_lr]] + [
-                train(method, best_lr, seed, protocol, name) for seed in protocol.seeds[1:]
-            ]
-        except Exception as err:  # peft refuses this method on this model: record why
-            unsupported.append(Unsupported(method.name, f"{type(err).__name__}: {err}"))
-            say(f"{method.name}: {type(err).__name__}: {err}")
-            continue
-        first = runs[0]
-        answers = [replies(r, complaints, protocol.max_new_tokens) for r in runs]
-        identical = None
-        if method.merges:
-            identical = merged_replies(first, complaints, protocol.max_new_tokens) == answers[0]
-        size = 0
-        if scratch is not None:
-            size = disk_bytes(first, Path(scratch) / method.name.replace(" ", "-"))
-        results.append(
-            MethodResult(
-                method=method.name, family=method.family, lr=best_lr,
-                lr_val_losses={lr: r.val_loss for lr, r in grid.items()},
-                trainable_params=first.trainable_params,
-                peft_trainable_params=peft_trainable(first.model),
-                disk_bytes=size,
-                train_loss=[r.train_loss for r in runs], val_loss=[r.val_loss for r in runs],
-                scores=[mean_score(a, complaints) for a in answers],
-                held_bytes=sum(first.held.values()),
-                activation_bytes=activation_bytes(first, protocol),
-                merges=method.merges, merge_identical=identical, example_reply=answers[0][0],
-            )
-        )  # fmt: skip
-        keep[method.name] = first
-        say(f"{method.name}: score {results[-1].score:.2f} ± {results[-1].score_spread:.2f}")
-    seconds = step_seconds(keep, protocol, name)
+    if workers == 1:
+        outcomes = [evaluate_method(m, protocol, name, scratch, say) for m in chosen]
+    else:
+        import queue
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = [m.name for m in chosen]
+        todo = queue.Queue()
+        for n in names:
+            todo.put(n)
+        with ThreadPoolExecutor(workers) as pool:  # each thread feeds one worker process
+            futures = [pool.submit(_evaluate_elsewhere, todo, protocol, name, scratch)
+                       for _ in range(min(workers, len(names)))]  # fmt: skip
+            by_name = {}
+            for future in futures:
+                by_name |= future.result()
+        for n in names:
+            for line in by_name[n][1]:
+                say(line)
+        by_name = {n: outcome for n, (outcome, _lines) in by_name.items()}
+        outcomes = [by_name[n] for n in names]
+    results = [o for o in outcomes if isinstance(o, MethodResult)]
+    unsupported = [o for o in outcomes if isinstance(o, Unsupported)]
+    fresh = {r.method: untrained(METHODS[r.method], r.lr, protocol, name) for r in results}
+    seconds = step_seconds(fresh, protocol, name)
     for r in results:
         r.seconds_per_step = seconds[r.method]
     return {"protocol": protocol, "results": results, "unsupported": unsupported,
-            "heldout": complaints}  # fmt: skip
+            "heldout": heldout(protocol)}  # fmt: skip
