@@ -85,22 +85,6 @@ def test_the_wild_set_is_reported_beside_the_heldout_one(demo_json):
 
 
 @pytest.mark.pins
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 20: the world knows only damaged or late physical goods, so on complaints "
-    "written the way customers write the tuned model answers with a random product and defect",
-)
-def test_issue_20_targets_on_the_wild_set(demo_json):
-    """The yardstick for the rebuild (issue 20): when this passes, drop the xfail."""
-    s = demo_json["sets"]["wild"]["summary"]
-    assert s["after"] >= 0.90
-    assert s["acknowledges_after"] >= 0.85
-    assert s["faithful_after"] >= 0.90
-    assert s["distinct_after"] >= 0.90
-    assert demo_json["summary"]["after"] >= 0.95
-
-
-@pytest.mark.pins
 def test_the_readme_quotes_both_sets_as_the_demo_measures_them(demo_json):
     from peftlab import paths
     from peftlab.lessons import lesson05_support_demo as lesson05
