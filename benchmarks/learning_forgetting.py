@@ -18,13 +18,9 @@ import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels
 
 # isort: split
 import argparse
-import datetime
-import platform
 import sys
 
-import torch
-
-from peftlab import forgetting
+from peftlab import forgetting, measure
 from peftlab.atomic import atomic_write_text
 from peftlab.lessons import lesson08_learning_forgetting as lesson08
 from peftlab.seed import one_thread
@@ -39,26 +35,13 @@ QUICK = forgetting.Protocol(steps=2, seeds=(0,), evals=(2,), n_forget=4, n_heldo
 QUICK_OVERFIT = {"n_examples": 4, "epochs": 2, "lr": 1e-2, "patience": 1}
 
 
-def provenance() -> str:
-    """Date, library versions and machine, so a table says where it came from."""
-    import peft
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    return (
-        f"{datetime.date.today().isoformat()}; torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, peft {peft.__version__}; {cpu}, "
-        f"{torch.get_num_threads()} thread(s)"
-    )
-
-
 def report(results: dict, model: str) -> str:
     """The protocol and every table of the lesson, as markdown."""
     grid, vertex = lesson08.lr_ratio(results)
     return "\n".join(
         [
             f"Learning and forgetting on {model}: {lesson08.protocol_text(results)}",
-            f"({provenance()})",
+            f"({measure.provenance()})",
             "",
             "Learning rate (best LoRA / best full fine-tuning: "
             f"{grid:.1f}x on the grid, {vertex:.1f}x between grid points):",

@@ -16,14 +16,11 @@ import peftlab  # noqa: F401  first: it mutes bitsandbytes' 'pip install kernels
 
 # isort: split
 import argparse
-import datetime
-import platform
+import os
 import sys
 import tempfile
 
-import torch
-
-from peftlab import peft_family
+from peftlab import measure, peft_family
 from peftlab.atomic import atomic_write_text
 from peftlab.lessons import lesson07_peft_methods as lesson07
 from peftlab.seed import one_thread
@@ -33,25 +30,12 @@ QUICK = peft_family.Protocol(steps=4, seeds=(0,), lr_factors=(1.0,), n_heldout=2
                              max_new_tokens=8, timing_repeats=1)  # fmt: skip
 
 
-def provenance() -> str:
-    """Date, library versions and machine, so a table says where it came from."""
-    import peft
-    import transformers
-
-    cpu = platform.processor() or platform.machine()
-    return (
-        f"{datetime.date.today().isoformat()}; torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, peft {peft.__version__}; {cpu}, "
-        f"{torch.get_num_threads()} thread(s)"
-    )
-
-
 def report(results: dict, model: str) -> str:
     """The protocol, both tables and the methods peft could not train, as markdown."""
     return "\n".join(
         [
             f"PEFT methods on {model}: {lesson07.protocol_text(results['protocol'])}",
-            f"({provenance()})",
+            f"({measure.provenance()})",
             "",
             lesson07.results_table(results),
             "",
@@ -83,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=None, help=f"default {FULL.batch_size}")
     parser.add_argument("--seeds", default=None, help="default 0,1,2")
     parser.add_argument("--lr-factors", default=None, help="grid around each method's base lr")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="methods trained at a time, one process and thread each "
+                             "(default: 2 on two or more cores)")  # fmt: skip
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        print(f"peft_methods: --workers {args.workers}: give at least 1", file=sys.stderr)
+        return 2
     try:
         protocol = QUICK if args.quick else FULL
         changes = {}
@@ -106,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     with one_thread(), tempfile.TemporaryDirectory() as scratch:
         results = peft_family.compare_family(
             protocol, methods, args.model, scratch,
-            progress=lambda line: print(line, file=sys.stderr, flush=True),
+            progress=lambda line: print(line, file=sys.stderr, flush=True), workers=args.workers,
         )  # fmt: skip
     text = report(results, args.model or "the embedded model")
     print(text, end="")

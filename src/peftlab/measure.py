@@ -241,3 +241,19 @@ def _decoder_layers(model: Any) -> list[torch.nn.Module]:
     from transformers.modeling_layers import GradientCheckpointingLayer
 
     return [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+
+
+def provenance() -> str:
+    """Date, library versions and machine, for the head of a benchmark's table."""
+    import datetime
+    import platform
+
+    import peft
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    return (
+        f"{datetime.date.today().isoformat()}; torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, peft {peft.__version__}; {cpu}, "
+        f"{torch.get_num_threads()} thread(s)"
+    )
