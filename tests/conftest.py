@@ -18,27 +18,40 @@ if os.environ.get("PEFTLAB_NO_AVX512BF16"):
     bitsandbytes.nn.modules.has_avx512bf16 = lambda: False
 
 
-def worker_group(item) -> str:
-    """The pytest-xdist group an item runs in (`make test` runs `--dist loadgroup`): one per lesson,
-    holding its tests, its prose check and its notebook, so that one worker computes the lesson's
-    results once and the others never wait for them; otherwise one per file, as `loadfile` does."""
-    name = item.path.name
+def worker_group(nodeid: str) -> str:
+    """The pytest-xdist group a test runs in: one per lesson, holding its tests, its prose check
+    and its notebook, so that one worker computes the lesson's results once and the other never
+    waits for them; otherwise one per file, as `--dist loadfile` does."""
+    name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
     if found := re.match(r"test_lesson_(\d\d)", name):
         return f"lesson{found[1]}"
-    if name == "test_lesson_prose.py" and (found := re.search(r"\[lesson(\d\d)_", item.name)):
+    if name == "test_lesson_prose.py" and (found := re.search(r"\[lesson(\d\d)_", nodeid)):
         return f"lesson{found[1]}"
-    if item.path.suffix == ".ipynb" and (found := re.match(r"(\d\d)_", name)):
+    if name.endswith(".ipynb") and (found := re.match(r"(\d\d)_", name)):
         return f"lesson{found[1]}"
     return name
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_xdist_make_scheduler(config, log):
+    """`make test`'s `--dist loadgroup`, grouped by `worker_group`: xdist's own loadgroup reads
+    `xdist_group` marks by rewriting node ids, which pytest 9 no longer allows (each test would
+    go its own way). Groups are handed out in collection order, each run whole by one worker."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class LessonGroups(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid)
+
+    return LessonGroups(config, log)
+
+
 def pytest_collection_modifyitems(items):
     """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`."""
     for item in items:
         if item.path.name.startswith("test_lesson_"):
             item.add_marker(pytest.mark.pins)
-        item.add_marker(pytest.mark.xdist_group(worker_group(item)))
 
 
 @pytest.fixture(autouse=True, scope="session")
