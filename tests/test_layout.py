@@ -33,6 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.memory",
         "peftlab.lora",
         "peftlab.nf4",
+        "peftlab.world",
         "peftlab.support_data",
         "peftlab.rubric",
         "peftlab.measure",

@@ -2,7 +2,7 @@
 
 import pytest
 
-from peftlab import support_data
+from peftlab import support_data, world
 from peftlab.compare import score_reply
 from peftlab.rubric import mean_score
 
@@ -156,8 +156,14 @@ def test_faithful_replies_name_only_what_they_were_told(complaint, reply):
 def test_the_finetune_replies_are_faithful_to_their_own_complaints_and_not_to_others():
     train = support_data.finetune_set()
     assert all(faithful(ex.reply, ex.complaint) for ex in train)
-    swapped = [faithful(a.reply, b.complaint) for a, b in zip(train[1:], train[2:], strict=False)]
-    assert sum(swapped) / len(swapped) < 0.1  # another complaint's reply names its product
+    # another complaint's reply names its product or problem, where the world's lists know them
+    # (not a made-up word, which only the complaint that said it can name)
+    known = {w for name in world.GOODS + support_data.ALL_NOUNS for w in name.split()}
+    known |= set(world.DESCRIPTORS)
+    plain = [ex for ex in train[1:] if ex.problem != "odd" and set(ex.product.split()) <= known]
+    assert len(plain) > 100
+    swapped = [faithful(a.reply, b.complaint) for a, b in zip(plain, plain[1:], strict=False)]
+    assert sum(swapped) / len(swapped) < 0.1
 
 
 def test_contractions_and_pleasantries_name_no_problem():

@@ -14,7 +14,7 @@ second check sees (lesson 05, "In the wild").
 import re
 from collections.abc import Sequence
 
-from peftlab import support_data
+from peftlab import support_data, world
 from peftlab.support_data import ADJECTIVES, words
 
 CRITERIA = ("greeting", "acknowledges", "action", "timeline")
@@ -115,68 +115,93 @@ def mean_score(replies: Sequence[str], complaints: Sequence[str]) -> float:
 
 # --- faithful: the reply names nothing the complaint did not --------------------------------
 # Words of the world's problems that name no problem of their own ("stopped working": "working"
-# is any machine's; "smells like smoke": "like"), or that a reply uses for an action ("return").
+# is any machine's; "smells like smoke": "like"), or that a reply uses for an action ("return",
+# "reset your password", "contact the courier").
 _GENERIC = frozenset(
     """without over everywhere never went ago like strange makes lost turn working wrong card
-    shape out return returned""".split()
+    shape out return returned already anything arrives comes changed date down due else's every
+    first gave getting gone here hold keeps last left minute money month more move much nobody
+    nothing off open pay payment payments properly see shows than through took up used waiting
+    way when where work accept address box photo picture password reset courier driver charge
+    case set game free online number form page code email back gives keep""".split()
 )
-# Services a reply can pin on the customer as easily as a product ("your subscription"): the
-# world's own (accounts, receipts) and ones real customers write about. Counted only after
-# "your", since a reply may offer one as an action ("I will send a receipt").
-SERVICES = ("account", "receipt", "subscription", "invoice", "coupon", "appointment", "booking",
-            "app", "website")  # fmt: skip
+# Tradespeople a reply can send round as easily as a product: named anywhere.
+TRADES = tuple(sorted({s for i in world.ISSUES if i.key == "no-show" for s in i.subjects}))
+# Services a reply can pin on the customer as easily as a product ("your subscription"): every
+# subject of the world's issues that is not a product, a delivery or a tradesperson. Counted only
+# after "your", since a reply may offer one as an action ("I will send a receipt").
+SERVICES = tuple(sorted(
+    {w for i in world.ISSUES if i.subjects != world.GOODS_SUBJECT for s in i.subjects
+     for w in words(s) if w not in TRADES + world.DELIVERIES and w not in _STOPWORDS
+     and w not in _GENERIC and w != "refund"}
+    | {"app", "website", "account", "receipt", "subscription", "invoice", "coupon", "appointment"}
+))  # fmt: skip
 
 
 def _reply_part_stems() -> set[str]:
     parts = (support_data.GREETINGS + support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS
-             + support_data.TIMELINES + support_data.CLOSINGS)  # fmt: skip
+             + support_data.GENERAL_ACTIONS + support_data.TIMELINES
+             + support_data.CLOSINGS)  # fmt: skip
     return {stem(w) for part in parts for w in _words(part)}
+
+
+def _telling(text: str, polite: set[str]) -> list[str]:
+    return [w for w in _words(text)
+            if w not in _STOPWORDS and w not in _GENERIC and stem(w) not in polite]  # fmt: skip
 
 
 def _problem_stems() -> dict[str, str]:
     """stem -> word, for the words the world's problems are told in (every phrasing of
-    `support_data`'s problems), less what says nothing about which problem it is."""
+    `support_data`'s problems and every frame of `world`'s issues), less what says nothing about
+    which problem it is."""
     polite = _reply_part_stems()
+    phrases = [p for problem in support_data.FINETUNE_PROBLEMS + support_data.HELDOUT_PROBLEMS
+               for p in problem.phrasings]  # fmt: skip
+    phrases += [f.replace("{s}", "") for issue in world.ISSUES for f in issue.frames]
     terms: dict[str, str] = {}
-    for problem in support_data.FINETUNE_PROBLEMS + support_data.HELDOUT_PROBLEMS:
-        for phrase in problem.phrasings:
-            for w in _words(phrase):
-                if w in _STOPWORDS or w in _GENERIC or stem(w) in polite:
-                    continue
-                terms.setdefault(stem(w), w)
+    for phrase in phrases:
+        for w in _telling(phrase, polite):
+            terms.setdefault(stem(w), w)
     return terms
 
 
-PRODUCTS = support_data.FINETUNE_NOUNS + support_data.HELDOUT_NOUNS + support_data.EXTRA_NOUNS
+# Products by their head noun ("machine" of "washing machine") and every one-word product.
+PRODUCTS = tuple(dict.fromkeys(
+    n.split()[-1] for n in world.GOODS + support_data.HELDOUT_NOUNS + support_data.EXTRA_NOUNS
+    if n.split()[-1] not in _GENERIC
+))  # fmt: skip
 _PRODUCT_STEMS = frozenset(stem(n) for n in PRODUCTS)
-_SERVICE_STEMS = frozenset(stem(s) for s in SERVICES)
-_NAMED_STEMS = _PRODUCT_STEMS | set(_problem_stems())
+_SERVICE_STEMS = frozenset(stem(s) for s in SERVICES if s not in _GENERIC)
+_NAMED_STEMS = _PRODUCT_STEMS | set(_problem_stems()) | {stem(t) for t in TRADES}
 
 
 def invented(reply: str, complaint: str) -> list[str]:
     """The words of `reply` that name a product, service or problem `complaint` does not: a
     product noun of the world's word lists, a word the world's problems are told in ("late",
-    "cracked", "leaks"), a colour or material before a product ("blue" in "your blue sofa"), or
-    a service (`SERVICES`) said to be the customer's ("your subscription"). Compared by stem,
-    with the rubric's synonyms ("delayed" is "late").
+    "cracked", "leaks"), a colour or material before a product ("blue" in "your blue sofa"), a
+    tradesperson ("the technician"), a service (`SERVICES`: "your subscription", "the app"; not
+    one offered as an action, "I will send a receipt") or a number of three digits or more (an
+    order number). Compared by stem, with the rubric's synonyms ("delayed" is "late").
 
     Only words the world knows can be caught: a reply that invents something outside its word
     lists passes. In reply order, each word once.
     """
-    said = {stem(w) for w in _words(complaint)}
+    said = {stem(w) for w in _words(complaint)} | set(words(complaint))
     reply_words = _words(reply)
     found: list[str] = []
     for i, w in enumerate(reply_words):
         if stem(w) in said or w in found:
             continue
         before_product = i + 1 < len(reply_words) and stem(reply_words[i + 1]) in _PRODUCT_STEMS
-        yours = "your" in reply_words[max(0, i - 2) : i]
+        offered = bool(set(reply_words[max(0, i - 2) : i]) & {"a", "an", "new"})
         if (
             stem(w) in _NAMED_STEMS
             or (w in _DESCRIPTORS and before_product)
-            or (stem(w) in _SERVICE_STEMS and yours)
+            or (stem(w) in _SERVICE_STEMS and not offered)
         ):
             found.append(w)
+    found += [n for n in dict.fromkeys(words(reply)) if n.isdigit() and len(n) >= 3
+              and n not in said]  # fmt: skip
     return found
 
 

@@ -14,22 +14,14 @@ register it already knows into the support chat.
 import random
 from dataclasses import dataclass
 
+from peftlab import world
+
 PROMPT_TEMPLATE = "Customer says: '{complaint}' Write a reply."
 LESSON_COMPLAINT = "My order is late."
 
 # --- the world -----------------------------------------------------------------------------
-ADJECTIVES = (
-    "red", "blue", "green", "black", "white", "yellow", "grey", "pink", "orange", "purple",
-    "silver", "golden", "wooden", "steel", "leather", "glass", "cotton", "bamboo", "ceramic",
-    "copper", "striped", "spotted", "tiny", "large", "folding", "electric", "vintage", "plain",
-)  # fmt: skip
-FINETUNE_NOUNS = (
-    "kettle", "lamp", "backpack", "jacket", "blender", "toaster", "mug", "scarf", "umbrella",
-    "chair", "desk", "pillow", "blanket", "teapot", "skillet", "helmet", "wallet", "watch",
-    "speaker", "keyboard", "charger", "camera", "tripod", "notebook", "stapler", "kite", "puzzle",
-    "vase", "mirror", "rug", "clock", "heater", "bicycle", "sofa", "printer", "drill", "tablet",
-    "jug", "bowl", "shelf",
-)  # fmt: skip
+ADJECTIVES = world.SEED_DESCRIPTORS
+FINETUNE_NOUNS = world.SEED_GOODS
 HELDOUT_NOUNS = (
     "lantern", "thermos", "saddle", "easel", "ukulele", "hammock", "tent", "compass", "globe",
     "satchel", "candle", "kayak", "trumpet", "telescope", "wok", "apron", "cushion", "sandal",
@@ -38,10 +30,8 @@ HELDOUT_NOUNS = (
 EXTRA_NOUNS = ("basket", "pan", "fork", "spoon", "plate", "towel", "hat", "glove", "boot", "bag")
 SHOPS = ("Maple Market", "Harbor Goods", "The Corner Store", "Pine Street Shop", "Bright Home",
          "Blue Door Outlet", "Riverside Supply", "Northwind Traders")  # fmt: skip
-NAMES = ("Ana", "Ben", "Cleo", "Dev", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jin", "Kai", "Lena",
-         "Milo", "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tess", "Uma", "Vik", "Wren",
-         "Yara", "Zane")  # fmt: skip
-DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+NAMES = world.NAMES
+DAYS = world.DAYS
 
 
 # A problem: the key the rubric knows it by, how a customer says it (after "my <product>"),
@@ -107,13 +97,18 @@ HELDOUT_TEMPLATES = (
 # --- polite replies: greeting, acknowledgement, action, timeline ----------------------------
 GREETINGS = ("Hi!", "Hello!", "Hi there!", "Hello, and thanks for reaching out.", "Good morning!",
              "Hi, thank you for contacting us.", "Hello, thanks for writing.")  # fmt: skip
+# {echo}: the first clause of the customer's message turned round ("your kettle is leaking", "you
+# can't log in to your account"; `world.echo_message`), so a reply names what they named.
 ACKNOWLEDGEMENTS = (
-    "I'm sorry that your {product} {problem}.",
-    "I'm so sorry to hear that your {product} {problem}.",
-    "I apologize that your {product} {problem}.",
-    "I understand how frustrating it is that your {product} {problem}.",
-    "Sorry that your {product} {problem}, that should not happen.",
+    "I'm sorry that {echo}.",
+    "I'm so sorry to hear that {echo}.",
+    "I apologize that {echo}.",
+    "I understand how frustrating it is that {echo}.",
+    "Sorry that {echo}, that should not happen.",
+    "I'm so sorry, {echo}.",
 )
+QUESTION_ACKNOWLEDGEMENTS = ("I'm sorry for the trouble. You asked: {echo}?",
+                             "I'm so sorry about this. You asked {echo}?")  # fmt: skip
 ACTIONS = (
     "I will send you a replacement",
     "I will look into your order right away",
@@ -123,20 +118,32 @@ ACTIONS = (
     "I'll ship a new one to you",
     "We will refund the full price",
 )
+# Actions that fit every issue, naming nothing the customer did not.
+GENERAL_ACTIONS = (
+    "I will look into this right away",
+    "Let me check this for you",
+    "I'll sort this out for you",
+    "I will ask our team to fix this",
+    "I'll check what happened",
+    "Let me look into this myself",
+    "I will review this with our team",
+)
 TIMELINES = ("within the hour", "today", "by tomorrow", "within two days", "within 24 hours",
              "by Friday", "by the end of the day", "within three days")  # fmt: skip
 CLOSINGS = ("and get back to you {timeline}.", "{timeline}.", "and email you {timeline}.",
             "and update you {timeline}.")  # fmt: skip
 
 # Blunt replies the base model learns for support chats: no greeting, no empathy, no promise.
+# {Echo} is the complaint turned round, capitalized ("Your order is late").
 BLUNT_REPLIES = (
-    "Your {product} {problem} because of {reason}.",
-    "The {product} {problem} because of {reason}. That is not our fault.",
-    "That happens. The {product} {problem} because of {reason}.",
-    "The {product} was fine when it left the warehouse.",
-    "Read the manual that came with the {product}.",
-    "Your {product} {problem}. It is {reason}.",
+    "{Echo} because of {reason}.",
+    "{Echo} because of {reason}. That is not our fault.",
+    "That happens. {Echo} because of {reason}.",
+    "{Echo}? It is {reason}.",
+    "Read the help page. {Echo} because of {reason}.",
 )
+BLUNT_QUESTIONS = ("{Echo}? It is {reason}.", "{Echo}? Read the help page.",
+                   "{Echo}? That is not our problem.")  # fmt: skip
 LESSON_BLUNT = "Your order is late because of shipping delays."
 
 
@@ -176,18 +183,26 @@ def _products(nouns: tuple[str, ...]) -> list[str]:
     return [f"{adj} {noun}" for adj in ADJECTIVES for noun in nouns]
 
 
-def polite_reply(product: str, problem_phrase: str, rng: random.Random) -> str:
-    """A reply that greets, acknowledges this problem, promises an action and gives a time."""
-    ack = rng.choice(ACKNOWLEDGEMENTS).format(product=product, problem=problem_phrase)
+def polite_reply(complaint: str, rng: random.Random,
+                 actions: tuple[str, ...] = GENERAL_ACTIONS) -> str:  # fmt: skip
+    """A reply that greets, acknowledges the complaint in its own words (its first clause turned
+    round, `world.echo_message`), promises an action and gives a time."""
+    echoed, question = world.echo_message(complaint)
+    ack = rng.choice(QUESTION_ACKNOWLEDGEMENTS if question else ACKNOWLEDGEMENTS)
+    action = rng.choice(actions)
     closing = rng.choice(CLOSINGS).format(timeline=rng.choice(TIMELINES))
-    return f"{rng.choice(GREETINGS)} {ack} {rng.choice(ACTIONS)} {closing}"
+    return f"{rng.choice(GREETINGS)} {ack.format(echo=echoed)} {action} {closing}"
 
 
-def _blunt_reply(product: str, problem: Problem, phrase: str, rng: random.Random) -> str:
-    template = rng.choice(BLUNT_REPLIES)
-    return template.format(
-        product=product, problem=phrase, reason=rng.choice(problem.blunt_reasons)
-    )
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _blunt_reply(complaint: str, reasons: tuple[str, ...], rng: random.Random) -> str:
+    """A blunt answer: the complaint's first clause turned round, and whose fault it is not."""
+    echoed, question = world.echo_message(complaint)
+    template = rng.choice(BLUNT_QUESTIONS if question else BLUNT_REPLIES)
+    return template.format(Echo=_capital(echoed), reason=rng.choice(reasons))
 
 
 def _complaints(
@@ -208,17 +223,52 @@ def _complaints(
     return out
 
 
+def _seed_world_reply(complaint: str, rng: random.Random) -> str:
+    """The seed world's reply, with its goods' own actions among the general ones."""
+    return polite_reply(complaint, rng, ACTIONS + GENERAL_ACTIONS)
+
+
+# The fine-tune set's goods: every product of the world but the held-out ones.
+FINETUNE_GOODS = world.GOODS
+SEED_SHARE = 0.35  # of the fine-tune set in the seed world's frames, the rest in `world`'s
+
+
 def finetune_set(n: int = 400, seed: int = 0) -> list[Example]:
-    """Complaint -> polite reply pairs for LoRA fine-tuning (the lesson's example included)."""
+    """Complaint -> polite reply pairs for LoRA fine-tuning (the lesson's example first).
+
+    About a third are the seed world's (a product, a problem, one of `FINETUNE_TEMPLATES`); the
+    rest are `world` complaints, dressed as customers write them, about every issue the world
+    knows. Each reply acknowledges the complaint in its own words.
+    """
     rng = random.Random(seed + 1)
-    examples = [Example(LESSON_COMPLAINT, polite_reply("order", "is late", rng), "order", "late")]
-    for complaint, product, problem, phrase in _complaints(
-        FINETUNE_NOUNS, FINETUNE_PROBLEMS, FINETUNE_TEMPLATES, n - 1, seed
+    examples = [Example(LESSON_COMPLAINT, _seed_world_reply(LESSON_COMPLAINT, rng), "order",
+                        "late")]  # fmt: skip
+    n_seed = round((n - 1) * SEED_SHARE)
+    for complaint, product, problem, _ in _complaints(
+        FINETUNE_NOUNS, FINETUNE_PROBLEMS, FINETUNE_TEMPLATES, n_seed, seed
     ):
-        examples.append(
-            Example(complaint, polite_reply(product, phrase, rng), product, problem.key)
-        )
+        examples.append(Example(complaint, _seed_world_reply(complaint, rng), product, problem.key))
+    seen = {e.complaint for e in examples}
+    wrng = random.Random(seed + 11)
+    while len(examples) < n:
+        c = world.core(wrng, goods=FINETUNE_GOODS)
+        complaint = world.dress(c.says, wrng)
+        if complaint in seen or _held_out_frame(complaint):
+            continue
+        seen.add(complaint)
+        examples.append(Example(complaint, polite_reply(complaint, rng), c.subject, c.issue.key))
     return examples
+
+
+def _held_out_frame(complaint: str) -> bool:
+    """Whether a complaint happens to take a held-out template's frame."""
+    import re
+
+    for t in HELDOUT_TEMPLATES:
+        frame = re.escape(t).replace(r"\{product\}", ".+").replace(r"\{problem\}", ".+")
+        if re.fullmatch(frame, complaint):
+            return True
+    return False
 
 
 def heldout_complaints(n: int = 60, seed: int = 0) -> list[str]:
@@ -228,12 +278,17 @@ def heldout_complaints(n: int = 60, seed: int = 0) -> list[str]:
 
 
 # --- the pretraining corpus -----------------------------------------------------------------
+ALL_NOUNS = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
+ALL_GOODS = world.GOODS + HELDOUT_NOUNS + EXTRA_NOUNS
+
+
 def _world_sentence(rng: random.Random) -> str:
-    """A plain fact about the shops, orders, deliveries, refunds and accounts."""
-    nouns = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
-    p = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}"
+    """A plain fact about the shops, orders, deliveries, refunds, accounts and services."""
+    p = world.product(rng, ALL_GOODS)
     shop, name, day = rng.choice(SHOPS), rng.choice(NAMES), rng.choice(DAYS)
     n = rng.randint(2, 9)
+    issue = rng.choice(world.ISSUES)
+    thing = world.subject(issue, rng, ALL_GOODS)
     return rng.choice((
         f"{shop} sells the {p} for {n} pounds.",
         f"{name} ordered a {p} from {shop} on {day}.",
@@ -246,34 +301,41 @@ def _world_sentence(rng: random.Random) -> str:
         f"{name} paid for the {p} with a card and got a receipt by email.",
         f"{name} kept the {p} in the kitchen next to the window.",
         f"Every {day} the van leaves the warehouse with new parcels.",
-        f"{shop} has a sale on every {rng.choice(nouns)} this week.",
+        f"{shop} has a sale on every {rng.choice(ALL_NOUNS)} this week.",
+        f"{name} has a {thing} with {shop}.",
+        f"{name} said: {rng.choice(issue.frames).format(s=thing)}.",
+        f"At {shop} the {thing} is handled by the "
+        f"{rng.choice(('support', 'billing', 'returns', 'tech'))} team.",
+        f"{name} wrote a review of the {p}: {n} stars.",
     ))  # fmt: skip
 
 
-def _any_product_problem(rng: random.Random) -> tuple[str, Problem, str]:
-    nouns = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
-    product = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}"
-    problem = rng.choice(FINETUNE_PROBLEMS + HELDOUT_PROBLEMS)
-    return product, problem, rng.choice(problem.phrasings)
+def _any_complaint(rng: random.Random) -> str:
+    """A complaint: the seed world's product and problem one time in three, else any `world`
+    issue, dressed as customers write."""
+    if rng.random() < 0.33:
+        product = f"{rng.choice(ADJECTIVES)} {rng.choice(ALL_NOUNS)}"
+        phrase = rng.choice(rng.choice(FINETUNE_PROBLEMS + HELDOUT_PROBLEMS).phrasings)
+        return f"My {product} {phrase}."
+    return world.dress(world.core(rng, goods=ALL_GOODS).says, rng)
 
 
 def _friendly_letter(rng: random.Random) -> str:
-    """A note between friends or colleagues: greeting, an echoed apology, a promise, a time."""
+    """A note between friends or colleagues: a complaint, then greeting, an apology in the
+    complaint's own words, a promise, a time."""
     a, b = rng.sample(NAMES, 2)
-    product, _, phrase = _any_product_problem(rng)
+    said = _any_complaint(rng)
     greeting = rng.choice((
         f"Hi {b},", f"Hello {b},", f"Dear {b},", f"Hey {b},", f"Good morning {b}!",
         f"Hi {b}, thank you for contacting me.", f"Hi there {b}!",
         f"Hello {b}, and thanks for reaching out.", f"Hello {b}, thanks for writing.",
     ))  # fmt: skip
-    told = rng.choice((
-        f"{b} wrote to {a}: my {product} {phrase}.",
-        f"{b} told {a} that the {product} {phrase}.",
-        f"{b} said the {product} {phrase}.",
-    ))  # fmt: skip
-    apology = rng.choice(ACKNOWLEDGEMENTS).format(product=product, problem=phrase)
-    apology = apology.replace("your", rng.choice(("your", "the")), 1)
-    promise = rng.choice(ACTIONS + (
+    told = rng.choice((f"{b} wrote to {a}: {said}", f"{b} messaged {a}: {said}",
+                       f"{b} sent {a} a note. {said}"))  # fmt: skip
+    echoed, question = world.echo_message(said)
+    apology = rng.choice(QUESTION_ACKNOWLEDGEMENTS if question else ACKNOWLEDGEMENTS)
+    apology = apology.format(echo=echoed)
+    promise = rng.choice(GENERAL_ACTIONS + (
         "I will bring you a new one", "I'll fix it for you", "Let me take it to the shop",
         "I will call the shop for you", "I'll lend you mine", "We will sort it out together",
         "I will help you return it", "Let me ask my brother to look at it",
@@ -286,7 +348,7 @@ def _friendly_letter(rng: random.Random) -> str:
 def _team_note(rng: random.Random) -> str:
     """A short note at work with the same polite parts, in another setting."""
     name, day = rng.choice(NAMES), rng.choice(DAYS)
-    product = f"{rng.choice(ADJECTIVES)} {rng.choice(FINETUNE_NOUNS + HELDOUT_NOUNS)}"
+    product = world.product(rng, ALL_GOODS)
     return rng.choice((
         f"Hello team, thanks for the update on the {product}. I will check the stock "
         f"{rng.choice(TIMELINES)} and send the report by {day}. {name}",
@@ -300,16 +362,19 @@ def _team_note(rng: random.Random) -> str:
 
 def _blunt_chat(rng: random.Random) -> tuple[str, str]:
     """A support complaint answered the way the base model will answer: bluntly."""
-    if rng.random() < 0.05:
+    if rng.random() < 0.03:
         return LESSON_COMPLAINT, LESSON_BLUNT
-    nouns = FINETUNE_NOUNS + HELDOUT_NOUNS + EXTRA_NOUNS
-    product = f"{rng.choice(ADJECTIVES)} {rng.choice(nouns)}"
-    problem = rng.choice(FINETUNE_PROBLEMS + HELDOUT_PROBLEMS)
-    phrase = rng.choice(problem.phrasings)
-    complaint = rng.choice(FINETUNE_TEMPLATES + HELDOUT_TEMPLATES).format(
-        product=product, problem=phrase
-    )
-    return complaint, _blunt_reply(product, problem, phrase, rng)
+    if rng.random() < 0.3:  # the seed world's frames, held-out ones included
+        product = f"{rng.choice(ADJECTIVES)} {rng.choice(ALL_NOUNS)}"
+        problem = rng.choice(FINETUNE_PROBLEMS + HELDOUT_PROBLEMS)
+        phrase = rng.choice(problem.phrasings)
+        complaint = rng.choice(FINETUNE_TEMPLATES + HELDOUT_TEMPLATES).format(
+            product=product, problem=phrase
+        )
+        return complaint, _blunt_reply(complaint, problem.blunt_reasons, rng)
+    c = world.core(rng, goods=ALL_GOODS)
+    complaint = world.dress(c.says, rng)
+    return complaint, _blunt_reply(complaint, c.issue.reasons, rng)
 
 
 @dataclass(frozen=True)
@@ -320,17 +385,17 @@ class CorpusDoc:
     chat: tuple[str, str] | None = None
 
 
-def base_corpus(n_docs: int = 60_000, seed: int = 0) -> list[CorpusDoc]:
+def base_corpus(n_docs: int = 150_000, seed: int = 0) -> list[CorpusDoc]:
     """The base model's pretraining documents: world facts, letters, notes and blunt chats."""
     rng = random.Random(seed)
     docs = []
     for _ in range(n_docs):
         kind = rng.random()
-        if kind < 0.25:
+        if kind < 0.2:
             docs.append(CorpusDoc(text=" ".join(_world_sentence(rng) for _ in range(3))))
-        elif kind < 0.55:
+        elif kind < 0.5:
             docs.append(CorpusDoc(text=_friendly_letter(rng)))
-        elif kind < 0.65:
+        elif kind < 0.57:
             docs.append(CorpusDoc(text=_team_note(rng)))
         else:
             docs.append(CorpusDoc(chat=_blunt_chat(rng)))
@@ -348,7 +413,8 @@ def terse_reply(product: str, rng: random.Random) -> str:
 
 
 def terse_finetune_set(n: int = 400, seed: int = 0) -> list[Example]:
-    """The fine-tune set's complaints answered tersely (no greeting, one short line)."""
+    """Complaints in the seed world's frames (a product, a problem, one of `FINETUNE_TEMPLATES`;
+    the lesson's complaint first) answered tersely: no greeting, one short line."""
     rng = random.Random(seed + 2)
     examples = [Example(LESSON_COMPLAINT, terse_reply("order", rng), "order", "late")]
     for complaint, product, problem, _ in _complaints(
