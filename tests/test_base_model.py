@@ -123,8 +123,8 @@ def test_the_recipe_gives_the_shipped_tokenizer_and_config_on_any_cpu(tmp_path):
     saved_by_the_model = {"architectures": ["LlamaForCausalLM"], "dtype": "float32"}
     shipped = AutoConfig.from_pretrained(PATH).to_dict() | {"_name_or_path": ""}
     assert config.to_dict() | saved_by_the_model == shipped
-    assert len(tokenizer) == shipped["vocab_size"] == 1314  # the README's figure
-    assert len(train) + len(held_out) == 60_000 and len(held_out) == 1_200
+    assert len(tokenizer) == shipped["vocab_size"] == 2048  # the README's figure: the cap, reached
+    assert len(train) + len(held_out) == 150_000 and len(held_out) == 3_000
 
 
 def test_missing_model_offline_names_the_fix(monkeypatch):

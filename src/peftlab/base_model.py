@@ -188,7 +188,7 @@ def write_chat_template_into_config(folder: str | os.PathLike) -> None:
 
 
 def corpus_and_tokenizer(
-    seed: int = 0, n_docs: int = 60_000, vocab_size: int = 2048
+    seed: int = 0, n_docs: int = 150_000, vocab_size: int = 2048
 ) -> tuple[list[str], list[str], PreTrainedTokenizerFast]:
     """The recipe's training texts, held-out texts and tokenizer. No floating point is involved
     (generated text, BPE merge counts), so these come out the same on every machine."""
@@ -208,15 +208,15 @@ def build(
     out: str | os.PathLike = EMBEDDED_PATH,
     *,
     seed: int = 0,
-    steps: int = 1200,
-    n_docs: int = 60_000,
+    steps: int = 3600,
+    n_docs: int = 150_000,
     vocab_size: int = 2048,
     hidden: int = 192,
     layers: int = 4,
     seq_len: int = 128,
     batch_size: int = 32,
     lr: float = 3e-3,
-    threads: int = 1,
+    threads: int = 2,
     log: Callable[[str], None] = _print_now,
 ) -> dict:
     """Train the embedded base model from nothing and save it in Hugging Face format.

@@ -5,7 +5,9 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("build-base-model", help="rebuild the embedded tiny Llama (about 15 min)")
+    p = sub.add_parser(
+        "build-base-model", help="rebuild the embedded tiny Llama (about 25 min on two cores)"
+    )
     p.add_argument(
         "--out", type=Path, default=None, help="folder to write (default: the package's asset)"
     )

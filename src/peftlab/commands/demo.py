@@ -185,6 +185,7 @@ def render_table(result, width: int = 34) -> str:
             "in the wild: examples/wild-complaints.txt, written the way customers write; the"
         )
         lines.append(
-            "model's small world knows only damaged or late goods (lesson 05, 'In the wild')"
+            "toy model echoes the customer's words but often miscopies words it rarely read "
+            "(lesson 05, 'In the wild')"
         )
     return "\n".join(lines)

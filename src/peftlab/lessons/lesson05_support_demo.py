@@ -101,6 +101,12 @@ def run_sweep(
     return points
 
 
+REPLY_PARTS = (
+    support_data.ACKNOWLEDGEMENTS + support_data.QUESTION_ACKNOWLEDGEMENTS
+    + support_data.ACTIONS + support_data.GENERAL_ACTIONS + support_data.TIMELINES
+)  # fmt: skip
+
+
 def data_facts(
     n_finetune: int = 400, n_heldout: int = 60, seed: int = 0, n_scored: int = 12
 ) -> dict[str, int]:
@@ -133,10 +139,10 @@ def data_facts(
         "finetune_examples": len(train),
         "heldout_complaints": len(heldout),
         "corpus_chats": len(chats),
-        "finetune_nouns": len(support_data.FINETUNE_NOUNS),
+        "finetune_nouns": len(set(support_data.FINETUNE_NOUNS) | set(support_data.FINETUNE_GOODS)),
         "heldout_nouns": len(support_data.HELDOUT_NOUNS),
         "corpus_heldout_nouns": in_corpus(support_data.HELDOUT_NOUNS),
-        "finetune_problems": len(support_data.FINETUNE_PROBLEMS),
+        "finetune_problems": len({ex.problem for ex in train}),
         "heldout_problems": len(support_data.HELDOUT_PROBLEMS),
         "corpus_heldout_problems": in_corpus(p.phrasings for p in support_data.HELDOUT_PROBLEMS),
         "finetune_templates": len(support_data.FINETUNE_TEMPLATES),
@@ -147,12 +153,8 @@ def data_facts(
         "heldout_in_corpus": sum(c in chats for c in heldout),
         "scored": min(n_scored, len(heldout)),
         "scored_in_corpus": sum(c in chats for c in heldout[:n_scored]),
-        "reply_parts": len(
-            support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS + support_data.TIMELINES
-        ),  # fmt: skip
-        "corpus_reply_parts": phrases(
-            support_data.ACKNOWLEDGEMENTS + support_data.ACTIONS + support_data.TIMELINES
-        ),  # fmt: skip
+        "reply_parts": len(REPLY_PARTS),
+        "corpus_reply_parts": phrases(REPLY_PARTS),
     }
 
 
@@ -684,10 +686,12 @@ def data_markdown(facts: Mapping[str, int]) -> str:
         f"| complaints | {f['finetune_examples']} | {f['heldout_complaints']} | "
         f"{f['corpus_chats']:,} distinct, answered bluntly |",
     ]
+    more = {"nouns": " and made-up ones", "problems": "",
+            "templates": " and customers' own forms (`world.dress`)"}  # fmt: skip
     for part, label in (("nouns", "product nouns"), ("problems", "kinds of problem"),
                         ("templates", "sentence frames")):  # fmt: skip
         lines.append(
-            f"| {label} | {f[f'finetune_{part}']} | {f[f'heldout_{part}']} | "
+            f"| {label} | {f[f'finetune_{part}']}{more[part]} | {f[f'heldout_{part}']} | "
             f"all {f[f'corpus_heldout_{part}']} held-out ones among them |"
         )
     lines += [
