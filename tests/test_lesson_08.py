@@ -59,26 +59,28 @@ def test_each_best_rate_is_inside_its_grid(results):
 def test_lora_wants_a_higher_rate_than_full_fine_tuning(results):
     grid, vertex = lesson.lr_ratio(results)
     assert grid >= 3 and vertex > 2
-    assert vertex < 8  # the published ~10x does not reproduce at this scale (the lesson says so)
+    assert 5 < vertex < 20  # about the published 10x (the lesson says so)
 
 
-def test_lora_learns_less_and_forgets_less(results):
+def test_lora_does_not_learn_less_and_forget_less_in_these_runs(results):
+    """The paper's title does not reproduce in the lesson's short runs: at their best rates
+    LoRA r8 reaches a slightly lower validation loss and forgets as much (lesson, section 3)."""
     full, ref = lesson.at_best(results, lesson.FULL), lesson.at_best(results, lesson.REFERENCE)
-    assert _mean(full, lesson.val) < _mean(ref, lesson.val) - 0.01  # full learns a little more
-    assert _mean(full, lesson.forgot) > 2 * _mean(ref, lesson.forgot)  # and forgets far more
+    assert _mean(ref, lesson.val) < _mean(full, lesson.val)  # LoRA learns a little more
+    assert abs(_mean(full, lesson.forgot) - _mean(ref, lesson.forgot)) < 0.05  # forgets as much
     assert all(r.forgetting > 0 for r in full + ref)  # both forget something
-    for r in lesson.RANKS:  # every rank on every linear layer forgets less than full
+    for r in lesson.RANKS:  # no rank forgets far less than full fine-tuning
         runs = lesson.at_best(results, forgetting.lora(r))
-        assert _mean(runs, lesson.forgot) < 0.6 * _mean(full, lesson.forgot), r
+        assert _mean(runs, lesson.forgot) > 0.6 * _mean(full, lesson.forgot), r
 
 
-def test_at_equal_forgetting_lora_learns_more(results):
-    ref = lesson.at_best(results, lesson.REFERENCE)
+def test_below_its_best_rate_full_fine_tuning_barely_moves(results):
+    full = lesson.at_best(results, lesson.FULL)
     lower = lesson.lower_rate(results, lesson.FULL, results["full_lrs"])
     assert lower < lesson.best(results, lesson.FULL)
-    full = _runs(results, lesson.FULL, lower)
-    assert abs(_mean(full, lesson.forgot) - _mean(ref, lesson.forgot)) < 0.1
-    assert _mean(ref, lesson.val) < _mean(full, lesson.val) - 0.03
+    slow = _runs(results, lesson.FULL, lower)
+    assert _mean(slow, lesson.forgot) < 0.2 * _mean(full, lesson.forgot)
+    assert _mean(slow, lesson.val) > _mean(full, lesson.val) + 0.2
 
 
 def test_the_layers_matter_more_than_the_rank(results):
@@ -86,7 +88,7 @@ def test_the_layers_matter_more_than_the_rank(results):
     qv = lesson.at_best(results, lesson.CURVES[-1])
     assert lesson.CURVES[-1].targets == tuple(forgetting.QV)
     assert _mean(qv, lesson.val) > _mean(ref, lesson.val) + 0.2  # q,v only: learns far less
-    assert abs(_mean(qv, lesson.forgot) - _mean(ref, lesson.forgot)) < 0.1  # forgets as much
+    assert _mean(qv, lesson.forgot) < 0.5 * _mean(ref, lesson.forgot)  # and forgets far less
     ranks = [_mean(lesson.at_best(results, forgetting.lora(r)), lesson.val) for r in lesson.RANKS]
     assert max(ranks) - min(ranks) < 0.1  # ranks 1 to 64 learn alike at one rate
 
