@@ -112,13 +112,14 @@ def test_spectra_table_spreads_the_layers_and_puts_the_baseline_beside():
 def test_full_fine_tune_updates_are_far_more_concentrated_than_a_random_matrix():
     """The lesson's conclusion, on its own runs: at both lengths, every q_proj/v_proj update of
     the full fine-tune puts several times a random matrix's share of its energy into its top r
-    directions, and scores like the rank-r LoRA; the LoRA update is rank r exactly."""
+    directions, and scores close to the rank-r LoRA (a little above it); the LoRA update is rank r
+    exactly."""
     results = lesson.results()
     r = results["run"]["r"]
     assert sorted(results["full"]) == [30, 120]
     for run in results["full"].values():
         for name, share in run["shares"].items():
             assert share > 3 * run["random shares"][name] and share > 0.5, name
-        assert run["rubric"] == results["run"]["lora_rubric"]
+        assert 0 <= run["rubric"] - results["run"]["lora_rubric"] <= 0.05 + 1e-9
     shares = lesson.lora_shares(results["run"]["result"].model, r)
     assert min(shares.values()) == pytest.approx(1.0, abs=1e-5)

@@ -62,11 +62,12 @@ def test_sweep_says_what_the_lesson_claims(results):
     assert points[ranks[-1], steps[-1]][1] > points[ranks[0], steps[-1]][1]
 
 
-def test_in_the_wild_the_form_holds_and_the_content_fails(results):
+def test_in_the_wild_the_form_holds_and_the_content_falls_short(results):
     """Section 6: on complaints written the way customers write, the tuned model keeps the form
-    (greeting, action, timeline as on the held-out set) but acknowledges far fewer of them, and
-    most replies name a product, service or problem the customer never mentioned. When the
-    base model's world is rebuilt (issue 20), this test and the section's prose change."""
+    (greeting, action, timeline as on the held-out set); the rebuilt world's echo rule makes most
+    replies distinct and many name the customer's own problem, but far fewer than on the
+    held-out set, and many still name something the customer never mentioned (issue 20's targets,
+    acknowledges >= 85% and faithful >= 90%, are not met by the toy model)."""
     from peftlab import compare
 
     held, wild = compare.measures(results["rows"]), compare.measures(results["wild_rows"])
@@ -75,6 +76,8 @@ def test_in_the_wild_the_form_holds_and_the_content_fails(results):
     assert wild["before"] <= 0.30
     assert wild["after"] < held["after"]
     assert wild["acknowledges_after"] < held["acknowledges_after"] - 0.3
+    assert wild["acknowledges_after"] > 0.5  # the first world's model: 27% (README)
+    assert wild["distinct_after"] >= 0.9
     assert wild["faithful_after"] < 0.5 <= held["faithful_after"]
     facts = results["wild"]
     assert facts["complaints"] >= 80

@@ -88,9 +88,12 @@ def test_what_the_lesson_concludes(methods):
     assert dora.activation_bytes > 1.5 * lora.activation_bytes
     assert abs(dora.held_bytes - lora.held_bytes) < 0.05 * lora.held_bytes
     assert all(r.activation_bytes > r.held_bytes for r in methods.values())
-    # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) and PiSSA blow up
-    for name in ("rsLoRA", "PiSSA"):
-        assert max(methods[name].lr_val_losses.values()) > lesson.DIVERGED, name
+    # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) blows up, and PiSSA's
+    # validation loss rises several-fold, where LoRA's rises far less
+    assert max(methods["rsLoRA"].lr_val_losses.values()) > lesson.DIVERGED
+    rise = {name: max(m.lr_val_losses.values()) / min(m.lr_val_losses.values())
+            for name, m in methods.items()}  # fmt: skip
+    assert rise["PiSSA"] > 3 > 2 > rise["LoRA"]
     assert max(lora.lr_val_losses.values()) < lesson.DIVERGED
     # full fine-tuning: every weight trained, gradients and optimizer states for all of them
     assert full.memory_bytes > 1.5 * lora.memory_bytes
