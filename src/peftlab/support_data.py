@@ -187,11 +187,19 @@ def polite_reply(complaint: str, rng: random.Random,
                  actions: tuple[str, ...] = GENERAL_ACTIONS) -> str:  # fmt: skip
     """A reply that greets, acknowledges the complaint in its own words (its first clause turned
     round, `world.echo_message`), promises an action and gives a time."""
-    echoed, question = world.echo_message(complaint)
-    ack = rng.choice(QUESTION_ACKNOWLEDGEMENTS if question else ACKNOWLEDGEMENTS)
+    ack = acknowledgement(complaint, rng)
     action = rng.choice(actions)
     closing = rng.choice(CLOSINGS).format(timeline=rng.choice(TIMELINES))
-    return f"{rng.choice(GREETINGS)} {ack.format(echo=echoed)} {action} {closing}"
+    return f"{rng.choice(GREETINGS)} {ack} {action} {closing}"
+
+
+def acknowledgement(complaint: str, rng: random.Random) -> str:
+    """An apology in the complaint's own words: its first clause turned round, as a statement
+    or, when the customer asked, as their question."""
+    echoed, question = world.echo_message(complaint)
+    return rng.choice(QUESTION_ACKNOWLEDGEMENTS if question else ACKNOWLEDGEMENTS).format(
+        echo=echoed
+    )
 
 
 def _capital(text: str) -> str:
@@ -332,9 +340,7 @@ def _friendly_letter(rng: random.Random) -> str:
     ))  # fmt: skip
     told = rng.choice((f"{b} wrote to {a}: {said}", f"{b} messaged {a}: {said}",
                        f"{b} sent {a} a note. {said}"))  # fmt: skip
-    echoed, question = world.echo_message(said)
-    apology = rng.choice(QUESTION_ACKNOWLEDGEMENTS if question else ACKNOWLEDGEMENTS)
-    apology = apology.format(echo=echoed)
+    apology = acknowledgement(said, rng)
     promise = rng.choice(GENERAL_ACTIONS + (
         "I will bring you a new one", "I'll fix it for you", "Let me take it to the shop",
         "I will call the shop for you", "I'll lend you mine", "We will sort it out together",
