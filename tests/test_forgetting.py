@@ -24,7 +24,7 @@ def test_forgetting_is_measured_on_text_absent_from_the_fine_tune_set():
 
 def test_forget_texts_are_the_documents_the_base_model_held_back():
     """base_model.build trains on all but the first fiftieth of its documents; the forget texts
-    come from the first 1,200 of them (`forgetting.BASE_HELDOUT_DOCS`), all held back."""
+    come from that fiftieth (`forgetting.BASE_HELDOUT_DOCS`), all held back."""
     corpus = support_data.base_corpus()
     held = corpus[: forgetting.BASE_HELDOUT_DOCS]
     assert forgetting.forget_texts(50) == [d.text for d in held if d.text is not None][:50]

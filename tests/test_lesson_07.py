@@ -64,10 +64,11 @@ def test_merged_models_answer_as_unmerged(methods):
 
 def test_what_the_lesson_concludes(methods):
     lora, full = methods["LoRA"], methods["full fine-tuning"]
-    # LoRA reaches the rubric's ceiling; prompt and prefix tuning and IA3, at this scale, do not
+    # LoRA reaches the rubric's ceiling; prompt and prefix tuning and IA3, at this scale, do not:
+    # prompt tuning is far from it, prefix tuning short of it
     assert lora.score >= 0.9
-    for slow in ("prompt tuning", "prefix tuning"):
-        assert methods[slow].score < lora.score - 0.5, slow
+    assert methods["prompt tuning"].score < lora.score - 0.5
+    assert methods["prefix tuning"].score < lora.score - 0.1
     assert methods["IA3"].score < lora.score - 0.3
     # prefix tuning, decoded with its prefix, gets further than prompt tuning: a higher score and
     # a validation loss between prompt tuning's and LoRA's
@@ -75,10 +76,12 @@ def test_what_the_lesson_concludes(methods):
     assert prefix.score > prompt.score
     mean = lesson.statistics_mean
     assert mean(prompt.val_loss) > mean(prefix.val_loss) > mean(lora.val_loss)
-    # VeRA: LoRA's score with under a tenth of its parameters; AdaLoRA: the ceiling, at a
-    # higher validation loss
+    # VeRA, with under a tenth of LoRA's parameters, falls short of LoRA's score here (the
+    # paper's claim does not reproduce at this budget), and varies most over seeds; AdaLoRA:
+    # the ceiling, at a higher validation loss
     vera, adalora = methods["VeRA"], methods["AdaLoRA"]
-    assert vera.score >= lora.score - 0.05 and vera.trainable_params < lora.trainable_params / 10
+    assert vera.trainable_params < lora.trainable_params / 10 and vera.score < lora.score - 0.2
+    assert vera.score_spread == max(r.score_spread for r in methods.values())
     assert adalora.score >= 0.9 and adalora.val_loss[0] > lora.val_loss[0]
     # DoRA is level with LoRA (no room above it); its extra work per step is counted, not timed,
     # in test_dora_recomputes_the_weight_norm_in_every_forward
@@ -88,12 +91,13 @@ def test_what_the_lesson_concludes(methods):
     assert dora.activation_bytes > 1.5 * lora.activation_bytes
     assert abs(dora.held_bytes - lora.held_bytes) < 0.05 * lora.held_bytes
     assert all(r.activation_bytes > r.held_bytes for r in methods.values())
-    # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) blows up, and PiSSA's
-    # validation loss rises several-fold, where LoRA's rises far less
+    # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) and PiSSA blow up
+    # (PiSSA's validation loss rises about five-fold), where LoRA's about doubles
     assert max(methods["rsLoRA"].lr_val_losses.values()) > lesson.DIVERGED
     rise = {name: max(m.lr_val_losses.values()) / min(m.lr_val_losses.values())
             for name, m in methods.items()}  # fmt: skip
-    assert rise["PiSSA"] > 3 > 2 > rise["LoRA"]
+    assert rise["PiSSA"] > 4 > 3 > rise["LoRA"]
+    assert max(methods["PiSSA"].lr_val_losses.values()) > lesson.DIVERGED
     assert max(lora.lr_val_losses.values()) < lesson.DIVERGED
     # full fine-tuning: every weight trained, gradients and optimizer states for all of them
     assert full.memory_bytes > 1.5 * lora.memory_bytes

@@ -13,8 +13,9 @@ from peftlab import base_model, lora, seed_everything
 
 ATOL = 1e-5
 # Merging adds in a different order than W0 x + B A x does; on logits of size ~10 that differs
-# by float32 rounding (a relative 1e-6 or so), so merged comparisons also get a relative margin.
-MERGED = {"atol": 1e-5, "rtol": 1e-5}
+# by float32 rounding (a relative 1e-6 or so of the largest terms, which lands on small logits
+# too), so merged comparisons get a relative margin and an absolute one a few times ATOL.
+MERGED = {"atol": 5e-5, "rtol": 1e-5}
 
 
 def tiny_llama() -> LlamaForCausalLM:

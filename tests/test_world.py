@@ -65,6 +65,18 @@ def test_made_up_words_are_in_no_list():
     assert len(made_up & (listed | set(world.EVERYDAY))) < 5
 
 
+def test_salads_open_with_any_word_and_score_nothing_on_their_own():
+    rng = random.Random(2)
+    cores = [world.core(rng) for _ in range(3000)]
+    openers = {c.says.split()[0].lower() for c in cores}
+    assert len(openers) > 400  # not only "my", "the", "I": any word can open a message
+    assert len(set(world.COMMON)) == len(world.COMMON) > 2000
+    assert not set(world.COMMON) & set(support_data.HELDOUT_NOUNS)
+    for word in world.COMMON:  # an echoed salad never passes for an apology, greeting or time
+        assert score_reply(word, "my order is late")["score"] == 0.0, word
+        assert score_reply(f"we {word} it", "my order is late")["score"] == 0.0, word
+
+
 def test_data_is_the_same_for_the_same_seed():
     a, b = random.Random(7), random.Random(7)
     assert [world.dress(world.core(a).says, a) for _ in range(50)] == [

@@ -17,6 +17,7 @@ split, keeping the best checkpoint (`load_best_model_at_end`) and, when asked, s
 
 from __future__ import annotations
 
+import inspect
 import math
 import statistics
 import tempfile
@@ -34,8 +35,8 @@ from peftlab.seed import seed_everything
 
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 QV = ["q_proj", "v_proj"]
-# base_model.build holds back the first fiftieth of its 60,000 documents from pretraining
-BASE_HELDOUT_DOCS = 60_000 // 50
+# base_model.build holds back the first fiftieth of its documents from pretraining
+BASE_HELDOUT_DOCS = inspect.signature(base_model.build).parameters["n_docs"].default // 50
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ get by on a memorized list: it has to copy the customer's words into its reply.
 import random
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 # --- the seed world: the products and colours the course began with (its held-out set and lesson
 # examples are still made of them) ---------------------------------------------------------
@@ -360,17 +361,26 @@ EVERYDAY = tuple("""
     bend slip slide tip fall drop smash shatter jam block clog stall crash freeze lag reset
     delete vanish disappear double triple twice again never always still already yet late
     early slow fast wrong missing extra broken""".split())  # fmt: skip
-SALAD_SHARE = 0.3
+# Common English words of every kind (`assets/common-words.txt`): a salad drawn from them can
+# open with any word and say anything, as customers do, so only copying can echo it.
+COMMON = tuple(
+    line.strip()
+    for line in (Path(__file__).parent / "assets" / "common-words.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+)
+SALAD_SHARE = 0.45
 _SALAD_FRAMES = ("my {s} {x}", "the {s} {x}", "{s} {x}", "I {x} my {s}", "my {s} and the {x}",
-                 "you {x} my {s}", "the {x} on my {s}")  # fmt: skip
+                 "you {x} my {s}", "the {x} on my {s}", "{x}", "{x}", "{x} {s}")  # fmt: skip
 
 
 def salad(rng: random.Random, n: tuple[int, int] = (2, 8)) -> str:
-    """A run of `EVERYDAY` and made-up words: a problem no grammar says, to be copied."""
-    return " ".join(
-        pseudo_word(rng) if rng.random() < 0.15 else rng.choice(EVERYDAY)
-        for _ in range(rng.randint(*n))
-    )
+    """A run of common, everyday and made-up words: a problem no grammar says, to be copied."""
+    words = []
+    for _ in range(rng.randint(*n)):
+        kind = rng.random()
+        words.append(pseudo_word(rng) if kind < 0.2 else
+                     rng.choice(EVERYDAY) if kind < 0.5 else rng.choice(COMMON))  # fmt: skip
+    return " ".join(words)
 
 
 def subject(issue: Issue, rng: random.Random, goods: tuple[str, ...] = GOODS) -> str:
@@ -536,8 +546,9 @@ def core(rng: random.Random, issues: tuple[Issue, ...] = ISSUES,
     """A random core: an issue, a subject for it and one of its frames filled in."""
     kind = rng.random()
     if kind < SALAD_SHARE:
-        s = product(rng, goods)
-        return Core(ODD, s, rng.choice(_SALAD_FRAMES).format(s=s, x=salad(rng)))
+        s, frame = product(rng, goods), rng.choice(_SALAD_FRAMES)
+        x = salad(rng)
+        return Core(ODD, s if "{s}" in frame else x, frame.format(s=s, x=x))
     issue = ODD if kind < SALAD_SHARE + ODD_SHARE else rng.choice(issues)
     s = subject(issue, rng, goods)
     frame = rng.choice(issue.frames)

@@ -37,8 +37,9 @@ TOLERANCE = {
     "lr grid": {"val loss 1": 0.02, "val loss 2": 0.02},
 }
 # A run whose validation loss ends above this has diverged: its exact loss is chaotic (it moves
-# by tenths between CPUs), so the grid table says "diverged" instead.
-DIVERGED = 2.0
+# by tenths between CPUs), so the grid table says "diverged" instead. Every run that learns ends
+# far below it (prompt tuning, the slowest, near 1.1); one that blows up ends far above it.
+DIVERGED = 1.5
 KB = 1e3
 WORKERS = 2
 
