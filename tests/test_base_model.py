@@ -47,7 +47,7 @@ def test_chat_template_renders_chatml(plain):
         support_data.chat_messages("My order is late."), tokenize=False, add_generation_prompt=True
     )
     assert text == (
-        "<|im_start|>user\nCustomer says: 'My order is late.' Write a reply.<|im_end|>\n"
+        "<|im_start|>user\nWrite a reply to this customer message: My order is late.<|im_end|>\n"
         "<|im_start|>assistant\n"
     )
     assert tokenizer.eos_token == "<|im_end|>"

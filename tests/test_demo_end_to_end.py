@@ -82,6 +82,11 @@ def test_the_wild_set_is_reported_beside_the_heldout_one(demo_json):
     for key in ("before", "after", "acknowledges_after", "faithful_after", "distinct_after"):
         assert key in wild["summary"] and key in demo_json["summary"]
     assert wild["summary"]["before"] <= 0.30  # the base model stays blunt here too
+    # issue 20's targets for the wild set, with the demo's defaults
+    after = wild["summary"]
+    assert after["after"] >= 0.90 and after["distinct_after"] >= 0.90
+    assert after["acknowledges_after"] >= 0.85 and after["faithful_after"] >= 0.90
+    assert demo_json["summary"]["after"] >= 0.95  # the template-made held-out set
 
 
 @pytest.mark.pins

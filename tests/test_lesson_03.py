@@ -23,9 +23,9 @@ def test_nf4_beats_int4_and_fp4_on_the_trained_weights():
         {"trained": results["weights"], "random": results["random weights"]}
     )
     assert trained["nf4_lowest"] == trained["layers"] == 28
-    assert round(trained["int4_over_nf4"], 2) == 1.38 and round(trained["fp4_over_nf4"], 2) == 1.77
+    assert round(trained["int4_over_nf4"], 2) == 1.37 and round(trained["fp4_over_nf4"], 2) == 1.76
     assert round(random["int4_over_nf4"], 2) == 1.37 and round(random["fp4_over_nf4"], 2) == 1.76
-    assert round(trained["kurtosis"], 2) == 3.41 and round(random["kurtosis"], 1) == 3.0
+    assert round(trained["kurtosis"], 2) == 3.39 and round(random["kurtosis"], 1) == 3.0
     text = (paths.lessons_dir() / lesson.LESSON).read_text(encoding="utf-8")
     assert "INT4 34.34, FP4 (E2M1) 31.07, NF4 with\ndouble quantization 27.41" in text  # QLoRA t. 2
 

@@ -29,9 +29,9 @@ def test_what_the_lesson_concludes_still_holds(results):
     assert b.top1 > 0.995 and b.identical >= 0.9  # a rare near tie may tip one reply or two
     assert all(r.top1 < b.top1 and r.identical < b.identical for r in others)
     assert all(b.max_logit_diff < r.max_logit_diff / 10 for r in others)
-    # the original 16-bit base is not what the adapter was trained on: d drifts as the 4-bit ones do
-    assert routes["d"].top1 < max(routes[k].top1 for k in "ace") + 0.005
-    assert routes["d"].identical <= max(routes[k].identical for k in "ace")
+    # the original 16-bit base is not what the adapter was trained on: d drifts too, far more
+    # than b (the checks on `others` above), though here a little less than the 4-bit routes
+    assert routes["d"].top1 > min(routes[k].top1 for k in "ace")
     assert all(abs(r.score - trained.score) <= 0.1 for r in routes.values())
     assert all(routes[k].footprint_bytes < trained.footprint_bytes < b.footprint_bytes
                for k in "ace")  # fmt: skip
@@ -55,12 +55,15 @@ def test_what_the_lesson_concludes_still_holds(results):
     cat = [mixes["cat", w] for w in lesson.LESSON_WEIGHTS]  # polite weight falling
     assert [m["greeting"] for m in cat] == sorted((m["greeting"] for m in cat), reverse=True)
     assert cat[0]["words"] > cat[-1]["words"]
-    # at 0.7 polite cat keeps all four parts; linear and ties drop some of them from a few replies
-    assert cat[0]["score"] == 1.0
-    assert mixes["linear", (0.7, 0.3)]["score"] < 1.0 and mixes["ties", (0.7, 0.3)]["score"] < 1.0
-    # from equal weights on, every kind of mix drops the greeting
-    assert all(mixes[k, (0.5, 0.5)]["greeting"] == 0 for k in ("linear", "cat", "ties"))
-    assert mixes["ties", (0.5, 0.5)]["score"] < mixes["cat", (0.5, 0.5)]["score"]
+    # at 0.7 polite every kind of mix keeps all four parts; at 0.3 every kind drops the greeting
+    kinds = ("linear", "cat", "ties")
+    assert all(mixes[k, (0.7, 0.3)]["score"] == 1.0 for k in kinds)
+    assert all(mixes[k, (0.3, 0.7)]["greeting"] == 0 for k in kinds)
+    # at equal weights cat still greets nearly always; ties drops parts and scores lowest
+    assert mixes["cat", (0.5, 0.5)]["greeting"] > 0.9
+    assert mixes["ties", (0.5, 0.5)]["score"] < min(
+        m["score"] for m in results["mixes"] if m is not mixes["ties", (0.5, 0.5)]
+    )
     summaries = results["summaries"]
     assert summaries["polite"]["score"] > summaries["base"]["score"]
     assert summaries["terse"]["words"] < summaries["polite"]["words"]

@@ -64,11 +64,11 @@ def test_sweep_says_what_the_lesson_claims(results):
 
 def test_in_the_wild_the_form_holds_and_the_content_falls_short(results):
     """Section 6: on complaints written the way customers write, the tuned model keeps the form
-    (greeting, action, timeline as on the held-out set); the rebuilt world (an echo rule, and
-    runs of words that only copying can echo) makes every reply distinct and most name the
-    customer's own problem, but fewer than on the held-out set, and a quarter to a third still
-    name something the customer never mentioned (issue 20's targets, acknowledges >= 85% and
-    faithful >= 90%, are not met by the toy model)."""
+    (greeting, action, timeline as on the held-out set); the rebuilt world (an echo rule, runs of
+    words that only copying can echo, familiar phrases with a word changed, the message's first
+    word tokenized as in the echo) makes every reply distinct and most name the customer's own
+    problem, though fewer than on the held-out set, and about one in ten still names something
+    the customer never mentioned."""
     from peftlab import compare
 
     held, wild = compare.measures(results["rows"]), compare.measures(results["wild_rows"])
@@ -76,11 +76,11 @@ def test_in_the_wild_the_form_holds_and_the_content_falls_short(results):
     assert min(by_criterion[c] for c in ("greeting", "action", "timeline")) >= 0.9
     assert wild["before"] <= 0.30
     assert wild["after"] < held["after"]
-    # the first world's model acknowledged 27%, the grown world without runs to copy 60% (README)
-    assert 0.75 < wild["acknowledges_after"] < 0.85 < held["acknowledges_after"]
+    # the first world's model acknowledged 27%, then 60%, then 85% (README)
+    assert 0.85 < wild["acknowledges_after"] < held["acknowledges_after"]
     assert wild["distinct_after"] >= 0.9
-    # ... and was faithful to 2%, then 38%
-    assert 0.5 < wild["faithful_after"] < 0.9 <= held["faithful_after"]
+    # ... and was faithful to 2%, then 38%, then 73%
+    assert 0.8 < wild["faithful_after"] < 0.95 <= held["faithful_after"]
     facts = results["wild"]
     assert facts["complaints"] >= 80
     assert facts["shared_corpus"] == facts["shared_finetune"] == facts["sentences_in_corpus"] == 0

@@ -76,13 +76,14 @@ def test_what_the_lesson_concludes(methods):
     assert prefix.score > prompt.score
     mean = lesson.statistics_mean
     assert mean(prompt.val_loss) > mean(prefix.val_loss) > mean(lora.val_loss)
-    # VeRA, with under a tenth of LoRA's parameters, falls short of LoRA's score here (the
-    # paper's claim does not reproduce at this budget), and varies most over seeds; AdaLoRA:
-    # the ceiling, at a higher validation loss
+    # VeRA, with under a tenth of LoRA's parameters, matches LoRA's score here (the paper's
+    # claim reproduces on this rubric) at a higher validation loss; AdaLoRA falls short of the
+    # ceiling, at a higher validation loss too; prefix tuning's score varies widely over seeds
     vera, adalora = methods["VeRA"], methods["AdaLoRA"]
-    assert vera.trainable_params < lora.trainable_params / 10 and vera.score < lora.score - 0.2
-    assert vera.score_spread == max(r.score_spread for r in methods.values())
-    assert adalora.score >= 0.9 and adalora.val_loss[0] > lora.val_loss[0]
+    assert vera.trainable_params < lora.trainable_params / 10
+    assert vera.score >= lora.score - 0.05 and mean(vera.val_loss) > mean(lora.val_loss)
+    assert adalora.score < lora.score - 0.1 and adalora.val_loss[0] > lora.val_loss[0]
+    assert prefix.score_spread > 0.1
     # DoRA is level with LoRA (no room above it); its extra work per step is counted, not timed,
     # in test_dora_recomputes_the_weight_norm_in_every_forward
     assert abs(methods["DoRA"].score - lora.score) <= 0.05
@@ -92,7 +93,7 @@ def test_what_the_lesson_concludes(methods):
     assert abs(dora.held_bytes - lora.held_bytes) < 0.05 * lora.held_bytes
     assert all(r.activation_bytes > r.held_bytes for r in methods.values())
     # at the higher rate of the grid rsLoRA (a scale sqrt(r) times LoRA's) and PiSSA blow up
-    # (PiSSA's validation loss rises about five-fold), where LoRA's about doubles
+    # (PiSSA's validation loss rises about six-fold), where LoRA's rises by about 60%
     assert max(methods["rsLoRA"].lr_val_losses.values()) > lesson.DIVERGED
     rise = {name: max(m.lr_val_losses.values()) / min(m.lr_val_losses.values())
             for name, m in methods.items()}  # fmt: skip

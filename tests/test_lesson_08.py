@@ -59,7 +59,7 @@ def test_each_best_rate_is_inside_its_grid(results):
 def test_lora_wants_a_higher_rate_than_full_fine_tuning(results):
     grid, vertex = lesson.lr_ratio(results)
     assert grid >= 3 and vertex > 2
-    assert 5 < vertex < 20  # about the published 10x (the lesson says so)
+    assert 3 < vertex < 15  # the published 10x on the grid, somewhat less between (lesson)
 
 
 def test_lora_does_not_learn_less_and_forget_less_in_these_runs(results):
@@ -88,7 +88,8 @@ def test_the_layers_matter_more_than_the_rank(results):
     qv = lesson.at_best(results, lesson.CURVES[-1])
     assert lesson.CURVES[-1].targets == tuple(forgetting.QV)
     assert _mean(qv, lesson.val) > _mean(ref, lesson.val) + 0.1  # q,v only: learns far less
-    assert _mean(qv, lesson.forgot) < _mean(ref, lesson.forgot)  # and forgets less
+    # ... and forgets about as much (within one spread)
+    assert abs(_mean(qv, lesson.forgot) - _mean(ref, lesson.forgot)) < 0.05
     ranks = [_mean(lesson.at_best(results, forgetting.lora(r)), lesson.val) for r in lesson.RANKS]
     assert max(ranks) - min(ranks) < 0.1  # ranks 1 to 64 learn alike at one rate
 

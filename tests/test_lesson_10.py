@@ -37,6 +37,10 @@ def test_fine_tunes_beat_the_base_model_on_the_rubric_and_val_loss(results):
     for name in ("reply + end-of-turn (default)", "every token"):
         assert runs[name]["rubric"] > base["rubric"]
         assert runs[name]["val_loss"] < base["val_loss"]
+    # every token: about the default's loss on the replies, passing no more often (lesson, 4)
+    default, every = runs["reply + end-of-turn (default)"], runs["every token"]
+    assert abs(every["val_loss"] - default["val_loss"]) < 0.05
+    assert every["rubric"] <= default["rubric"]
 
 
 def test_packed_row_keeps_the_padded_loss(results):

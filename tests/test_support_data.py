@@ -72,6 +72,6 @@ def test_base_corpus_knows_polite_language_outside_support_chats():
 def test_prompt_uses_the_lessons_wording():
     assert (
         sd.format_prompt(" My order is late. ")
-        == "Customer says: 'My order is late.' Write a reply."
+        == "Write a reply to this customer message: My order is late."
     )
     assert sd.chat_messages("x", "y")[1] == {"role": "assistant", "content": "y"}

@@ -18,7 +18,7 @@ from peftlab.rubric import faithful, score_reply
      ("hello team, ok so my app crashes", "my app crashes", False),  # lead-ins, one after another
      ("where is my parcel??", "where is my parcel", True),
      ("Can someone help? The kayak arrived soaked.", "the kayak arrived soaked", False),
-     ("Laptop came, charger didn't.", "laptop came", False),
+     ("Laptop came, charger didn't.", "Laptop came", False),  # keeps a rare word's capital
      ("RI-190 kettle is broken", "RI-190 kettle is broken", False)],  # a code keeps its case
 )  # fmt: skip
 def test_first_clause_skips_greetings_and_stops_at_punctuation(message, clause, question):
@@ -75,6 +75,21 @@ def test_salads_open_with_any_word_and_score_nothing_on_their_own():
     for word in world.COMMON:  # an echoed salad never passes for an apology, greeting or time
         assert score_reply(word, "my order is late")["score"] == 0.0, word
         assert score_reply(f"we {word} it", "my order is late")["score"] == 0.0, word
+
+
+def test_edited_frames_change_a_word_of_the_frame_never_the_subject():
+    rng = random.Random(5)
+    frames = [f for issue in world.ISSUES for f in issue.frames]
+    pairs = [(f, world.edited(f, rng)) for f in frames for _ in range(20)]
+    assert sum(new != f for f, new in pairs) > 0.97 * len(pairs)
+    for frame, new in pairs:
+        assert new.count("{s}") == frame.count("{s}"), new
+        assert 0 <= len(new.split()) - len(frame.split()) <= 2, new
+    # about EDIT_SHARE of the cores told in an issue's frame are edited ones
+    cores = [c for c in (world.core(rng) for _ in range(4000)) if c.issue is not world.ODD]
+    told = {f.format(s=c.subject) for c in cores for f in c.issue.frames}
+    share = sum(c.says not in told for c in cores) / len(cores)
+    assert abs(share - world.EDIT_SHARE) < 0.05, share
 
 
 def test_data_is_the_same_for_the_same_seed():

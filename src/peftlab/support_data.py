@@ -16,7 +16,10 @@ from dataclasses import dataclass
 
 from peftlab import world
 
-PROMPT_TEMPLATE = "Customer says: '{complaint}' Write a reply."
+# The message comes last, after a space: its first word is then split into tokens as it would be
+# inside a sentence (" Refund", not "'" + "R" "e" "f" "und"), so a reply that echoes it can copy
+# the same tokens. A tiny model's vocabulary cannot spell every word both ways.
+PROMPT_TEMPLATE = "Write a reply to this customer message: {complaint}"
 LESSON_COMPLAINT = "My order is late."
 
 # --- the world -----------------------------------------------------------------------------

@@ -365,7 +365,9 @@ EVERYDAY = tuple("""
 # open with any word and say anything, as customers do, so only copying can echo it.
 COMMON = tuple(
     line.strip()
-    for line in (Path(__file__).parent / "assets" / "common-words.txt").read_text().splitlines()
+    for line in (Path(__file__).parent / "assets" / "common-words.txt")
+    .read_text(encoding="utf-8")
+    .splitlines()
     if line.strip() and not line.startswith("#")
 )
 SALAD_SHARE = 0.45
@@ -552,7 +554,29 @@ def core(rng: random.Random, issues: tuple[Issue, ...] = ISSUES,
     issue = ODD if kind < SALAD_SHARE + ODD_SHARE else rng.choice(issues)
     s = subject(issue, rng, goods)
     frame = rng.choice(issue.frames)
+    if issue is not ODD and rng.random() < EDIT_SHARE:
+        frame = edited(frame, rng)
     return Core(issue, s, frame.format(s=s, w=pseudo_word(rng), w2=pseudo_word(rng)))
+
+
+# Of the cores told in an issue's own frame, the share with a word of the frame changed or one
+# added ("my {s} is late" -> "my {s} is badly late", "my {s} garden late"): the frame's next
+# word is then no longer a safe guess, and a reply that echoes the message has to copy it.
+EDIT_SHARE = 0.5
+
+
+def edited(frame: str, rng: random.Random) -> str:
+    """`frame` with one or two of its own words replaced by, or joined by, a common or everyday
+    word (never the `{s}` placeholder)."""
+    words = frame.split()
+    for _ in range(rng.choice((1, 1, 2))):
+        word = rng.choice(EVERYDAY if rng.random() < 0.5 else COMMON)
+        spots = [i for i, w in enumerate(words) if "{" not in w]
+        if spots and rng.random() < 0.6:
+            words[rng.choice(spots)] = word
+        else:
+            words.insert(rng.randint(0, len(words)), word)
+    return " ".join(words)
 
 
 # --- what a reply echoes: the message's first clause, past any greeting ----------------------
@@ -564,6 +588,7 @@ LEAD_INS = tuple(sorted({
     "to whom it may concern", "excuse me", "hello again", "ok so", "so", "help", "quick one",
     "urgent", "just letting you know", "can someone help?", "please help", "i am upset",
     "this is the second time", "ugh", "seriously", "dear sir or madam", "dear team",
+    "quick question",
 }, key=len, reverse=True))  # fmt: skip
 _BOUNDARY = re.compile(r"[.!?,;:]\s|[.!?,;:]$|\?")
 _QUESTION_START = ("where", "why", "how", "when", "what", "who", "can", "could", "is", "are",
@@ -572,12 +597,22 @@ MAX_ECHO_WORDS = 14
 _DANGLING = {"at", "to", "the", "a", "an", "of", "for", "on", "in", "my", "your", "and", "that",
              "with", "but", "or", "from", "by", "is", "was"}  # fmt: skip
 _CUT_BEFORE = ("and", "but", "because", "so", "which", "when", "after", "since", "though")
+# Sentence openers an echo writes in lowercase ("The kettle leaks" -> "the kettle leaks"): words
+# so common that the model reads them capitalized and not thousands of times. Any other first word
+# keeps the customer's capital ("Refund showed up" -> "Refund showed up"): a tiny vocabulary
+# splits a rare word differently with and without its capital, and the echo must copy its tokens.
+_LOWERED = frozenset(
+    """the a an this that these those there it its it's there's someone nobody
+    why where how when what who which can could is are was were do does did will would have has
+    had still just my your our their his her we you they he she""".split()
+)
 
 
 def first_clause(message: str) -> tuple[str, bool]:
     """The clause a reply echoes: the message's first clause once greetings and lead-ins
     (`LEAD_INS`) are skipped, up to the first punctuation, at most `MAX_ECHO_WORDS` words (cut
-    before a joining word where one comes late enough); and whether it asks a question."""
+    before a joining word where one comes late enough), in lowercase only if it opens with a
+    common word (`_LOWERED`); and whether it asks a question."""
     text = message.strip()
     while True:
         low = text.lower()
@@ -600,7 +635,7 @@ def first_clause(message: str) -> tuple[str, bool]:
     while len(words) > 2 and words[-1].lower() in _DANGLING:
         words.pop()
     clause = " ".join(words).rstrip(" ,.!?;:-")
-    if clause[:1].isupper() and clause[1:2].islower() and not clause.startswith("I "):
+    if words and words[0].lower() in _LOWERED and words[0][1:].islower():
         clause = clause[0].lower() + clause[1:]
     return clause, question
 
