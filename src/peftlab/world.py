@@ -560,7 +560,7 @@ def core(rng: random.Random, issues: tuple[Issue, ...] = ISSUES,
 
 
 # Of the cores told in an issue's own frame, the share with a word of the frame changed or one
-# added ("my {s} is late" -> "my {s} is badly late", "my {s} garden late"): the frame's next
+# added ("my {s} is late" -> "my {s} item late", "my {s} climb late"): the frame's next
 # word is then no longer a safe guess, and a reply that echoes the message has to copy it.
 EDIT_SHARE = 0.5
 
@@ -598,9 +598,10 @@ _DANGLING = {"at", "to", "the", "a", "an", "of", "for", "on", "in", "my", "your"
              "with", "but", "or", "from", "by", "is", "was"}  # fmt: skip
 _CUT_BEFORE = ("and", "but", "because", "so", "which", "when", "after", "since", "though")
 # Sentence openers an echo writes in lowercase ("The kettle leaks" -> "the kettle leaks"): words
-# so common that the model reads them capitalized and not thousands of times. Any other first word
-# keeps the customer's capital ("Refund showed up" -> "Refund showed up"): a tiny vocabulary
-# splits a rare word differently with and without its capital, and the echo must copy its tokens.
+# so common that the model reads each thousands of times both with a capital and without. Any
+# other first word keeps the customer's capital ("Refund showed up" -> "Refund showed up"): a
+# tiny vocabulary splits a rare word differently with and without its capital, and the echo must
+# copy its tokens.
 _LOWERED = frozenset(
     """the a an this that these those there it its it's there's someone nobody
     why where how when what who which can could is are was were do does did will would have has
