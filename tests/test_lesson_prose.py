@@ -153,12 +153,12 @@ def test_broken_regions_are_named(text, message):
 
 
 def test_a_rewrite_keeps_figures_within_their_tolerance_and_fixes_the_rest():
-    text = "<!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->7<!-- /computed -->"
+    text = "x <!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->7<!-- /computed -->"
     quotes = {"e": "1.65x", "n": "8"}
     kept = prose.render(text, quotes, {"e": 0.1})
     assert (
         kept
-        == "<!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->8<!-- /computed -->"
+        == "x <!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->8<!-- /computed -->"
     )
     assert "1.9x" in prose.render(text, {"e": "1.9x", "n": "8"}, {"e": 0.1})
 
@@ -174,3 +174,52 @@ def test_a_region_may_not_span_two_notebook_cells(tmp_path):
     notebook.write_text(json.dumps({"cells": cells}), encoding="utf-8")
     with pytest.raises(ValueError, match="07_x.ipynb, markdown cell 0: .*has no partner"):
         prose.read(notebook)
+
+
+def test_a_marker_that_starts_a_line_is_reported_and_the_rewrite_mends_it():
+    """CommonMark ends a paragraph at a line that starts with `<!--` (tests/test_lesson_rendering
+    renders every lesson): the check names such a line, and `render` (what `peftlab lessons
+    --write` writes) moves the word before it down, so the sentence reads as one paragraph."""
+    text = (
+        "The best rate is <!-- computed: a -->1<!-- /computed -->, LoRA's\n"
+        "<!-- computed: b -->2<!-- /computed -->: a ratio."
+    )
+    off = prose.differences({"doc": text}, {"a": "1", "b": "2"})
+    assert off == [
+        "doc: line 2 starts with a region marker, which ends its paragraph when rendered "
+        "(`peftlab lessons --write` mends it)"
+    ]
+    mended = prose.render(text, {"a": "1", "b": "2"})
+    assert mended == (
+        "The best rate is <!-- computed: a -->1<!-- /computed -->,\n"
+        "LoRA's <!-- computed: b -->2<!-- /computed -->: a ratio."
+    )
+    assert prose.differences({"doc": mended}, {"a": "1", "b": "2"}) == []
+
+
+@pytest.mark.parametrize(
+    ("text", "mended"),
+    [  # a quoted line keeps its quote mark; a word that would open a list joins instead
+        (
+            "> rises by\n> <!-- computed: a -->1<!-- /computed --> x",
+            "> rises\n> by <!-- computed: a -->1<!-- /computed --> x",
+        ),
+        (
+            "costs 3 -\n<!-- computed: a -->1<!-- /computed --> x",
+            "costs 3 - <!-- computed: a -->1<!-- /computed --> x",
+        ),
+        # the line before ends in a region: the lines join
+        (
+            "is <!-- computed: b -->2<!-- /computed -->\n<!-- computed: a -->1<!-- /computed --> x",
+            "is <!-- computed: b -->2<!-- /computed --> <!-- computed: a -->1<!-- /computed --> x",
+        ),
+        # a region that opens its paragraph: the marker stands alone above it, like a table's
+        (
+            "Above.\n\n<!-- computed: a -->1 is it.<!-- /computed -->",
+            "Above.\n\n<!-- computed: a -->\n\n1 is it.<!-- /computed -->",
+        ),
+    ],
+)
+def test_mend_keeps_every_paragraph_whole(text, mended):
+    assert prose.mend(text) == mended
+    assert prose.regions(mended) == prose.regions(text) and prose.split_lines(mended) == []

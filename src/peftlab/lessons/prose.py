@@ -19,6 +19,11 @@ every quote no region holds. The lesson tests assert there are no differences, s
 computed number fails a test until the text changes too (`peftlab lessons --write` rewrites
 the regions).
 
+A region inside a sentence stays inside its line: CommonMark (GitHub, JupyterLab, the static
+site) reads a line that *starts* with `<!--` as raw HTML that ends the paragraph above it, so a
+marker never opens a line that carries text. `render` mends such a line (the previous line's
+last word moves down in front of it, or the two lines join) and `differences` reports one.
+
 A few figures depend, in their last digits, on the CPU's floating-point kernels (bf16 and 4-bit
 matmuls). For those the lesson module's `TOLERANCE` names the region and how far a figure may
 move: a number (for a region that is one number) or a mapping of column to tolerance (for a
@@ -41,6 +46,58 @@ _REGION = re.compile(r"<!-- computed: (?P<name>[^>]+?) -->(?P<body>.*?)<!-- /com
 _STRAY = re.compile(r"<!-- (?:computed: [^>]*|/computed) -->")
 
 Tolerance = float | Mapping[str, float]
+
+# A line whose first text is a marker and that holds more than markers
+# (after any indentation and blockquote marks).
+_STARTS_LINE = re.compile(r"^(?P<lead>[ \t]*(?:>[ \t]?)*)<!-- (?:computed: [^>]*|/computed) -->")
+# A word that, opening a line, would start a block of its own (list item, heading, quote, rule).
+_OPENS_BLOCK = re.compile(r"^(?:[-+*>#=|]|\d+[.)]$|`{3}|~{3})")
+
+
+def _marker_only(line: str) -> bool:
+    return not _STRAY.sub("", line).strip()
+
+
+def split_lines(text: str) -> list[int]:
+    """The 1-based numbers of lines that start with a region marker but carry text: markdown
+    shows each as raw HTML, out of its paragraph. A marker alone on its line (a table region's)
+    is fine."""
+    return [
+        number
+        for number, line in enumerate(text.split("\n"), start=1)
+        if _STARTS_LINE.match(line) and not _marker_only(line)
+    ]
+
+
+def mend(text: str) -> str:
+    """The text with every line `split_lines` finds rejoined to its sentence: the previous
+    line's last word moves down in front of the marker (so lines stay short), or, where that
+    word would start a block or the previous line holds no free word, the two lines join.
+    What markdown renders is the same paragraph either way. A region that opens a paragraph
+    keeps its opening marker on a line of its own, a blank line below it, as a table's does."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        starts = _STARTS_LINE.match(line)
+        if not starts or _marker_only(line):
+            continue
+        indent = starts.group("lead")
+        previous = lines[i - 1] if i else ""
+        if not previous.strip(" \t>"):  # the region opens its paragraph: its marker stands alone
+            marker, rest = starts.group()[len(indent) :], line[starts.end() :]
+            if not marker.startswith("<!-- computed:"):
+                raise ValueError(f"line {i + 1} opens a paragraph with {marker!r}")
+            lines[i : i + 1] = [f"{indent}{marker}", indent.rstrip(), f"{indent}{rest.lstrip()}"]
+            return mend("\n".join(lines))
+        tail_start = max((m.end() for m in _STRAY.finditer(previous)), default=0)
+        head, _, word = previous.rstrip().rpartition(" ")
+        body = line[len(indent) :]
+        if len(head) >= tail_start and head.strip(" \t>") and not _OPENS_BLOCK.match(word):
+            lines[i - 1], lines[i] = head.rstrip(), f"{indent}{word} {body}"
+        else:
+            lines[i - 1], lines[i] = f"{previous.rstrip()} {body}", None
+            lines = [x for x in lines if x is not None]
+            return mend("\n".join(lines))
+    return "\n".join(lines)
 
 
 def regions(text: str) -> dict[str, list[str]]:
@@ -89,7 +146,7 @@ def render(
             quote = body
         return OPEN.format(name=name) + _body(quote) + CLOSE
 
-    return _REGION.sub(fill, text)
+    return mend(_REGION.sub(fill, text))
 
 
 def _within(expected: str, found: str, tolerance: Tolerance | None) -> list[str]:
@@ -122,6 +179,11 @@ def differences(
             continue
         for name, bodies in held.items():
             found.setdefault(name, []).extend((document, body) for body in bodies)
+        off += [
+            f"{document}: line {n} starts with a region marker, which ends its paragraph when "
+            "rendered (`peftlab lessons --write` mends it)"
+            for n in split_lines(text)
+        ]
     for name in sorted(set(found) - set(quotes)):
         off.append(f"{found[name][0][0]}: region {name!r} has no computed value")
     for name in sorted(set(quotes) - set(found)):
