@@ -78,7 +78,7 @@ def test_fsdp_qlora_config_shards_everything_as_the_guides_say():
     assert env["ACCELERATE_USE_FSDP"] == "true"
     assert env["FSDP_SHARDING_STRATEGY"] == "FULL_SHARD"  # ZeRO-3's split
     assert env["FSDP_AUTO_WRAP_POLICY"] == "TRANSFORMER_BASED_WRAP"
-    # frozen 4-bit weights and trainable LoRA weights share FSDP units: no orig params
+    # flat parameters, so LoRA layers need units of their own (tests/test_fsdp_units.py)
     assert env["FSDP_USE_ORIG_PARAMS"] == "false"
     # only rank 0 reads the checkpoint, so the others must receive it
     assert env["FSDP_CPU_RAM_EFFICIENT_LOADING"] == "true"

@@ -6,7 +6,7 @@ are cached, so notebook 09 under nbval reuses this run.
 
 import pytest
 
-from peftlab import ddp, serving
+from peftlab import ddp, memory, serving, sharding
 from peftlab.lessons import lesson09_past_one_machine as lesson
 
 GIB = 2**30
@@ -64,3 +64,50 @@ def test_runs_conclude_what_the_lesson_says(results):
                                        "one base, set_adapter per adapter",
                                        "one merged model per adapter"}  # fmt: skip
     assert serving.BASE in results["names"]
+
+
+def test_fourteen_80_gb_gpus_only_on_paper():
+    """14 GPUs hold the 70B full fine-tune's states only if "80 GB" is 80 GiB, with less spare
+    than the bf16 layers FSDP gathers at its peak; counted, the minimum is higher."""
+    full = lesson.big_full()
+    need_gib = lesson.big_min_devices()["zero3"]
+    need_gb = lesson.big_min_devices(lesson.BIG_CARD_GIB * 10**9)["zero3"]
+    assert need_gb > need_gib
+    spare = lesson.BIG_CARD_GIB * GIB - sharding.per_device(full, need_gib, "zero3").total
+    assert 0 < spare < lesson.big_gathered()
+    real = lesson.big_min_devices_real()
+    assert need_gib < real <= 16
+    left = lesson.BIG_CARD_GIB * GIB - sharding.per_device(full, real, "zero3").total
+    assert left > lesson.big_gathered()
+    # the gathered layers are three bf16 decoder layers
+    config = memory.preset(lesson.BIG_MODEL)
+    linear = sum(t.count * t.d_in * t.d_out for t in memory.linear_layers(config))
+    two_norms = 2 * config.hidden_size
+    assert lesson.layer_params() == linear // config.num_hidden_layers + two_norms
+    assert lesson.big_gathered() == 3 * 2 * lesson.layer_params()
+
+
+def test_the_fsdp_qlora_figures_are_the_recipe_the_config_describes():
+    """Every parameter but the NF4 weights bf16 (quant storage bf16, no fp32 upcast), adapters
+    and AdamW moments bf16: less than peft's prepare_model_for_kbit_training route."""
+    q = lesson.qlora_big()
+    assert q == memory.estimate(lesson.BIG_MODEL, **lesson.QLORA_RECIPE)
+    config = memory.preset(lesson.BIG_MODEL)
+    n = memory.count_params(config)
+    linear = sum(t.count * t.d_in * t.d_out for t in memory.linear_layers(config))
+    assert q.frozen_weights == int(linear * memory.NF4_BYTES_PER_PARAM) + 2 * (n - linear)
+    adapter = memory.lora_params(config, lesson.QLORA_RECIPE["r"], "all-linear")
+    assert q.trainable_weights == q.gradients == 2 * adapter
+    assert q.optimizer_states == 2 * 2 * adapter
+    fp32_route = memory.estimate(
+        lesson.BIG_MODEL, **(lesson.QLORA_RECIPE | {"precision": "mixed", "prepare_kbit": True})
+    )
+    assert fp32_route.total > q.total
+
+
+def test_parallel_figures():
+    par = lesson.parallel_figures()
+    n = memory.count_params(memory.preset(lesson.BIG_MODEL))
+    assert par["tp weights"] * lesson.TP_DEGREE == 2 * n
+    assert par["pp bubble"] == (lesson.PP_STAGES - 1) / lesson.PP_MICRO_BATCHES
+    assert par["cp activations"] > lesson.BIG_CARD_GIB * GIB / 2 > par["cp activations per gpu"]

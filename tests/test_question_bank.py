@@ -77,6 +77,7 @@ def _truth() -> dict[str, float]:
     qlora_ckpt = memory.estimate(cfg, "qlora", target_modules=qv, gradient_checkpointing=True)
     embed_head = 2 * vocab * h
     full70 = lesson09.big_full()
+    act70_32k = memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
     return {
         "llama-2-7b params": params,
         "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),
@@ -181,6 +182,19 @@ def _truth() -> dict[str, float]:
         )
         / 1e9,
         "llama-2-70b zero3 fewest 80 GiB devices": lesson09.big_min_devices()["zero3"],
+        "llama-2-70b zero3 14 devices spare of 80 GiB GB": (
+            80 * 2**30 - sharding.per_device(full70, 14, "zero3").total
+        )
+        / 1e9,
+        "llama-2-70b fsdp gathered bf16 layers GB": lesson09.big_gathered() / 1e9,
+        "llama-2-70b zero3 fewest 80 GiB devices with gathered layers": (
+            lesson09.big_min_devices_real()
+        ),
+        # Beyond data parallelism (lesson 09, section 8)
+        "llama-2-70b tp8 bf16 weights per GPU GB": 2 * params70 / 8 / 1e9,
+        "pipeline bubble 8 stages 32 micro-batches percent": 100 * (8 - 1) / 32,
+        "llama-2-70b activations s32768 checkpointing GB": act70_32k / 1e9,
+        "llama-2-70b activations s32768 checkpointing per GPU of 4 GB": act70_32k / 4 / 1e9,
     }
 
 

@@ -124,3 +124,19 @@ def test_cli_memory_per_device(capsys):
     assert cli.main(["memory", "--devices", "8", "--sharding", "zero9"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "zero9" in err and "fsdp" in err
+
+
+def test_gathered_bytes_follow_torchs_backward_prefetch_documentation():
+    """BACKWARD_PRE holds the current parameters, the next ones and the current gradient at its
+    peak; BACKWARD_POST and no prefetch hold two units (torch's BackwardPrefetch docstring)."""
+    from torch.distributed.fsdp import BackwardPrefetch
+
+    doc = BackwardPrefetch.__doc__
+    assert "holds the current set of parameters, next set of parameters, and current" in doc
+    assert sharding.gathered_bytes(1000) == 3000
+    assert sharding.gathered_bytes(1000, "BACKWARD_POST") == 2000
+    assert sharding.gathered_bytes(1000, None) == 2000
+    with pytest.raises(ValueError, match="choose one of BACKWARD_PRE"):
+        sharding.gathered_bytes(1000, "EARLY")
+    with pytest.raises(ValueError, match="bytes"):
+        sharding.gathered_bytes(-1)

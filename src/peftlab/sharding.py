@@ -19,9 +19,13 @@ terms are divided exactly as the paper's Figure 1 divides them: with K = 12 byte
 state per parameter (fp32 master weights, momentum, variance) and 2 + 2 bytes of 16-bit weights
 and gradients, a 7.5B model on 64 devices needs 120 GB, 31.4 GB, 16.6 GB and 1.9 GB per device.
 
-What the formula leaves out, as the paper's figure does: ZeRO-3 and FSDP gather one layer's
-(one FSDP unit's) full weights at a time on every device, a transient buffer of the largest
-unit's size; communication buffers; and the framework's own memory (the CUDA context).
+What the formula leaves out, as the paper's figure does: ZeRO-3 and FSDP gather whole units
+(a decoder layer each) on every device while they compute with them, and FSDP prefetches the
+next one; communication buffers; and the framework's own memory (the CUDA context).
+`gathered_bytes` counts the first of these from the size of one unit, as torch documents FSDP's
+backward prefetch (`torch.distributed.fsdp.BackwardPrefetch`): with `BACKWARD_PRE` it holds,
+at its peak, the current unit's parameters, the next unit's, and the current unit's gradient,
+all unsharded.
 
 The function works on any dataclass with Breakdown's fields (`dataclasses.replace`), so this
 module needs nothing from `memory`.
@@ -49,6 +53,12 @@ SHARDED: dict[str, tuple[str, ...]] = {
 }
 ZERO_NAMES = {"ddp": "baseline", "zero1": "P_os", "zero2": "P_os+g", "zero3": "P_os+g+p",
               "fsdp": "P_os+g+p"}  # fmt: skip
+
+# Unsharded units FSDP holds at its peak in the backward pass, by `backward_prefetch`
+# (torch.distributed.fsdp.BackwardPrefetch's docstring): BACKWARD_PRE the current parameters,
+# the next ones and the current gradient; BACKWARD_POST the next parameters and the current
+# gradient; no prefetch the current parameters and gradient.
+PEAK_UNITS = {"BACKWARD_PRE": 3, "BACKWARD_POST": 2, None: 2}
 
 B = TypeVar("B")
 
@@ -94,3 +104,15 @@ def min_devices(breakdown: Any, sharding: str, capacity: int, limit: int = 4096)
         if sharding == "ddp":
             return None
     return None
+
+
+def gathered_bytes(unit_bytes: int, backward_prefetch: str | None = "BACKWARD_PRE") -> int:
+    """Bytes FSDP holds unsharded at its peak beside each device's shard: `PEAK_UNITS` copies of
+    one unit (its parameters or their gradient, `unit_bytes` each, in the dtype FSDP gathers).
+    A memory estimate that divides everything by N leaves these out."""
+    if backward_prefetch not in PEAK_UNITS:
+        choices = ", ".join(map(str, PEAK_UNITS))
+        raise ValueError(f"backward_prefetch={backward_prefetch!r}: choose one of {choices}")
+    if unit_bytes < 0:
+        raise ValueError(f"unit_bytes={unit_bytes}: give one unit's size in bytes")
+    return PEAK_UNITS[backward_prefetch] * unit_bytes

@@ -47,10 +47,23 @@ BIG_MODEL = "llama-2-70b"
 BIG_DEVICES = (8, 16)
 BIG_CARD_GIB = 80
 BIG_SEQ_LEN = 2048  # one 2,048-token sequence per device, gradient checkpointing on
+BIG_PREFETCH = "BACKWARD_PRE"  # FSDP's default, and configs/fsdp-qlora.yaml's
 QLORA_CARD_GIB = 24
-QLORA_SEQ_LEN = 512
-QLORA_RANK = 16
+# What configs/fsdp-qlora.yaml's recipe trains: the model loaded with dtype=bfloat16 and the 4-bit
+# weights stored as bf16 (FSDP flattens one dtype per unit), so embeddings, norms and head stay
+# bf16 (no prepare_model_for_kbit_training: TRL skips it for a sharded QLoRA model), bf16
+# adapters (TRL casts a quantized model's adapters to bf16), and torch's AdamW, whose moments
+# take the dtype of the parameter (bf16). r=16 on every linear layer, one 512-token sequence.
+QLORA_RECIPE = dict(
+    method="qlora", r=16, target_modules="all-linear", precision="bf16", prepare_kbit=False,
+    batch_size=1, seq_len=512, gradient_checkpointing=True,
+)  # fmt: skip
 QLORA_SETUPS = (("ddp", 1), ("ddp", 2), ("fsdp", 2))
+# Beyond data parallelism (section 8): tensor parallelism over one 8-GPU node, a pipeline of
+# 8 stages fed 32 micro-batches, context parallelism over 4 GPUs for a 32,768-token sequence.
+TP_DEGREE = 8
+PP_STAGES, PP_MICRO_BATCHES = 8, 32
+CP_DEGREE, CP_SEQ_LEN = 4, 32768
 STRATEGY_ORDER = ("ddp", "zero1", "zero2", "zero3")
 STRATEGY_LABEL = {"ddp": "DDP", "zero1": "ZeRO-1", "zero2": "ZeRO-2", "zero3": "ZeRO-3 / FSDP",
                   "fsdp": "FSDP (FULL_SHARD)"}  # fmt: skip
@@ -98,18 +111,36 @@ def big_rows() -> list[dict]:
     ]
 
 
-def big_min_devices() -> dict[str, int | None]:
-    """The fewest 80 GB GPUs on which each strategy fits the 70B full fine-tune."""
+def big_min_devices(capacity: int = BIG_CARD_GIB * GIB) -> dict[str, int | None]:
+    """The fewest GPUs of `capacity` bytes (an "80 GB" card, 80 GiB) on which each strategy's
+    model states and activations fit the 70B full fine-tune."""
     full = big_full()
-    return {s: sharding.min_devices(full, s, BIG_CARD_GIB * GIB) for s in STRATEGY_ORDER}
+    return {s: sharding.min_devices(full, s, capacity) for s in STRATEGY_ORDER}
+
+
+def layer_params(name: str = BIG_MODEL) -> int:
+    """One decoder layer's parameters, what one FSDP unit holds under TRANSFORMER_BASED_WRAP:
+    its linear weights and its two RMSNorm weights."""
+    config = memory.preset(name)
+    linear = sum(t.count * t.d_in * t.d_out for t in memory.linear_layers(config))
+    return linear // config.num_hidden_layers + 2 * config.hidden_size
+
+
+def big_gathered() -> int:
+    """Bytes FSDP holds unsharded at its peak for the 70B full fine-tune: bf16 layers (its
+    parameters and gradients are 16-bit), BACKWARD_PRE prefetch."""
+    return sharding.gathered_bytes(2 * layer_params(), BIG_PREFETCH)
+
+
+def big_min_devices_real() -> int | None:
+    """The fewest 80 GiB GPUs for the 70B full fine-tune under ZeRO-3/FSDP once the units
+    FSDP gathers at its peak fit beside the shard."""
+    return big_min_devices(BIG_CARD_GIB * GIB - big_gathered())["zero3"]
 
 
 def qlora_big() -> memory.Breakdown:
-    """QLoRA on Llama-2-70B: NF4 base, r=16 on every linear layer, checkpointing, batch 1."""
-    return memory.estimate(
-        BIG_MODEL, "qlora", r=QLORA_RANK, target_modules="all-linear", batch_size=1,
-        seq_len=QLORA_SEQ_LEN, gradient_checkpointing=True,
-    )  # fmt: skip
+    """QLoRA on Llama-2-70B as configs/fsdp-qlora.yaml's recipe runs it (QLORA_RECIPE)."""
+    return memory.estimate(BIG_MODEL, **QLORA_RECIPE)
 
 
 def qlora_rows() -> list[dict]:
@@ -125,6 +156,20 @@ def qlora_layer_bytes() -> int:
     config = memory.preset(BIG_MODEL)
     linear = sum(t.count * t.d_in * t.d_out for t in memory.linear_layers(config))
     return int(linear / config.num_hidden_layers * memory.NF4_BYTES_PER_PARAM)
+
+
+def parallel_figures() -> dict[str, float]:
+    """Section 8's arithmetic: Llama-2-70B's bf16 weights over a tensor-parallel group, the
+    pipeline bubble (Narayanan et al., 2021: (p - 1) / m of the ideal time), and the activations
+    of one long sequence with gradient checkpointing, whole and over a context-parallel group."""
+    config = memory.preset(BIG_MODEL)
+    activations = memory.activation_bytes(config, 1, CP_SEQ_LEN, gradient_checkpointing=True)
+    return {
+        "tp weights": 2 * memory.count_params(config) / TP_DEGREE,
+        "pp bubble": (PP_STAGES - 1) / PP_MICRO_BATCHES,
+        "cp activations": activations,
+        "cp activations per gpu": activations / CP_DEGREE,
+    }
 
 
 # --- tables and figures -----------------------------------------------------------------------
@@ -229,8 +274,10 @@ def results(*, steps: int = LESSON_STEPS, seed: int = 0) -> dict:
     runs = cached("lesson09", _compute, files=True, steps=steps, seed=seed)
     return {
         "zero": zero_rows(), "big": big_rows(), "big_full": big_full(),
-        "min_devices": big_min_devices(), "qlora": qlora_rows(), "qlora_full": qlora_big(),
-        "qlora_layer": qlora_layer_bytes(), **runs,
+        "min_devices": big_min_devices(), "min_devices_gb": big_min_devices(BIG_CARD_GIB * GB),
+        "big_gathered": big_gathered(), "min_real": big_min_devices_real(),
+        "qlora": qlora_rows(), "qlora_full": qlora_big(), "qlora_layer": qlora_layer_bytes(),
+        "parallel": parallel_figures(), **runs,
     }  # fmt: skip
 
 
@@ -287,6 +334,11 @@ def quotes(results: Mapping) -> dict[str, str]:
     qrows = {(r["strategy"], r["devices"]): r["bytes"] for r in results["qlora"]}
     fsdp2 = qrows[("fsdp", 2)]
     need = results["min_devices"]
+    card = BIG_CARD_GIB * GIB
+    zero3_at_min = sharding.per_device(full, need["zero3"], "zero3").total
+    qlora_gathered = sharding.gathered_bytes(results["qlora_layer"])
+    real_share = sharding.per_device(full, results["min_real"], "zero3").total
+    par = results["parallel"]
     [single], ranks = results["ddp_one"], results["ddp_two"]
     sizes, swap = results["memory"], results["swap"]
     seven_b = memory.preset("llama-2-7b")
@@ -313,8 +365,20 @@ def quotes(results: Mapping) -> dict[str, str]:
         "qlora table": qlora_table(results["qlora"]),
         "qlora one": f"{qrows[('ddp', 1)] / GB:.1f} GB",
         "qlora fsdp": f"{fsdp2 / GB:.1f} GB",
-        "qlora headroom": f"{(QLORA_CARD_GIB * GIB - fsdp2) / GB:.1f} GB",
+        "qlora headroom": f"{(QLORA_CARD_GIB * GIB - fsdp2 - qlora_gathered) / GB:.1f} GB",
         "qlora layer": f"{results['qlora_layer'] / GB:.2f} GB",
+        "qlora gathered": f"{qlora_gathered / GB:.1f} GB",
+        "min zero3 gb": str(results["min_devices_gb"]["zero3"]),
+        "zero3 14 spare": f"{(card - zero3_at_min) / GB:.1f} GB",
+        "big layer": f"{2 * layer_params() / GB:.2f} GB",
+        "big gathered": f"{results['big_gathered'] / GB:.1f} GB",
+        "min zero3 real": str(results["min_real"]),
+        "min real spare": f"{(card - real_share - results['big_gathered']) / GB:.1f} GB",
+        "big zero3 16 spare": f"{(card - big['zero3'][16] - results['big_gathered']) / GB:.1f} GB",
+        "tp weights": f"{par['tp weights'] / GB:.1f} GB",
+        "pp bubble": f"{par['pp bubble']:.0%}",
+        "cp activations": f"{par['cp activations'] / GB:.1f} GB",
+        "cp activations per gpu": f"{par['cp activations per gpu'] / GB:.1f} GB",
         "ddp table": ddp_table(results),
         "ddp gap": below(ddp_max_difference(results), DDP_NOISE),
         "ddp tolerance": f"{ddp.LOSS_TOLERANCE:.0e}".replace("e-0", "e-"),
