@@ -6,8 +6,12 @@ must mention to cover it; `check_answer` matches them on word stems and a small 
 they round sensibly to the bank's figure ("~300 MB" for 302 MB: within `NUMBER_TOLERANCE`, 4%,
 or a question's own `tolerance`), in a unit of the same kind.
 
-- `quiz.matching`: tokenising, stemming (`stem_word`), synonyms, numbers with units (`Quantity`,
-  `quantities`, `NUMBER_TOLERANCE`), `KeyPoint`, `check_answer`, `Check`
+- `quiz.phrasing`: the ways people say things (abbreviations, symbols, number words, synonyms,
+  negations), one table for every question (`rewrite`, `SYNONYM_GROUPS`)
+- `quiz.matching`: tokenising, stemming (`stem_word`), numbers with units (`Quantity`,
+  `quantities`, `NUMBER_TOLERANCE`), `KeyPoint`
+- `quiz.grading`: `grade` (per key point `knew` / `missed` / `unsure`, negation, listed
+  mistakes), `Grade`, `final_verdict` (what the schedule records), `check_answer`, `Check`
 - `quiz.bank`: `Question`, `Topic`, loading and validating the YAML bank, topics and difficulties
 - `quiz.progress`: Leitner boxes (`Card`, `Progress`), loading and saving the progress file
 - `quiz.selection`: `filter_bank`, `choose`, `summary`, `interview_round`, `simulate_learner`
@@ -32,19 +36,30 @@ from peftlab.quiz.bank import (
     load_topic,
     load_topics,
 )
+from peftlab.quiz.grading import (
+    KNEW,
+    MISSED,
+    UNSURE,
+    UNSURE_FLOOR,
+    VERDICTS,
+    Check,
+    Grade,
+    PointGrade,
+    check_answer,
+    final_verdict,
+    grade,
+)
 from peftlab.quiz.matching import (
     NUMBER_TOLERANCE,
     PASS_SCORE,
     STOPWORDS,
-    SYNONYM_GROUPS,
-    Check,
     KeyPoint,
     Quantity,
-    check_answer,
     normalize,
     quantities,
     stem_word,
 )
+from peftlab.quiz.phrasing import SYNONYM_GROUPS, rewrite
 from peftlab.quiz.progress import (
     BOX_INTERVAL_SESSIONS,
     BOXES,
@@ -70,6 +85,16 @@ __all__ = [
     "BOX_INTERVAL_SESSIONS",
     "Card",
     "Check",
+    "Grade",
+    "KNEW",
+    "MISSED",
+    "PointGrade",
+    "UNSURE",
+    "UNSURE_FLOOR",
+    "VERDICTS",
+    "final_verdict",
+    "grade",
+    "rewrite",
     "DIFFICULTIES",
     "FOLLOW_UP_WORDS",
     "KEY_POINTS",

@@ -1,8 +1,9 @@
 """Answer matching: a typed answer covers a key point when it mentions every concept it needs.
 
-Text is split into canonical stems: lowercase, crudely stemmed (`stem_word`) and folded through a
-small synonym table, so "quantized the frozen weights" covers a point written as "quantize,
-freeze". `check_answer` reports which key points an answer covered and which it missed.
+Text is split into canonical stems: rewritten through the phrasing table (`quiz.phrasing`:
+"OOM", "sqrt(r)", "16P/N", "three"), crudely stemmed (`stem_word`) and folded through synonyms,
+so "quantized the frozen weights" covers a point written as "quantize, freeze". `analyse` also
+keeps each word's sentence and clause and whether a negation covers it, for `quiz.grading`.
 
 A concept that is a number ("0.126953125", "302 MB", "16 bytes", "65b") is matched the way a
 person grades, by value (`Quantity`, `quantities`): "0.127", "~300 MB", "0.3 GB", "4.2 million"
@@ -16,8 +17,9 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+
+from peftlab.quiz.phrasing import NEGATIONS, NUMBER_WORDS, SYNONYM_GROUPS, rewrite
 
 PASS_SCORE = 0.6  # share of key points a typed answer must cover to count as "knew it"
 
@@ -71,48 +73,12 @@ SCALES: dict[str, float] = {
     "b": 1e9,
 }
 
-# Words that mean the same thing in this field. Each group maps to its first word.
-SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("freeze", "frozen", "fixed", "locked", "untouched"),
-    ("memory", "vram", "ram"),
-    ("optimizer", "optimiser"),
-    ("quantize", "quantise", "quantization", "quantisation"),
-    ("gradient", "grad"),
-    ("adapter", "adaptor"),
-    ("matrix", "matrices"),
-    ("merge", "fold", "fuse"),
-    ("parameter", "param"),
-    ("reduce", "cut", "shrink", "decrease", "drop", "save", "saving"),
-    ("large", "big", "huge"),
-    ("small", "tiny", "little"),
-    ("expensive", "costly"),
-    ("cheap", "inexpensive"),
-    ("fast", "quick", "speedy"),
-    ("mistake", "error"),
-    ("initialize", "initialise", "init", "start"),
-    ("0", "zero"),
-    ("1", "one"),
-    ("2", "two"),
-    ("4", "four"),
-    ("8", "eight"),
-    ("12", "twelve"),
-    ("16", "sixteen"),
-    ("18", "eighteen"),
-)
 STOPWORDS = frozenset(
     "a an the of to in on for and or is are be it its this that with as by at from into we you "
     "they them their our your i not no do does so but if then than".split()
 )
 
 _TOKEN = re.compile(r"\d[\d,]*(?:\.\d+)?|[a-z][a-z0-9]*")
-# Numbers said in words ("sixteen bytes", "half a gigabyte" is not attempted).
-NUMBER_WORDS: dict[str, int] = {
-    word: value
-    for value, word in enumerate(
-        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
-        "fifteen sixteen seventeen eighteen nineteen twenty".split()
-    )
-} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
 _NUMBER_WORD = re.compile(r"\b(" + "|".join(NUMBER_WORDS) + r")\b")
 _WORD_UNITS = sorted(
     (u for u in [*UNITS, *SCALES] if len(u) > 1 or u == "%"), key=len, reverse=True
@@ -156,11 +122,16 @@ def stem_word(word: str) -> str:
 
 
 _SYNONYMS = {stem_word(w): stem_word(group[0]) for group in SYNONYM_GROUPS for w in group}
+# Where a clause ends: negation reaches no further ("not X, but Y" says Y).
+_PIECE = re.compile(r"\d[\d,]*(?:\.\d+)?|[a-z][a-z0-9]*|[.;:!?](?=\s|$)|[,()]")
+_SENTENCE_END = frozenset(".;:!?")
+_CLAUSE_WORDS = frozenset("but because whereas although though while which since so".split())
+NEGATION_REACH = 3  # a negation word covers this many words after it, within its clause
 
 
 def normalize(text: str) -> list[str]:
-    """Split text into canonical stems (lowercase, stemmed, synonyms folded)."""
-    stems = (stem_word(tok) for tok in _TOKEN.findall(text.lower()))
+    """Split text into canonical stems (phrasings rewritten, stemmed, synonyms folded)."""
+    stems = (stem_word(tok) for tok in _TOKEN.findall(rewrite(text)))
     return [_SYNONYMS.get(s, s) for s in stems]
 
 
@@ -228,7 +199,7 @@ def _quantity(match: re.Match) -> Quantity:
 
 def quantities(text: str) -> list[Quantity]:
     """Every number in `text`, with the unit or multiplier written after it."""
-    text = _NUMBER_WORD.sub(lambda m: str(NUMBER_WORDS[m.group(1)]), text.lower())
+    text = _NUMBER_WORD.sub(lambda m: str(NUMBER_WORDS[m.group(1)]), rewrite(text))
     return [_quantity(m) for m in _QUANTITY.finditer(text)]
 
 
@@ -239,13 +210,61 @@ def as_quantity(text: str) -> Quantity | None:
 
 
 @dataclass(frozen=True)
-class _Answer:
-    stems: list[str]
-    numbers: list[Quantity]
+class Text:
+    """A text as the grader reads it: canonical stems, each with its sentence and clause and
+    whether a negation covers it, and the numbers it states."""
+
+    stems: tuple[str, ...]
+    sentences: tuple[int, ...]
+    clauses: tuple[int, ...]
+    negated: tuple[bool, ...]
+    numbers: tuple[Quantity, ...]
+    cues: tuple[bool, ...] = ()  # whether each word is itself a negation ("not", "never")
 
 
-def _parse(text: str) -> _Answer:
-    return _Answer(normalize(text), quantities(text))
+def analyse(text: str) -> Text:
+    """Read `text` into a `Text` (see there)."""
+    stems: list[str] = []
+    sentences: list[int] = []
+    clauses: list[int] = []
+    negated: list[bool] = []
+    cues: list[bool] = []
+    sentence = clause = 0
+    cue_at = -99  # index of the last negation word in this clause
+    for piece in _PIECE.findall(rewrite(text)):
+        if piece in _SENTENCE_END or piece in ",()" or piece in _CLAUSE_WORDS:
+            sentence += piece in _SENTENCE_END
+            clause += 1
+            cue_at = -99
+            continue
+        if piece in NEGATIONS:
+            cue_at = len(stems)
+        stem = stem_word(piece)
+        stems.append(_SYNONYMS.get(stem, stem))
+        sentences.append(sentence)
+        clauses.append(clause)
+        negated.append(0 < len(stems) - 1 - cue_at <= NEGATION_REACH)
+        cues.append(piece in NEGATIONS)
+    return Text(
+        tuple(stems),
+        tuple(sentences),
+        tuple(clauses),
+        tuple(negated),
+        tuple(quantities(text)),
+        tuple(cues),
+    )
+
+
+def positions(stems: tuple[str, ...] | list[str], phrase: list[str]) -> list[int]:
+    """Where `phrase` (a stem sequence) starts in `stems`."""
+    n = len(phrase)
+    if n == 0:
+        return []
+    return [i for i in range(len(stems) - n + 1) if list(stems[i : i + n]) == phrase]
+
+
+# Words that name a range of numbers: "a few hundred examples" and "500 examples" both count.
+_MAGNITUDES = {"hundred": (1e2, 1e3), "thousand": (1e3, 1e6), "million": (1e6, 1e9)}
 
 
 @dataclass(frozen=True)
@@ -261,13 +280,11 @@ class KeyPoint:
 
     def missing(self, text: str, tolerance: float = NUMBER_TOLERANCE) -> list[str]:
         """The concepts (as written in the bank) that the answer `text` does not mention."""
-        return self._missing(_parse(text), tolerance)
-
-    def _missing(self, answer: _Answer, tolerance: float) -> list[str]:
+        answer = analyse(text)
         return [
             raw
             for raw, alts in zip(self.needs, self.concepts(), strict=True)
-            if not any(_mentions(answer, alt, tolerance) for alt in alts)
+            if not any(mentions(answer, alt, tolerance) for alt in alts)
         ]
 
 
@@ -276,55 +293,13 @@ def _concepts(needs: tuple[str, ...]) -> list[list[list[str] | Quantity]]:
     return [[as_quantity(alt) or normalize(alt) for alt in concept.split("|")] for concept in needs]
 
 
-def _mentions(answer: _Answer, concept: list[str] | Quantity, tolerance: float) -> bool:
+def mentions(answer: Text, concept: list[str] | Quantity, tolerance: float) -> list[int]:
+    """Where the answer states `concept`: stem positions (-1 for a number, which has none)."""
     if isinstance(concept, Quantity):
-        return any(concept.matches(q, tolerance) for q in answer.numbers)
-    return _contains(answer.stems, concept)
-
-
-def _contains(stems: list[str], phrase: list[str]) -> bool:
-    n = len(phrase)
-    return n > 0 and any(stems[i : i + n] == phrase for i in range(len(stems) - n + 1))
-
-
-@dataclass
-class Check:
-    """Which key points a typed answer covered and which it missed."""
-
-    covered: list[KeyPoint]
-    missed: list[KeyPoint]
-    missing_concepts: dict[str, list[str]] = field(default_factory=dict)
-
-    @property
-    def score(self) -> float:
-        total = len(self.covered) + len(self.missed)
-        return len(self.covered) / total if total else 0.0
-
-    @property
-    def passed(self) -> bool:
-        return self.score >= PASS_SCORE
-
-
-def check_answer(question: Any, text: str, tolerance: float | None = None) -> Check:
-    """Compare a typed answer with the key points of `question` (a `quiz.bank.Question`, or
-    anything with `key_points`), tolerant of wording and of sensible rounding.
-
-    A number counts within `tolerance` of the bank's, relative to it: the argument if given,
-    else the question's own `tolerance`, else `NUMBER_TOLERANCE`.
-    """
-    if tolerance is None:
-        tolerance = getattr(question, "tolerance", None)
-    if tolerance is None:
-        tolerance = NUMBER_TOLERANCE
-    if not 0 <= tolerance < 1:
-        raise ValueError(f"tolerance={tolerance!r}: give a share of the bank's figure in [0, 1)")
-    answer = _parse(text)
-    result = Check(covered=[], missed=[])
-    for kp in question.key_points:
-        missing = kp._missing(answer, tolerance)
-        if missing:
-            result.missed.append(kp)
-            result.missing_concepts[kp.point] = missing
-        else:
-            result.covered.append(kp)
-    return result
+        return [-1] if any(concept.matches(q, tolerance) for q in answer.numbers) else []
+    found = positions(answer.stems, concept)
+    if not found and len(concept) == 1 and concept[0] in _MAGNITUDES:
+        lo, hi = _MAGNITUDES[concept[0]]
+        if any(q.kind is None and lo <= q.value < hi for q in answer.numbers):
+            return [-1]
+    return found
