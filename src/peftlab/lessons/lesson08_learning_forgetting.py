@@ -49,6 +49,7 @@ TOLERANCE = {
         "score": ONE_REPLY,
     },  # fmt: skip
     "rank rule": {"val loss": LOSS, "update norm": 0.5, "forgetting": LOSS},
+    "first step": {"loss drop of the first step / r=1": 0.05},
     "matched": {"val loss": LOSS, "spread": LOSS, "forgetting": LOSS, "score": ONE_REPLY},
     "overfit": {"best val loss": LOSS, "train loss at stop": LOSS},
     "vertex ratio": 1.0,
@@ -68,9 +69,63 @@ def results(name: str | None = None, *, progress: Callable[[str], None] | None =
     the first time on one core, then read from `lessons.cache`."""
     from peftlab.lessons.cache import cached
 
-    return cached("lesson08", _compute, live={"progress": progress}, name=name,
+    runs = cached("lesson08", _compute, live={"progress": progress}, name=name,
                   protocol=LESSON_PROTOCOL, full_lrs=FULL_LRS, lora_lrs=LORA_LRS,
                   overfit=tuple(sorted(OVERFIT.items())))  # fmt: skip
+    return runs | {"first_step": first_step_rows()}
+
+
+FIRST_STEP = {"width": 256, "batch": 64, "alpha": 16, "lr": 1e-4, "seeds": 16}
+
+
+def first_step_rows(ranks: Sequence[int] = RANKS) -> list[tuple[int, str, float, float]]:
+    """(r, rule, scale, loss drop of one AdamW step relative to r=1) for a peft LoRA on one
+    frozen linear layer (a regression to random targets), at one learning rate, the mean over
+    `FIRST_STEP["seeds"]` draws of the adapter's A.
+
+    Why the best rate does or does not move with the rank: B starts at zero and AdamW's first
+    step moves every entry of B by about the rate, so B A sums r rank-one pieces that all lower
+    the loss; the drop grows as r times the scale. Under alpha/r that is alpha at every rank;
+    under alpha/sqrt(r) it is alpha times sqrt(r), so the rate must come down as r goes up."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from peftlab.seed import seed_everything
+
+    width, n, alpha = FIRST_STEP["width"], FIRST_STEP["batch"], FIRST_STEP["alpha"]
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(width, width, generator=gen) / math.sqrt(width)
+    inputs, targets = torch.randn(n, width, generator=gen), torch.randn(n, width, generator=gen)
+
+    def drop(r: int, rslora: bool, seed: int) -> float:
+        seed_everything(seed)
+        base = torch.nn.Sequential(torch.nn.Linear(width, width, bias=False))
+        base[0].weight.data.copy_(weight)
+        config = LoraConfig(r=r, lora_alpha=alpha, target_modules=["0"], use_rslora=rslora)
+        model = get_peft_model(base, config)
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=FIRST_STEP["lr"], weight_decay=0.0)
+        before = torch.nn.functional.mse_loss(model(inputs), targets)
+        before.backward()
+        optimizer.step()
+        with torch.no_grad():
+            after = torch.nn.functional.mse_loss(model(inputs), targets)
+        return (before - after).item()
+
+    rows = []
+    with one_thread():
+        for rule, rslora in (("alpha/r", False), ("alpha/sqrt(r)", True)):
+            drops = [sum(drop(r, rslora, seed) for seed in range(FIRST_STEP["seeds"]))
+                     for r in ranks]  # fmt: skip
+            rows += [(r, rule, lora(r, rslora=rslora).scale, d / drops[0])
+                     for r, d in zip(ranks, drops, strict=True)]  # fmt: skip
+    return rows
+
+
+def first_step_table(rows: Sequence[tuple[int, str, float, float]]) -> str:
+    body = [(f"{r}", rule, f"{scale:g}", f"{rel:.2f}") for r, rule, scale, rel in rows]
+    header = ("r", "rule", "scale", "loss drop of the first step / r=1")
+    return markdown_table(header, body, ("---:", "---", "---:", "---:"))
 
 
 def _compute(name, protocol, full_lrs, lora_lrs, overfit, progress=None) -> dict:
@@ -340,6 +395,7 @@ def quotes(results: Mapping) -> dict[str, str]:
         "lr table": lr_table(results),
         "curves": curves_table(results),
         "rank rule": rank_rule_table(results),
+        "first step": first_step_table(results["first_step"]),
         "matched": matched_table(results),
         "overfit": overfit_table(results),
         "overfit setup": overfit_text(results),
