@@ -29,20 +29,41 @@ def test_flashcards_topic_filter_and_reveal():
     assert q.follow_up_answer in _text(deck.revealed.value)
 
 
-def test_typed_check_highlights_covered_and_missed():
-    deck = Flashcards(BANK, seed=0)
+def test_typed_check_grades_each_point_and_accepting_records_it(tmp_path):
+    deck = Flashcards(BANK, progress_path=tmp_path / "p.json", seed=0)
     deck.topic.value = "lora"
     q = deck.current
+    assert deck.accept_button.disabled  # nothing checked yet
     deck.answer.value = q.answer
     deck.check_button.click()
     assert deck.feedback.value.count("&#10003;") == len(q.key_points)
-    assert "&#10007;" not in deck.feedback.value and "knew it" in deck.feedback.value
+    assert "&#10007;" not in deck.feedback.value and "Checker: knew" in deck.feedback.value
     assert q.answer in _text(deck.revealed.value)  # checking also reveals the model answer
 
     deck.answer.value = "No idea, sorry."
     deck.check_button.click()
     assert deck.feedback.value.count("&#10007;") == len(q.key_points)
-    assert "#cf222e" in deck.feedback.value and "missed" in deck.feedback.value
+    assert "#cf222e" in deck.feedback.value and "Checker: missed" in deck.feedback.value
+    assert "looked for" in _text(deck.feedback.value)  # what the checker wanted, per point
+    assert not deck.accept_button.disabled
+    deck.accept_button.click()  # the checker's missed becomes the final verdict
+    assert deck.progress.cards[q.id].box == 1 and deck.current != q
+
+
+def test_unsure_waits_for_the_learner_whose_word_is_recorded(tmp_path):
+    path = tmp_path / "p.json"
+    deck = Flashcards(BANK, progress_path=path, seed=0)
+    q = next(x for x in BANK if x.id == "lora-init-zero")
+    deck.deck, deck.index = [q], 0
+    deck.answer.value = "B starts at zero; A is random."  # part of it, in few words
+    grade = deck.check()
+    assert grade.verdict == quiz.UNSURE
+    assert deck.accept_button.disabled and "can't tell" in _text(deck.feedback.value)
+    assert "?" in deck.feedback.value and "#9a6700" in deck.feedback.value
+    deck.accept_button.click()  # disabled: nothing recorded
+    assert q.id not in deck.progress.cards
+    deck.knew_button.click()  # the learner's self-assessment is what the schedule uses
+    assert json.loads(path.read_text())["cards"][q.id]["box"] == 2
 
 
 def test_knew_and_missed_move_boxes_and_save(tmp_path):
@@ -97,8 +118,9 @@ def test_mock_interview_times_and_scores():
     r1, r2, r3 = mock.rows
     assert r1["passed"] and r1["seconds"] == 40 and not r1["overtime"]
     assert not r2["passed"] and r2["overtime"] and r2["missed"] == [k.point for k in q2.key_points]
+    assert r2["verdict"] == quiz.MISSED and r1["verdict"] == quiz.KNEW
     assert r3["passed"] and r3["seconds"] == 75
-    assert "Passed 2 of 3; 1 over the 90 s budget." in mock.report.value
+    assert "Knew 2 of 3; 1 over the 90 s budget." in mock.report.value
 
     mock.start_button.click()  # a new round starts clean
     assert mock.rows == [] and mock.report.value == "" and mock.index == 0

@@ -267,7 +267,9 @@ def _grade_point(
     if numbers_total and numbers_matched == numbers_total and distinctive_matched:
         return PointGrade(kp.point, KNEW, "states the figure", tuple(missing))
     if rivals and numbers_matched == 0:
-        given = ", ".join(f"{q.written:g}" for q in rivals[:3])
+        target = next(a for alts in kp.concepts() for a in alts if isinstance(a, Quantity))
+        rivals.sort(key=lambda q: abs(math.log((abs(q.value) + 1e-300) / (abs(target.value) or 1))))
+        given = ", ".join(str(q) for q in dict.fromkeys(rivals[:2]))
         return PointGrade(
             kp.point, MISSED, f"looked for {looked_for}; the answer gives {given}", tuple(missing)
         )

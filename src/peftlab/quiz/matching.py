@@ -151,6 +151,13 @@ class Quantity:
     kind: str | None = None
     scaled: bool = False
     half_step: float | None = None
+    unit: str = ""  # as written ("GB", "m"), for messages
+
+    def __str__(self) -> str:
+        unit = self.unit.upper().replace("IB", "iB") if self.unit[-1:] == "b" else self.unit
+        unit = {"K": "k", "m": "M", "BIT": "bit", "BITS": "bits", "BYTE": "byte"}.get(unit, unit)
+        sep = "" if len(unit) <= 1 and unit != "%" else " "
+        return f"{self.written:,.10g}{sep if unit else ''}{unit}"
 
     @property
     def value(self) -> float:
@@ -194,7 +201,7 @@ def _quantity(match: re.Match) -> Quantity:
         last_place = len(significant) - len(stripped)
         significant = stripped
     half_step = 0.5 * 10.0 ** (last_place + exponent) if len(significant) >= 2 else None
-    return Quantity(written, factor, kind, unit is not None, half_step)
+    return Quantity(written, factor, kind, unit is not None, half_step, unit or "")
 
 
 def quantities(text: str) -> list[Quantity]:

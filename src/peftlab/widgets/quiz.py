@@ -18,6 +18,7 @@ from peftlab import quiz
 
 COVERED = "#1a7f37"
 MISSED = "#cf222e"
+UNSURE = "#9a6700"
 
 
 def _esc(text: str) -> str:
@@ -46,15 +47,28 @@ def answer_html(q: quiz.Question) -> str:
     )
 
 
-def check_html(result: quiz.Check) -> str:
-    """Covered key points in green with a tick, missed ones in red with a cross."""
-    items = [f"<li style='color:{COVERED}'>&#10003; {_esc(kp.point)}</li>" for kp in result.covered]
-    items += [f"<li style='color:{MISSED}'>&#10007; {_esc(kp.point)}</li>" for kp in result.missed]
-    verdict = "knew it" if result.passed else "missed"
-    total = len(result.covered) + len(result.missed)
+VERDICT_COLOURS = {quiz.KNEW: COVERED, quiz.UNSURE: UNSURE, quiz.MISSED: MISSED}
+VERDICT_MARKS = {quiz.KNEW: "&#10003;", quiz.UNSURE: "?", quiz.MISSED: "&#10007;"}
+
+
+def check_html(result: quiz.Grade) -> str:
+    """Each key point in its verdict's colour (knew, unsure, missed) with why the checker decided
+    (what it looked for, the figure it wanted, or the listed mistake the answer made)."""
+    items = []
+    for p in result.points:
+        why = "" if p.verdict == quiz.KNEW else f" <i>({_esc(p.why)})</i>"
+        items.append(
+            f"<li style='color:{VERDICT_COLOURS[p.verdict]}'>{VERDICT_MARKS[p.verdict]} "
+            f"{_esc(p.point)}{why}</li>"
+        )
+    ask = (
+        " The checker can't tell: after reading the key points, say whether you knew it."
+        if result.verdict == quiz.UNSURE
+        else " Accept it, or override it with 'Knew it' / 'Missed it'."
+    )
     return (
-        f"<b>Covered {len(result.covered)} of {total} key points ({result.score:.0%}): "
-        f"{verdict}</b><ul>{''.join(items)}</ul>"
+        f"<b>Checker: {result.verdict} ({result.score:.0%}; {result.count(quiz.KNEW)} of "
+        f"{len(result.points)} key points known).</b>{ask}<ul>{''.join(items)}</ul>"
     )
 
 
@@ -87,6 +101,7 @@ class Flashcards:
             layout=widgets.Layout(width="100%", height="90px"),
         )
         self.check_button = widgets.Button(description="Check my answer", icon="check")
+        self.accept_button = widgets.Button(description="Accept verdict", disabled=True)
         self.reveal_button = widgets.Button(description="Reveal", icon="eye")
         self.knew_button = widgets.Button(description="Knew it", button_style="success")
         self.missed_button = widgets.Button(description="Missed it", button_style="danger")
@@ -96,9 +111,16 @@ class Flashcards:
         self.topic.observe(lambda _change: self.deal(), names="value")
         self.check_button.on_click(lambda _b: self.check())
         self.reveal_button.on_click(lambda _b: self.reveal())
+        self.accept_button.on_click(lambda _b: self.accept())
         self.knew_button.on_click(lambda _b: self.mark(True))
         self.missed_button.on_click(lambda _b: self.mark(False))
-        buttons = [self.check_button, self.reveal_button, self.knew_button, self.missed_button]
+        buttons = [
+            self.check_button,
+            self.accept_button,
+            self.reveal_button,
+            self.knew_button,
+            self.missed_button,
+        ]
         self.widget = widgets.VBox(
             [
                 self.topic,
@@ -125,21 +147,28 @@ class Flashcards:
         self.index = self.known = self.marked = 0
         self._show()
 
-    def check(self) -> quiz.Check | None:
-        """Check the typed answer and highlight covered and missed key points."""
+    def check(self) -> quiz.Grade | None:
+        """Grade the typed answer per key point; an unsure verdict waits for the learner's own."""
         if self.current is None:
             return None
-        result = quiz.check_answer(self.current, self.answer.value)
-        self.feedback.value = check_html(result)
+        self.grade = quiz.grade(self.current, self.answer.value)
+        self.feedback.value = check_html(self.grade)
+        self.accept_button.disabled = self.grade.verdict == quiz.UNSURE
         self.reveal()
-        return result
+        return self.grade
+
+    def accept(self) -> None:
+        """Record the checker's verdict (knew or missed) as the final one."""
+        if self.grade is not None and self.grade.verdict != quiz.UNSURE:
+            self.mark(self.grade.verdict == quiz.KNEW)
 
     def reveal(self) -> None:
         if self.current is not None:
             self.revealed.value = answer_html(self.current)
 
     def mark(self, knew: bool) -> None:
-        """Record the card as known or missed (saved if a progress path was given), go on."""
+        """Record the final verdict, the learner's own or the accepted checker's (saved if a
+        progress path was given), and go on."""
         if self.current is None:
             return
         self.progress.record(self.current.id, knew)
@@ -151,6 +180,8 @@ class Flashcards:
         self._show()
 
     def _show(self) -> None:
+        self.grade: quiz.Grade | None = None
+        self.accept_button.disabled = True
         self.answer.value = ""
         self.feedback.value = self.revealed.value = ""
         q = self.current
@@ -227,15 +258,17 @@ class MockInterview:
             return None
         q = self.questions[self.index]
         elapsed = self.clock() - self.started_at
-        result = quiz.check_answer(q, self.answer.value)
+        result = quiz.grade(q, self.answer.value)
         row = {
             "id": q.id,
             "question": q.question,
+            "verdict": result.verdict,
             "score": result.score,
-            "passed": result.passed,
+            "passed": result.verdict == quiz.KNEW,
             "seconds": elapsed,
             "overtime": elapsed > self.seconds,
-            "missed": [kp.point for kp in result.missed],
+            "missed": [p.point for p in result.points if p.verdict == quiz.MISSED],
+            "unsure": [p.point for p in result.points if p.verdict == quiz.UNSURE],
         }
         self.rows.append(row)
         self.index += 1
@@ -259,21 +292,23 @@ class MockInterview:
 
 
 def report_html(rows: list[dict], seconds_per_question: int) -> str:
-    """The mock interview's report: per question score, time (over budget in red), misses."""
+    """The mock interview's report: per question verdict and score, time (over budget in red),
+    and the key points missed or unsure."""
     body = []
     for i, r in enumerate(rows, 1):
-        colour = COVERED if r["passed"] else MISSED
+        colour = VERDICT_COLOURS[r["verdict"]]
         time_style = f" style='color:{MISSED}'" if r["overtime"] else ""
         missed = "; ".join(_esc(m) for m in r["missed"]) or "none"
+        unsure = "; ".join(_esc(m) for m in r["unsure"]) or "none"
         body.append(
             f"<tr><td>{i}</td><td>{_esc(r['question'])}</td>"
-            f"<td style='color:{colour}'>{r['score']:.0%}</td>"
-            f"<td{time_style}>{r['seconds']:.0f} s</td><td>{missed}</td></tr>"
+            f"<td style='color:{colour}'>{r['verdict']} ({r['score']:.0%})</td>"
+            f"<td{time_style}>{r['seconds']:.0f} s</td><td>{missed}</td><td>{unsure}</td></tr>"
         )
     passed = sum(r["passed"] for r in rows)
     over = sum(r["overtime"] for r in rows)
     return (
-        f"<b>Passed {passed} of {len(rows)}; {over} over the {seconds_per_question} s budget.</b>"
-        "<table><tr><th>#</th><th>question</th><th>covered</th><th>time</th>"
-        f"<th>missed key points</th></tr>{''.join(body)}</table>"
+        f"<b>Knew {passed} of {len(rows)}; {over} over the {seconds_per_question} s budget.</b>"
+        "<table><tr><th>#</th><th>question</th><th>verdict</th><th>time</th>"
+        f"<th>missed key points</th><th>unsure</th></tr>{''.join(body)}</table>"
     )
