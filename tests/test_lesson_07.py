@@ -146,3 +146,12 @@ def test_dora_recomputes_the_weight_norm_in_every_forward():
     assert dora["linalg_norm"] == dora_layers and lora["linalg_norm"] == 0
     assert dora["eye"] == dora_layers  # BA built as B(A(I)), once per layer per forward
     assert sum(dora.values()) > 1.5 * sum(lora.values())
+
+
+def test_toy_cost_ratios_are_not_the_7b_ones(methods):
+    """Full fine-tuning's memory over LoRA's, measured on the toy model (activations dominate),
+    is far below what lesson 01's calculator gives at 7B (weights and optimizer states dominate)."""
+    toy = methods["full fine-tuning"].memory_bytes / methods["LoRA"].memory_bytes
+    assert 1 < toy < 2.5
+    assert lesson.seven_b_memory_ratio(False) > 2 * toy
+    assert lesson.seven_b_memory_ratio(True) > lesson.seven_b_memory_ratio(False)

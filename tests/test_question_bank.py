@@ -99,6 +99,11 @@ def _truth() -> dict[str, float]:
         "50 llama-2-7b lora r8 q_proj+v_proj fp32 MB": 50 * lora_qv * 4 / 1e6,
         "llama-2-7b lora r8 all-linear trainable": lora_all,
         "llama-2-7b lora r8 all-linear trainable percent": 100 * lora_all / (params + lora_all),
+        "llama-2-7b full over lora r8 all-linear checkpointing s512 b1 memory ratio": (
+            memory.estimate(cfg, "full", gradient_checkpointing=True).total
+            / memory.estimate(cfg, "lora", target_modules="all-linear",
+                              gradient_checkpointing=True).total
+        ),  # fmt: skip
         "llama-2-7b lora r64 all-linear trainable": lora64,
         "llama-2-7b lora r64 all-linear bf16 MB": lora64 * 2 / 1e6,
         "llama-2-7b lora r64 all-linear fp32 MB": lora64 * 4 / 1e6,

@@ -181,6 +181,18 @@ def plot_costs(results: Mapping) -> Figure:
     return fig
 
 
+def seven_b_memory_ratio(gradient_checkpointing: bool) -> float:
+    """Full fine-tuning's training memory over the lesson's LoRA (r=8, every linear layer) on
+    Llama-2-7B, one 512-token sequence, by `peftlab.memory` (lesson 01's calculator): what the
+    toy model's measured ratio becomes at 7B, where the weights, not the activations, dominate."""
+    from peftlab import memory
+
+    kwargs = dict(batch_size=1, seq_len=512, gradient_checkpointing=gradient_checkpointing)
+    full = memory.estimate("llama-2-7b", "full", **kwargs)
+    lora = memory.estimate("llama-2-7b", "lora", r=8, target_modules="all-linear", **kwargs)
+    return full.total / lora.total
+
+
 def quotes(results: Mapping) -> dict[str, str]:
     """Every table and number lesson 07 quotes, by region name."""
     methods = by_method(results)
@@ -202,6 +214,8 @@ def quotes(results: Mapping) -> dict[str, str]:
         "dora step ratio": f"{methods['DoRA'].seconds_per_step / ref.seconds_per_step:.1f}x",
         "dora memory ratio": f"{methods['DoRA'].memory_bytes / ref.memory_bytes:.1f}x",
         "full memory ratio": f"{full.memory_bytes / ref.memory_bytes:.1f}x",
+        "7b memory ratio": f"{seven_b_memory_ratio(False):.1f}x",
+        "7b memory ratio checkpointed": f"{seven_b_memory_ratio(True):.1f}x",
         "merge count": f"{sum(r.merge_identical is True for r in merging)} of {len(merging)}",
         "grid top": f"{top} of {len(results['results'])}",
         "lora disk": f"{ref.disk_bytes / KB:,.0f} kB",
