@@ -122,3 +122,14 @@ def test_validation_turns_up_and_the_trainer_keeps_the_best_epoch(results):
         assert o.stopped_epoch == o.best_epoch + patience  # early stopping ended the run
         assert o.train_loss[-1] < o.train_loss[o.best_epoch - 1]  # while training kept falling
         assert o.final_val_loss == pytest.approx(o.best_val_loss, abs=1e-4)
+
+
+def test_one_account_of_rate_and_rank_in_the_measured_table(results):
+    """Issue 31, item 2: at one rate (LoRA r8's best), alpha/r serves rank 64 as it serves
+    rank 8, while alpha/sqrt(r) at rank 64 overshoots; and the first-step table explains it."""
+    rows = lesson.rank_rule_rows(results)
+    learned = {(r, rule): v.mean for r, rule, _, v, _, _ in rows}
+    assert abs(learned[(64, "alpha/r")] - learned[(8, "alpha/r")]) < 0.03
+    assert learned[(64, "alpha/sqrt(r)")] > learned[(64, "alpha/r")] + 0.05
+    first = {(r, rule): rel for r, rule, _, rel in results["first_step"]}
+    assert first[(64, "alpha/sqrt(r)")] > 5 * first[(64, "alpha/r")]

@@ -6,9 +6,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from peftlab import compare, finetune, memory, sharding, support_data
+from peftlab.lessons import lesson03_qlora as lesson03
 from peftlab.lessons import lesson09_past_one_machine as lesson09
 from peftlab.nf4 import NF4_CODE
 from peftlab.quiz import (
@@ -30,6 +32,25 @@ WITH_NUMBERS = [q for q in QUESTIONS if q.numbers]
 
 def _lora(name: str, r: int, targets) -> int:
     return memory.lora_params(memory.preset(name), r, targets)
+
+
+def _step_flops(name: str, seq_len: int = 512) -> tuple[int, int]:
+    """FLOPs of one training step (forward and backward) of `name` on one sequence, counted by
+    torch's FlopCounterMode on the meta device: all weights trainable, and all frozen with the
+    gradient still flowing back through every layer (as it must for an adapter in layer 0)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(memory.preset(name))
+    tokens = torch.zeros(1, seq_len, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as full:
+        model(input_ids=tokens, labels=tokens).loss.backward()
+    model.requires_grad_(False)
+    with FlopCounterMode(display=False) as frozen:
+        embeds = model.get_input_embeddings()(tokens).detach().requires_grad_(True)
+        model(inputs_embeds=embeds, labels=tokens).loss.backward()
+    return full.get_total_flops(), frozen.get_total_flops()
 
 
 def _linear_params(name: str) -> int:
@@ -77,6 +98,8 @@ def _truth() -> dict[str, float]:
     qlora_ckpt = memory.estimate(cfg, "qlora", target_modules=qv, gradient_checkpointing=True)
     embed_head = 2 * vocab * h
     full70 = lesson09.big_full()
+    big03 = {r["name"]: r for r in lesson03.weight_memory_rows()}["llama-2-70b"]
+    step_full, step_frozen = _step_flops("llama-2-7b")
     act70_32k = memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
     return {
         "llama-2-7b params": params,
@@ -99,6 +122,7 @@ def _truth() -> dict[str, float]:
         "50 llama-2-7b lora r8 q_proj+v_proj fp32 MB": 50 * lora_qv * 4 / 1e6,
         "llama-2-7b lora r8 all-linear trainable": lora_all,
         "llama-2-7b lora r8 all-linear trainable percent": 100 * lora_all / (params + lora_all),
+        "llama-2-7b frozen step flops saved percent s512": 100 * (1 - step_frozen / step_full),
         "llama-2-7b full over lora r8 all-linear checkpointing s512 b1 memory ratio": (
             memory.estimate(cfg, "full", gradient_checkpointing=True).total
             / memory.estimate(cfg, "lora", target_modules="all-linear",
@@ -169,6 +193,11 @@ def _truth() -> dict[str, float]:
             (qlora70.frozen_weights + qlora70.quantization_constants) / 1e9
         ),
         "llama-2-70b qlora r8 q_proj+v_proj checkpointing total GB": qlora70.total / 1e9,
+        # lesson 03's table: QLoRA r=64 on every linear layer, peft's defaults and the paper's recipe
+        "llama-2-70b qlora r64 all-linear peft checkpointing total GB": big03["qlora_total"] / 1e9,
+        "llama-2-70b qlora paper recipe total GB": big03["paper_total"] / 1e9,
+        "llama-2-70b qlora paper recipe gpu floor GB": big03["paper_floor"] / 1e9,
+        "48 GiB card GB": 48 * 2**30 / 1e9,
         "llama-2-7b embedding and head params": embed_head,
         "llama-2-7b embedding and head bf16 GB": embed_head * 2 / 1e9,
         "llama-2-7b embedding and head fp32 GB": embed_head * 4 / 1e9,
@@ -348,3 +377,76 @@ def test_unknown_topic_file_and_duplicate_ids(tmp_path):
 def test_missing_bank_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="no question bank"):
         load_bank(tmp_path)
+
+
+def test_freezing_saves_about_a_third_of_a_steps_flops():
+    """Issue 31, item 10: a full step is three forwards' worth of matmuls (forward, activation
+    gradients, weight gradients); freezing every weight skips the weight gradients only."""
+    full, frozen = _step_flops("llama-2-7b")
+    forward = full / 3
+    assert 0.3 < 1 - frozen / full < 0.36
+    assert frozen > 1.9 * forward  # the activation-gradient backward still runs everywhere
+
+
+# A figure with a unit in a key point (what the cheat sheet prints and the grader looks for);
+# a card's size ("an 80 GB GPU", "fits 24 GB") is a given, not a computed quantity.
+UNIT_FIGURE = re.compile(r"(\d[\d,]*(?:\.(\d+))?)\s?(GB|MB|TB|GiB|MiB|%|percent)\b")
+CARD_SIZE = re.compile(r"(\d+)\s?GB (?:GPU|card)|fits (\d+)\s?GB")
+
+
+def _declarations() -> list[tuple[str, float, float, str]]:
+    """(named quantity, value, rounding allowed, where) for every figure the bank declares: each
+    question's and each topic's `numbers:` (exact), and each figure with a unit in a key point,
+    named by the claim of its question whose `shown` text holds it and valued as the key point
+    writes it (half a unit of its last digit allowed)."""
+    found = []
+    for t in load_topics(BANK):
+        found += [(n["claim"], n["value"], 0.0, f"{t.name} tldr") for n in t.numbers]
+    for q in QUESTIONS:
+        found += [(n["claim"], n["value"], 0.0, q.id) for n in q.numbers]
+        cards = {g for m in CARD_SIZE.finditer(" ".join(k.point for k in q.key_points))
+                 for g in m.groups() if g}  # fmt: skip
+        for kp in q.key_points:
+            for m in UNIT_FIGURE.finditer(kp.point):
+                figure = m.group(1)
+                if figure in cards:
+                    continue
+                pattern = rf"(?<![\d.,]){re.escape(figure)}(?![\d,]|\.\d)"
+                named = [n for n in q.numbers if re.search(pattern, n["shown"])]
+                assert named, f"{q.id}: key point figure {m.group(0)!r} names no declared claim"
+                written = float(figure.replace(",", ""))
+                half_step = 0.5 * 10 ** -len(m.group(2) or "")
+                found += [(n["claim"], written, half_step, f"{q.id} key point") for n in named]
+    return found
+
+
+def _contradictions(declarations) -> list[str]:
+    """Claims declared with two values: exact declarations must agree, a key point's figure
+    must be its claim's value rounded to the digits it writes."""
+    by_claim: dict[str, list] = {}
+    for claim, value, slack, where in declarations:
+        by_claim.setdefault(claim, []).append((value, slack, where))
+    problems = []
+    for claim, values in by_claim.items():
+        value0, _, where0 = min(values, key=lambda v: v[1])  # an exact one where there is one
+        for value, slack, where in values:
+            if abs(value - value0) > slack + 1e-9 * abs(value0):
+                problems.append(f"{claim!r}: {where0} says {value0}, {where} says {value}")
+    return problems
+
+
+def test_no_two_places_declare_different_values_for_one_quantity():
+    """Issue 31: two answers must not grade different values for one named quantity; this holds
+    whatever TRUTH says (a claim TRUTH lacks is caught by the other tests)."""
+    declarations = _declarations()
+    claims = [d[0] for d in declarations]
+    assert sum(claims.count(c) > 1 for c in set(claims)) >= 10  # something to compare
+    assert _contradictions(declarations) == []
+
+
+def test_the_declaration_check_catches_a_contradiction():
+    declarations = _declarations()
+    claim, value, _, _ = next(d for d in declarations if d[2] == 0.0)
+    assert _contradictions([*declarations, (claim, value * 1.1, 0.0, "a twin")])
+    assert _contradictions([*declarations, (claim, round(value, 1) + 0.2, 0.05, "a key point")])
+    assert not _contradictions([*declarations, (claim, value, 0.0, "a twin")])
