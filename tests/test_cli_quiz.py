@@ -187,7 +187,8 @@ def test_a_rounded_answer_passes_a_wrong_figure_does_not(data_dir, monkeypatch, 
         "looked for 1,103.6 GB (within 2%)",
         "looked for 37.4 GB (within 2%)",
     }
-    assert all("the answer gives 1,404 GB" in p["why"] for p in missed)
+    assert all("the answer gives" in p["why"] for p in missed)
+    assert any("1,404 GB" in p["why"] for p in missed)
 
 
 def test_flashcard_mode(data_dir, monkeypatch, capsys):

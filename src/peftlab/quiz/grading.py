@@ -196,7 +196,8 @@ def _calibrate(
     trusted = frozenset(
         i
         for i, kp in enumerate(key_points)
-        if not _grade_point(kp, ref, tolerance, opposites=True).why.startswith("says the opposite")
+        if _grade_point(kp, ref, tolerance, opposites=True).verdict
+        == _grade_point(kp, ref, tolerance, opposites=False).verdict
     )
     return tuple(usable), trusted
 
@@ -257,6 +258,10 @@ def _grade_point(
         raw, where = negated_only[0]
         if _clause_company(kp, answer, where, tolerance) >= 2:
             return PointGrade(kp.point, MISSED, f'says the opposite: "not {raw}"', tuple(missing))
+    if opposites and not point_negates and _only_said_negated(kp, answer, tolerance):
+        # "not stored" may deny the point, or a problem the point names ("don't shrink" under
+        # rsLoRA): the learner decides.
+        return PointGrade(kp.point, UNSURE, "said only in negated clauses", tuple(missing))
     flipped = opposites and _asserts_negated_word(kp, own, answer, tolerance)
     if flipped:
         return PointGrade(
@@ -283,6 +288,21 @@ def _grade_point(
     if negated_only:
         parts.append("only negated: " + ", ".join(f'"{r}"' for r, _ in negated_only))
     return PointGrade(kp.point, UNSURE, "; ".join(parts), tuple(missing))
+
+
+def _only_said_negated(kp: KeyPoint, answer: Text, tolerance: float) -> bool:
+    """Whether the clauses holding two or more of the point's concepts all carry a negation
+    ("activations are not stored for the backward pass" against "activations are stored")."""
+    per_clause: dict[int, int] = {}
+    for alts in kp.concepts():
+        hits = {
+            answer.clauses[i] for alt in alts for i in mentions(answer, alt, tolerance) if i >= 0
+        }
+        for c in hits:
+            per_clause[c] = per_clause.get(c, 0) + 1
+    together = [c for c, n in per_clause.items() if n >= 2]
+    negated = {answer.clauses[i] for i, cue in enumerate(answer.cues) if cue}
+    return bool(together) and all(c in negated for c in together)
 
 
 def _clause_company(kp: KeyPoint, answer: Text, where: list[int], tolerance: float) -> int:

@@ -100,7 +100,7 @@ _REWRITES: tuple[tuple[str, str], ...] = (
     (r"\u2264|<=", " at most "),
     (r"\u2265|>=", " at least "),
     # Division: "alpha/r", "16P/N", "32/64", "alpha/sqrt(r)" (not "q/k/v" words or "and/or").
-    (r"(?<=[\w)])\s*/\s*(?=(?:\d|[a-z]\b|square root))", " divided by "),
+    (r"(\d[a-z]?|\)|\balpha)\s*/\s*(?=\d|[a-z]\b|square root)", r"\1 divided by "),
     (r"\b(?:an|one) order of magnitude\b", " 10x "),
     (r"\btwo orders of magnitude\b", " 100x "),
     (r"\btenfold\b|\bten-fold\b", " 10x "),
