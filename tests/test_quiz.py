@@ -318,9 +318,9 @@ ROUNDING = [
     ),
     (
         "qlora-70b-one-gpu",
-        "About 39.3 GB in total with checkpointing fits 48 GB",
-        ["about 39 GB with checkpointing on a 48 GB card"],
-        ["about 37.4 GB with checkpointing on a 48 GB card", "39.3 GB with checkpointing, 80 GB"],
+        "All-linear r64 needs 52.4 GB with peft's defaults, 47.2 GB with the paper's recipe",
+        ["52 GB with the defaults, 47 GB with the paper's recipe"],
+        ["55 GB with the defaults, 47 GB with the recipe", "52 GB, 45 GB with the recipe"],
     ),
     (
         "qlora-7b-memory",

@@ -105,7 +105,7 @@ _REWRITES: tuple[tuple[str, str], ...] = (
     (r"\btwo orders of magnitude\b", " 100x "),
     (r"\btenfold\b|\bten-fold\b", " 10x "),
     (r"\bout-of-memory\b|\boom\b|\bcuda oom\b", "out of memory"),
-    (r"\bhf\b|\bhuggingface\b", "hugging face"),
+    (r"\bhf\b|\bhugging[- ]?face\b", "huggingface"),
     (r"\bfully sharded data[- ]parallel(?:ism)?\b", "fsdp"),
     (r"\bdistributed data[- ]parallel(?:ism)?\b", "ddp"),
     (r"\bzero[- ]?(?:stage[- ]?)?([123])\b|\bz([123])\b", r"zero\1\2"),
