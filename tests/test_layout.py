@@ -37,6 +37,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.support_data",
         "peftlab.rubric",
         "peftlab.measure",
+        "peftlab.models",
         "peftlab.base_model",
         "peftlab.compare",
         "peftlab.finetune",

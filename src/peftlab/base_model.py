@@ -1,8 +1,9 @@
 """Load the base model (the embedded one, or any causal LM), and build the embedded one.
 
 `load()` is the one entry point the demo, notebooks and tests use. With no name it loads the
-tiny Llama shipped in `peftlab/assets/base-model`; `PEFT_LAB_MODEL` (or a `name` argument) swaps
-in a hub id or a local folder with the same code. The build (`build()`) trains that tiny Llama
+tiny Llama shipped in `peftlab/assets/base-model` ("embedded"); `PEFT_LAB_MODEL` (or a `name`
+argument) swaps in the real SmolLM2-135M-Instruct once fetched ("smollm2", `peftlab.models`),
+a local folder or a hub id, with the same code. The build (`build()`) trains that tiny Llama
 from nothing, seeded, on the corpus that `support_data` generates.
 """
 
@@ -15,7 +16,8 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+from tokenizers import models as tokenizer_models
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -25,7 +27,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from peftlab import support_data
+from peftlab import models, support_data
 from peftlab.atomic import atomic_dir
 from peftlab.schedule import warmup_cosine
 from peftlab.seed import seed_everything
@@ -44,15 +46,31 @@ CHAT_TEMPLATE = (
 )
 
 
+EMBEDDED_ALIASES = ("embedded", EMBEDDED_NAME)
+
+
 def model_name(name: str | None = None) -> str:
-    """The model to use: the argument, else $PEFT_LAB_MODEL, else the embedded model."""
-    return name or os.environ.get(MODEL_ENV) or EMBEDDED_NAME
+    """The model to use: the argument, else $PEFT_LAB_MODEL, else the embedded model. The toy
+    is called "embedded" (or "peftlab-base", its old name); a fetched real model by its name
+    ("smollm2"); anything else is a local folder or a hub id."""
+    name = name or os.environ.get(MODEL_ENV) or EMBEDDED_NAME
+    return EMBEDDED_NAME if name in EMBEDDED_ALIASES else name
+
+
+def is_embedded(name: str | None = None) -> bool:
+    return model_name(name) == EMBEDDED_NAME
 
 
 def resolve(name: str | None = None) -> str:
-    """A path or hub id that `from_pretrained` accepts."""
+    """A path or hub id that `from_pretrained` accepts: the embedded model's folder, a fetched
+    model's verified folder (ValueError saying how to fetch it when it is missing or damaged),
+    or the name itself."""
     name = model_name(name)
-    return str(EMBEDDED_PATH) if name == EMBEDDED_NAME else name
+    if name == EMBEDDED_NAME:
+        return str(EMBEDDED_PATH)
+    if name in models.FETCHABLE:
+        return str(models.require(name))
+    return name
 
 
 def nf4_config(double_quant: bool = True):
@@ -73,12 +91,16 @@ def load(
     *,
     quantization_config=None,
     dtype: torch.dtype = torch.float32,
+    device: str = "cpu",
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
-    """Load (model, tokenizer); the tokenizer pads on the left, ready for batched generation."""
+    """Load (model, tokenizer) on `device`; the tokenizer pads on the left, ready for batched
+    generation."""
     path = resolve(name)
     kwargs = {"dtype": dtype}
     if quantization_config is not None:
-        kwargs.update(quantization_config=quantization_config, device_map="cpu")
+        kwargs.update(quantization_config=quantization_config, device_map=device)
+    elif device != "cpu":
+        kwargs.update(device_map=device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
@@ -115,7 +137,7 @@ def corpus_texts(docs: list[support_data.CorpusDoc]) -> list[str]:
 
 def train_tokenizer(texts: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer (as GPT-2 and Llama 3 use) with a ChatML chat template."""
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(tokenizer_models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(

@@ -16,6 +16,7 @@ COMMANDS = {
     "html": "html",
     "lessons": "lessons",
     "train": "train",
+    "models": "models",
 }
 
 
