@@ -153,13 +153,12 @@ def test_broken_regions_are_named(text, message):
 
 
 def test_a_rewrite_keeps_figures_within_their_tolerance_and_fixes_the_rest():
-    text = "x <!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->7<!-- /computed -->"
+    text = (
+        "x <!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->7<!-- /computed -->"
+    )
     quotes = {"e": "1.65x", "n": "8"}
     kept = prose.render(text, quotes, {"e": 0.1})
-    assert (
-        kept
-        == "x <!-- computed: e -->1.6x<!-- /computed --> and <!-- computed: n -->8<!-- /computed -->"
-    )
+    assert kept == text.replace(">7<", ">8<")
     assert "1.9x" in prose.render(text, {"e": "1.9x", "n": "8"}, {"e": 0.1})
 
 
