@@ -48,9 +48,13 @@ def pytest_xdist_make_scheduler(config, log):
 
 
 def pytest_collection_modifyitems(items):
-    """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`."""
+    """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`. Lesson 11
+    is the exception: the real model computes in bf16 where the CPU has it natively and in fp32
+    elsewhere, so another instruction set runs another recipe; its prose holds its figures
+    within their tolerances on the machine that runs `make test`."""
     for item in items:
-        if item.path.name.startswith("test_lesson_"):
+        real_model = item.path.name.startswith("test_lesson_11") or "lesson11" in item.nodeid
+        if item.path.name.startswith("test_lesson_") and not real_model:
             item.add_marker(pytest.mark.pins)
 
 

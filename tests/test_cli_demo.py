@@ -15,7 +15,8 @@ def run_cli(capsys, *argv):
 @pytest.mark.parametrize(
     "argv, message",
     [(["--steps", "0"], "--steps 0"), (["--steps", "-3"], "--steps -3"),
-     (["--method", "dora"], "--method dora"), (["--prompts", "/no/such/file.txt"], "no such file")],
+     (["--method", "dora"], "--method dora"), (["--prompts", "/no/such/file.txt"], "no such file"),
+     (["--device", "tpu"], "--device tpu"), (["--all", "--prompts", "x.txt"], "--all")],
 )  # fmt: skip
 def test_bad_arguments_exit_2_with_one_line(capsys, argv, message):
     code, out, err = run_cli(capsys, *argv)
@@ -107,3 +108,21 @@ def test_the_table_without_further_sets_has_one_column():
     )
     text = render_table(Comparison("m", "lora", 1, 10, 1.0, rows, {"before": 0.0, "after": 1.0}))
     assert "complaints (1)" in text and "in the wild" not in text
+
+
+def test_without_the_real_model_the_demo_says_so_in_one_line_and_runs_the_toy(
+    tmp_path, monkeypatch, capsys
+):
+    import argparse
+
+    from peftlab.commands.demo import default_model
+
+    monkeypatch.setenv("PEFTLAB_MODELS", str(tmp_path))  # an empty cache: nothing fetched
+    monkeypatch.delenv("PEFT_LAB_MODEL", raising=False)
+    assert default_model(argparse.Namespace(model=None)) == "embedded"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not fetched" in err[0] and "peftlab models fetch smollm2" in err[0]
+    assert default_model(argparse.Namespace(model="smollm2")) == "smollm2"  # named: no fallback
+    monkeypatch.setenv("PEFT_LAB_MODEL", "embedded")
+    assert default_model(argparse.Namespace(model=None)) == "embedded"
+    assert capsys.readouterr().err == ""

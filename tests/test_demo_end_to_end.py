@@ -1,4 +1,5 @@
-"""The whole demo, as a learner runs it: the before/after gap the lesson promises."""
+"""The whole demo on the embedded toy model (`--model embedded`), as a learner runs it: the
+before/after gap lesson 05 promises. The real model's demo: tests/test_lesson_11.py."""
 
 import json
 
@@ -21,7 +22,7 @@ def demo_json(tmp_path_factory):
 
         out = StringIO()
         with redirect_stdout(out):
-            assert cli.main(["demo", "--json"]) == 0
+            assert cli.main(["demo", "--model", "embedded", "--json"]) == 0
         return json.loads(out.getvalue())
     finally:
         os.chdir(cwd)
@@ -65,7 +66,8 @@ def test_qlora_demo_reaches_the_same_tone(tmp_path, monkeypatch, capsys):
     prompts = tmp_path / "complaints.txt"
     prompts.write_text("\n".join(support_data.heldout_complaints()[:20]) + "\n")
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["demo", "--method", "qlora", "--prompts", str(prompts), "--json"]) == 0
+    argv = ["demo", "--model", "embedded", "--method", "qlora", "--prompts", str(prompts)]
+    assert cli.main([*argv, "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["method"] == "qlora"
     assert result["summary"]["before"] <= 0.30

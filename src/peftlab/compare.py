@@ -10,7 +10,7 @@ criterion, on its own), faithful (`rubric.faithful`) and distinct.
 
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
@@ -25,6 +25,61 @@ __all__ = [
 
 MAX_NEW_TOKENS = 64
 DEFAULT_STEPS = 150
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the demo fine-tunes and evaluates one model: the same code, sized to the model.
+
+    `sample`: how many complaints of each set the demo answers by default (an evenly spaced,
+    fixed sample, `sample_of`; None: all of them). `precision` and `reply_logits_only` are
+    `finetune.train_lora`'s levers; generation runs in the same precision.
+    """
+
+    steps: int = DEFAULT_STEPS
+    batch_size: int = 16
+    learning_rate: float = 3e-3
+    target_modules: str | None = None  # None: peft's default for the architecture (q, v)
+    precision: str = "fp32"
+    reply_logits_only: bool = False
+    gradient_checkpointing: bool | None = None  # None: train_lora's default (on for QLoRA only)
+    sample: int | None = None
+
+
+RECIPES = {
+    # the toy: every linear layer, 150 steps, everything in fp32 (the lessons' numbers)
+    base_model.EMBEDDED_NAME: Recipe(target_modules="all-linear"),
+    # SmolLM2-135M-Instruct: 135M parameters on two cores. 40 steps of 8 learn the tone; bf16
+    # where the CPU has it; the output layer (49,152 words) on reply tokens only; gradient
+    # checkpointing keeps the peak under 3 GB for a quarter more time per step; 24 complaints
+    # of each set (benchmarks/real_model.py measures each lever)
+    "smollm2": Recipe(
+        steps=40,
+        batch_size=8,
+        learning_rate=2e-3,
+        target_modules="all-linear",
+        precision="auto",
+        reply_logits_only=True,
+        gradient_checkpointing=True,
+        sample=24,
+    ),  # fmt: skip
+}
+
+
+def recipe(model_name: str | None = None) -> Recipe:
+    """The demo's recipe for a model (`RECIPES`; any other model: 150 steps on q and v, fp32)."""
+    return RECIPES.get(base_model.model_name(model_name), Recipe())
+
+
+def sample_of(texts: Sequence[str], n: int | None) -> list[str]:
+    """`n` of `texts`, evenly spaced and always the same (the first included); all when `n` is
+    None or not smaller than the set."""
+    texts = list(texts)
+    if n is None or n >= len(texts):
+        return texts
+    if n <= 0:
+        raise ValueError(f"sample={n}: ask for at least one complaint")
+    return [texts[i * len(texts) // n] for i in range(n)]
 
 
 def fit_complaint(tokenizer, complaint: str, max_prompt_tokens: int) -> str:
@@ -88,7 +143,7 @@ def generate(
     replies = []
     for i in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False)  # fmt: skip
+                          add_special_tokens=False).to(model.device)  # fmt: skip
         out = model.generate(
             **batch,
             max_new_tokens=max_new_tokens,
@@ -117,6 +172,9 @@ class Comparison:
     examples: list[dict]
     summary: dict[str, float]
     sets: dict[str, dict] = field(default_factory=dict)
+    precision: str = "fp32"  # what the steps and the generation computed in
+    device: str = "cpu"
+    steps: int = DEFAULT_STEPS
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -204,74 +262,99 @@ def before_after(
     *,
     model_name: str | None = None,
     method: str = "lora",
-    steps: int = DEFAULT_STEPS,
+    steps: int | None = None,
     seed: int = 0,
     run_name: str | None = "demo",
     runs_dir: str = "runs",
     progress: bool = True,
     on_loss: Callable[[int, float], None] | None = None,
     sets: Mapping[str, Sequence[str]] | None = None,
+    sample: int | None | str = "recipe",
+    device: str = "auto",
 ) -> Comparison:
     """Answer complaints with the base model, fine-tune it, answer again, and score both.
 
     `sets` are further complaint sets, by name, answered by the same two models and reported
     in `Comparison.sets`; by default `default_sets()` (the wild set) when `complaints` is None,
     none when complaints are given. Each set is generated on its own, so adding one does not
-    change the replies to another.
+    change the replies to another. The model's `recipe` sizes the run (steps, rate, precision);
+    `sample` is how many complaints of each default set to answer ("recipe": the recipe's
+    number; None: all), and `device` is "auto" (CUDA where there is one), "cpu" or "cuda".
     """
     if method not in finetune.TRAIN_METHODS:
         raise ValueError(f"method={method!r}: choose one of {', '.join(finetune.TRAIN_METHODS)}")
-    if steps <= 0:
-        raise ValueError(f"steps={steps}: the number of training steps must be positive")
+    plan = recipe(model_name)
+    if steps is not None:
+        if steps <= 0:
+            raise ValueError(f"steps={steps}: the number of training steps must be positive")
+        plan = replace(plan, steps=steps)
+    count = plan.sample if sample == "recipe" else sample
     if sets is None:
         sets = default_sets() if complaints is None else {}
+        sets = {name: sample_of(texts, count) for name, texts in sets.items()}
     sets = {name: list(texts) for name, texts in sets.items()}
-    complaints = list(complaints) if complaints is not None else default_complaints()
+    if complaints is None:
+        complaints = sample_of(default_complaints(), count)
+    complaints = list(complaints)
     if not complaints:
         raise ValueError("no complaints to answer: give at least one")
     for name, texts in sets.items():
         if not texts:
             raise ValueError(f"set {name!r} has no complaints: give at least one, or leave it out")
+    place = finetune.resolve_device(device)
+    precision = finetune.resolve_precision(plan.precision, place)
     seed_everything(seed)
-    model, tokenizer = base_model.load(model_name, quantization_config=_quantization(method))
+    model, tokenizer = base_model.load(
+        model_name, quantization_config=_quantization(method), device=place
+    )
     if method == "qlora":
         # bitsandbytes 0.50 on some CPUs repacks 4-bit weights for its fused kernel on the first
         # eval-mode forward, and training on the repacked layout goes wrong. In train mode it
         # keeps the standard layout; the model has no dropout, so the replies are the same.
         model.train()
-    befores = generate(model, tokenizer, complaints)
-    set_befores = {name: generate(model, tokenizer, texts) for name, texts in sets.items()}
+
+    def answer(m, texts):
+        with finetune.autocast(precision, place):
+            return generate(m, tokenizer, texts)
+
+    befores = answer(model, complaints)
+    set_befores = {name: answer(model, texts) for name, texts in sets.items()}
     result = finetune.train_lora(
-        model, tokenizer, support_data.finetune_set(seed=seed), method=method, steps=steps,
+        model, tokenizer, support_data.finetune_set(seed=seed), method=method,
+        steps=plan.steps, batch_size=plan.batch_size, learning_rate=plan.learning_rate,
         target_modules=demo_targets(model_name, method),
         seed=seed, run_name=run_name, runs_dir=runs_dir, progress=progress, on_loss=on_loss,
+        precision=precision, reply_logits_only=plan.reply_logits_only, device=place,
+        gradient_checkpointing=plan.gradient_checkpointing,
     )  # fmt: skip
-    afters = generate(result.model, tokenizer, complaints)
+    afters = answer(result.model, complaints)
     rows = score_rows(complaints, befores, afters)
     summary = {"before": mean_score(befores, complaints), "after": mean_score(afters, complaints)}
     scored = {}
     for name, texts in sets.items():
-        set_rows = score_rows(texts, set_befores[name], generate(result.model, tokenizer, texts))
+        set_rows = score_rows(texts, set_befores[name], answer(result.model, texts))
         scored[name] = {"examples": set_rows, "summary": measures(set_rows)}
     return Comparison(
         model=base_model.model_name(model_name), method=method,
         trainable_params=result.trainable_params, total_params=result.total_params,
         train_seconds=round(result.train_seconds, 2), examples=rows,
-        summary=summary | measures(rows), sets=scored,
+        summary=summary | measures(rows), sets=scored, precision=precision, device=place,
+        steps=plan.steps,
     )  # fmt: skip
 
 
 def demo_targets(model_name: str | None, method: str = "lora") -> str | None:
-    """Which layers get LoRA: every linear layer for QLoRA (the paper's recipe) and for the tiny
-    embedded model; peft's default for the architecture otherwise (q_proj, v_proj on Llama).
+    """Which layers get LoRA: every linear layer for QLoRA (the paper's recipe), for the tiny
+    embedded model and for SmolLM2 (`RECIPES`); peft's default for the architecture otherwise
+    (q_proj, v_proj on Llama).
 
     q and v alone do learn the tone on the embedded model (notebook 02), but more slowly per
     step; every linear layer is also what matches full fine-tuning on harder tasks (QLoRA paper;
     "LoRA Without Regret"). peft's default stays q and v, the cheap choice for a tone on 7B.
     """
-    if method == "qlora" or base_model.model_name(model_name) == base_model.EMBEDDED_NAME:
+    if method == "qlora":
         return "all-linear"
-    return None
+    return recipe(model_name).target_modules
 
 
 def _quantization(method: str):

@@ -67,6 +67,80 @@ def pad_batch(features: list[dict[str, list[int]]], pad_token_id: int) -> dict[s
     }
 
 
+def reply_loss(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The causal-LM loss on the kept labels, with the output layer applied only where a label
+    is kept: the body's hidden states are sliced before `lm_head`, so a vocabulary of 49,152
+    costs its matmul on the reply tokens alone. Equal to `model(**inputs).loss` (the mean
+    cross-entropy over labels that are not IGNORE_INDEX); a peft model or a bare causal LM."""
+    causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
+    labels = inputs["labels"]
+    body = causal_lm.get_decoder()
+    hidden = body(input_ids=inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+    targets = labels[:, 1:]
+    kept = targets != IGNORE_INDEX
+    if not kept.any():
+        raise ValueError("no label is kept in this batch: every reply was cut or masked")
+    logits = causal_lm.get_output_embeddings()(hidden.last_hidden_state[:, :-1][kept])
+    return torch.nn.functional.cross_entropy(logits.float(), targets[kept])
+
+
+class _ReplyLossTrainer(Trainer):
+    """Trainer whose loss is `reply_loss` (logits on kept labels only). Accelerate puts its
+    autocast on the model's own `forward`, which `reply_loss` goes around (it calls the body and
+    the output layer), so the autocast is entered here."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if return_outputs:
+            raise ValueError("reply_logits_only computes no full logits to return")
+        with self.accelerator.autocast():
+            return reply_loss(model, inputs)
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX) and torch uses its AVX-512
+    kernels: there bf16 autocast speeds a step up; elsewhere (an AVX2 CPU, or one emulated with
+    ATEN_CPU_CAPABILITY=avx2) bf16 is emulated, slower than fp32."""
+    uses_avx512 = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
+    return uses_avx512 and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def resolve_device(device: str = "auto") -> str:
+    """ "cpu", "cuda", or "auto" (CUDA where there is a GPU, the CPU otherwise)."""
+    if device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"device={device!r}: choose auto, cpu or cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device='cuda': torch sees no CUDA GPU here; use --device cpu or auto")
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def resolve_precision(precision: str, device: str = "cpu") -> str:
+    """ "fp32", "bf16", or "auto" (bf16 autocast where the device has it natively, fp32
+    elsewhere): the precision a step computes in, with the weights kept in fp32."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise ValueError(f"precision={precision!r}: choose auto, fp32 or bf16")
+    if precision != "auto":
+        return precision
+    if device == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    return "bf16" if native_bf16() else "fp32"
+
+
+def autocast(precision: str, device: str = "cpu"):
+    """The context a forward pass runs in: bf16 autocast for "bf16", nothing for "fp32"."""
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _device_arguments(precision: str, device: str) -> dict[str, bool]:
+    """TrainingArguments for the device and bf16 autocast (Trainer asks for use_cpu with bf16 on
+    a CPU, and picks a GPU by itself otherwise)."""
+    arguments: dict[str, bool] = {"use_cpu": True} if device == "cpu" else {}
+    if precision == "bf16":
+        arguments["bf16"] = True
+    return arguments
+
+
 class _LossRecorder(TrainerCallback):
     def __init__(self, on_loss: Callable[[int, float], None] | None):
         self.losses: list[tuple[int, float]] = []
@@ -182,12 +256,20 @@ def train_lora(
     progress: bool = True,
     on_loss: Callable[[int, float], None] | None = None,
     gradient_checkpointing: bool | None = None,
+    reply_logits_only: bool = False,
+    precision: str = "fp32",
+    device: str = "auto",
 ) -> TrainResult:
     """Fine-tune `model` with LoRA (or QLoRA on a 4-bit model) and save the adapter.
 
     The adapter is written to `runs_dir/run_name/adapter` through a temporary folder that is
     renamed only when complete; `run_name=None` skips saving. The model is built by
     `build_peft_model` (for QLoRA: `prepare_model_for_kbit_training`, gradient checkpointing on).
+
+    Two levers for a real model's vocabulary and a CPU: `reply_logits_only` computes the output
+    layer only where a label is kept (`reply_loss`; the same loss, a fraction of the output
+    layer's work), and `precision` ("fp32", "bf16" autocast, or "auto": bf16 where the hardware
+    has it natively, `resolve_precision`). The defaults are the course's toy runs'.
     """
     if method not in TRAIN_METHODS:
         raise ValueError(f"method={method!r}: choose one of {', '.join(TRAIN_METHODS)}")
@@ -195,6 +277,7 @@ def train_lora(
         raise ValueError(f"steps={steps}: the number of training steps must be positive")
     if not examples:
         raise ValueError("no training examples: pass at least one complaint/reply pair")
+    place = resolve_device(device)
     wrapped = build_peft_model(
         model, method=method, r=r, alpha=alpha, target_modules=target_modules,
         gradient_checkpointing=gradient_checkpointing,
@@ -206,8 +289,9 @@ def train_lora(
         output_dir=str(Path(runs_dir) / ".trainer"),
         **trainer_settings(steps, batch_size, learning_rate, seed, progress),
         remove_unused_columns=False,
+        **_device_arguments(resolve_precision(precision, place), place),
     )
-    trainer = Trainer(
+    trainer = (_ReplyLossTrainer if reply_logits_only else Trainer)(
         model=wrapped,
         args=args,
         train_dataset=dataset,

@@ -15,8 +15,17 @@ TRAIN_METHODS = ("lora", "qlora")
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="answer complaints before and after a LoRA fine-tune")
     p.add_argument(
-        "--model", help="hub id or local folder (default: $PEFT_LAB_MODEL or the embedded model)"
+        "--model",
+        help="smollm2 (the real model, once fetched), embedded (the toy), a local folder or a hub "
+        "id (default: $PEFT_LAB_MODEL, else smollm2 when fetched, else embedded)",
     )
+    p.add_argument(
+        "--device", default="auto", help="auto (CUDA with bf16 where there is a GPU), cpu or cuda"
+    )
+    p.add_argument(
+        "--all", action="store_true",
+        help="answer every complaint of the default sets (the real model answers 24 of each)",
+    )  # fmt: skip
     p.add_argument(
         "--method", default="lora", help="lora (16/32-bit base) or qlora (4-bit NF4 base)"
     )
@@ -25,7 +34,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--adapter", type=Path,
         help="an adapter folder (`peftlab train --out`): compare with it instead of training",
     )  # fmt: skip
-    p.add_argument("--steps", type=int, default=None, help="fine-tuning steps (default 150)")
+    p.add_argument(
+        "--steps", type=int, default=None,
+        help="fine-tuning steps (default: the model's recipe, 30 on smollm2, 150 on embedded)",
+    )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.set_defaults(run=run)
@@ -60,6 +72,10 @@ def _check(args: argparse.Namespace) -> None:
         raise ValueError(
             f"--method {args.method}: unknown method; choose one of {', '.join(TRAIN_METHODS)}"
         )
+    if args.all and args.prompts:
+        raise ValueError("--all: it widens the default sets; --prompts names your own")
+    if args.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device {args.device}: choose auto, cpu or cuda")
     if args.steps is not None and args.steps <= 0:
         raise ValueError(f"--steps {args.steps}: the number of training steps must be positive")
     if args.adapter is not None:
@@ -72,23 +88,44 @@ def _check(args: argparse.Namespace) -> None:
             )
 
 
+def default_model(args: argparse.Namespace) -> str:
+    """--model, else $PEFT_LAB_MODEL, else the real model when it is fetched and whole, else the
+    embedded one, with a line on stderr saying why."""
+    import os
+
+    from peftlab import models
+
+    chosen = args.model or os.environ.get("PEFT_LAB_MODEL")
+    if chosen:
+        return chosen
+    issue = models.problem("smollm2")
+    if issue is None:
+        return "smollm2"
+    why = "damaged" if models.folder("smollm2").exists() else "not fetched"
+    print(f"note: the real model (smollm2) is {why}, so the demo runs the embedded toy model; "
+          "`peftlab models fetch smollm2` fetches it (93 MB, once)", file=sys.stderr)  # fmt: skip
+    return "embedded"
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
     complaints = read_prompts(args.prompts) if args.prompts else None
     warnings.simplefilter("default", UserWarning)
     warnings.showwarning = _one_line_warning
+    model = default_model(args)
     from peftlab.compare import before_after  # heavy imports only when the demo runs
 
     if args.adapter is not None:
         from peftlab.own_data import compare_adapter
 
-        result = compare_adapter(args.adapter, complaints, model_name=args.model)
+        result = compare_adapter(args.adapter, complaints, model_name=model)
         print(json.dumps(result.to_dict(), indent=2) if args.json else render_table(result))
         return 0
     kwargs = {"steps": args.steps} if args.steps else {}
     result = before_after(
-        complaints, model_name=args.model, method=args.method, seed=args.seed,
-        progress=not args.json, **kwargs,
+        complaints, model_name=model, method=args.method, seed=args.seed,
+        progress=not args.json, device=args.device, **kwargs,
+        **({"sample": None} if args.all else {}),
     )  # fmt: skip
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -172,7 +209,8 @@ def render_table(result, width: int = 34) -> str:
     named_rows = {main: result.examples} | {n: s["examples"] for n, s in sets.items()}
     lines += [
         f"{result.model} + {result.method}: trained {result.trainable_params:,} of "
-        f"{result.total_params:,} parameters ({share:.2f}%) in {result.train_seconds:.0f} s",
+        f"{result.total_params:,} parameters ({share:.2f}%) in {result.train_seconds:.0f} s "
+        f"({result.steps} steps, {result.precision} on {result.device})",
         "",
         "before -> after fine-tuning:",
         measures_table(named_rows),
@@ -182,10 +220,11 @@ def render_table(result, width: int = 34) -> str:
     ]
     if "wild" in sets:
         lines.append(
-            "in the wild: examples/wild-complaints.txt, written the way customers write; the"
+            "in the wild: examples/wild-complaints.txt, written the way customers write"
+            + ("" if result.model != "peftlab-base" else "; the toy model echoes the customer's")
         )
-        lines.append(
-            "toy model echoes the customer's words but often miscopies words it rarely read "
-            "(lesson 05, 'In the wild')"
-        )
+        if result.model == "peftlab-base":
+            lines.append(
+                "words but often miscopies words it rarely read (lesson 05, 'In the wild')"
+            )
     return "\n".join(lines)
