@@ -30,9 +30,12 @@ def _table(name: str) -> dict[str, Counter]:
     return table
 
 
-@pytest.mark.parametrize("name", ["quiz_answers_a.yaml", "quiz_answers_b.yaml"])
+@pytest.mark.parametrize(
+    "name", ["quiz_answers_a.yaml", "quiz_answers_b.yaml", "quiz_answers_c.yaml"]
+)
 def test_answers_from_outside_the_checker_are_graded_within_issue_34s_bars(name):
-    """Set A was written before the checker and tuned on; set B was held out. On each: strong
+    """Set A was written before the checker and tuned on; set B was held out; set C was written
+    by someone who never saw the bank's answers or the checker. On each: strong
     answers misgraded missed at most 10%, terse ones at most 20%, wrong ones knew at most 5%;
     and the checker still decides, rather than leaving everything to the learner."""
     answers = _answers(name)
