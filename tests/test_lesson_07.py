@@ -139,7 +139,7 @@ def _one_training_step(name: str) -> tuple[Counter, int]:
 
 def test_dora_recomputes_the_weight_norm_in_every_forward():
     """The lesson's reason a DoRA step costs more than LoRA's, checked without a clock: every
-    training forward rebuilds BA and takes the column norm of W + BA in each adapted layer."""
+    training forward rebuilds BA and takes the row norms of W + BA in each adapted layer."""
     lora, lora_layers = _one_training_step("LoRA")
     dora, dora_layers = _one_training_step("DoRA")
     assert dora_layers == lora_layers > 0
