@@ -61,8 +61,8 @@ def test_a_unit_of_frozen_and_trainable_weights_fails_without_orig_params():
 def test_peft_wrap_policy_gives_lora_layers_their_own_units():
     model = _lora_model()
     reference = model(input_ids=TOKENS, labels=TOKENS).loss.item()
-    lora_layers = [m for n, m in model.named_modules() if n.endswith(("lora_A.default",
-                                                                     "lora_B.default"))]  # fmt: skip
+    adapters = ("lora_A.default", "lora_B.default")
+    lora_layers = [m for n, m in model.named_modules() if n.endswith(adapters)]
     wrapped = FSDP(model, use_orig_params=False, auto_wrap_policy=fsdp_auto_wrap_policy(model),
                    device_id=CPU)  # fmt: skip
     units = _units(wrapped)

@@ -57,8 +57,18 @@ def _linear_params(name: str) -> int:
     return sum(t.params for t in memory.linear_layers(memory.preset(name)))
 
 
+def _smollm2_truth() -> dict[str, float]:
+    smol = memory.preset("smollm2-135m")
+    return {
+        "smollm2-135m params": memory.count_params(smol),
+        "smollm2-135m embedding params": smol.vocab_size * smol.hidden_size,
+        "smollm2-135m lora r8 all-linear trainable": memory.lora_params(smol, 8, "all-linear"),
+    }
+
+
 def _truth() -> dict[str, float]:
     """Every claim the bank may make, computed by peftlab.memory or from the published shapes."""
+    truth = _smollm2_truth()
     cfg = memory.preset("llama-2-7b")
     params = memory.count_params(cfg)
     qv = ["q_proj", "v_proj"]
@@ -87,9 +97,11 @@ def _truth() -> dict[str, float]:
     lora64 = _lora("llama-2-7b", 64, "all-linear")
     lora_all = _lora("llama-2-7b", 8, "all-linear")
     sdpa_layer = sum(memory.activation_terms(cfg, b, s)["layer"].values())
+    toy_demo = compare.recipe("embedded")  # the embedded model's demo, which the bank describes
     demo_lr = inspect.signature(finetune.train_lora).parameters["learning_rate"].default
     demo_batch = inspect.signature(finetune.train_lora).parameters["batch_size"].default
-    demo_steps = inspect.signature(compare.before_after).parameters["steps"].default
+    assert (toy_demo.learning_rate, toy_demo.batch_size) == (demo_lr, demo_batch)
+    demo_steps = toy_demo.steps
     nf4_linear = linear * memory.NF4_BYTES_PER_PARAM + qlora.quantization_constants
     numel = 64 * 256 * 16
     cfg70 = memory.preset("llama-2-70b")
@@ -101,7 +113,7 @@ def _truth() -> dict[str, float]:
     big03 = {r["name"]: r for r in lesson03.weight_memory_rows()}["llama-2-70b"]
     step_full, step_frozen = _step_flops("llama-2-7b")
     act70_32k = memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
-    return {
+    return truth | {
         "llama-2-7b params": params,
         "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),
         "llama-2-70b params": memory.count_params(memory.preset("llama-2-70b")),
@@ -125,8 +137,9 @@ def _truth() -> dict[str, float]:
         "llama-2-7b frozen step flops saved percent s512": 100 * (1 - step_frozen / step_full),
         "llama-2-7b full over lora r8 all-linear checkpointing s512 b1 memory ratio": (
             memory.estimate(cfg, "full", gradient_checkpointing=True).total
-            / memory.estimate(cfg, "lora", target_modules="all-linear",
-                              gradient_checkpointing=True).total
+            / memory.estimate(
+                cfg, "lora", target_modules="all-linear", gradient_checkpointing=True
+            ).total
         ),  # fmt: skip
         "llama-2-7b lora r64 all-linear trainable": lora64,
         "llama-2-7b lora r64 all-linear bf16 MB": lora64 * 2 / 1e6,
@@ -193,7 +206,8 @@ def _truth() -> dict[str, float]:
             (qlora70.frozen_weights + qlora70.quantization_constants) / 1e9
         ),
         "llama-2-70b qlora r8 q_proj+v_proj checkpointing total GB": qlora70.total / 1e9,
-        # lesson 03's table: QLoRA r=64 on every linear layer, peft's defaults and the paper's recipe
+        # lesson 03's table: QLoRA r=64 on every linear layer, peft's defaults and the paper's
+        # recipe
         "llama-2-70b qlora r64 all-linear peft checkpointing total GB": big03["qlora_total"] / 1e9,
         "llama-2-70b qlora paper recipe total GB": big03["paper_total"] / 1e9,
         "llama-2-70b qlora paper recipe gpu floor GB": big03["paper_floor"] / 1e9,
@@ -203,7 +217,7 @@ def _truth() -> dict[str, float]:
         "llama-2-7b embedding and head fp32 GB": embed_head * 4 / 1e9,
         "llama-2-7b embedding params": vocab * h,
         "llama-2-7b embedding and head percent": 100 * embed_head / params,
-        # The course's demo (finetune.train_lora's defaults, compare.before_after's steps)
+        # The toy's demo (finetune.train_lora's defaults, the embedded model's recipe)
         "demo learning rate": demo_lr,
         "demo epochs": demo_steps * demo_batch / len(support_data.finetune_set()),
         "demo model params millions": memory.count_params(memory.preset("peftlab-base")) / 1e6,

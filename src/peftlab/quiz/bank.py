@@ -33,6 +33,7 @@ TOPICS: tuple[str, ...] = (
     "peft-methods",
     "learning-forgetting",
     "past-one-machine",
+    "real-model",
 )
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 CHEAT_SHEET = "06-interview-cheatsheet.md"  # laid out from the bank: no question points to it
