@@ -132,3 +132,31 @@ def test_qlora_loads_the_base_in_4bit_and_trains_every_linear_layer(tmp_path):
     }  # fmt: skip
     model, _ = base_model.load(quantization_config=compare._quantization("qlora"))
     assert sum(isinstance(m, Linear4bit) for m in model.modules()) == 4 * 7
+
+
+def test_device_and_precision_resolve_on_the_cpu(monkeypatch):
+    """--device auto is the CPU here; bf16 only where this CPU's kernels compute it natively."""
+    assert finetune.resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert finetune.resolve_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="device='tpu'"):
+        finetune.resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            finetune.resolve_device("cuda")
+    assert finetune.resolve_precision("fp32") == "fp32"
+    with pytest.raises(ValueError, match="precision='fp16'"):
+        finetune.resolve_precision("fp16")
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")
+    assert finetune.resolve_precision("auto") == "fp32"  # emulated bf16 is slower than fp32
+
+
+def test_reply_loss_equals_the_models_loss_on_the_embedded_model():
+    model, tokenizer = base_model.load()
+    wrapped = finetune.build_peft_model(model, target_modules="all-linear")
+    features = [finetune.tokenize_example(tokenizer, e) for e in support_data.finetune_set()[:6]]
+    batch = finetune.pad_batch(features, tokenizer.pad_token_id)
+    with torch.no_grad():
+        assert torch.allclose(wrapped(**batch).loss, finetune.reply_loss(wrapped, batch), atol=1e-6)
+    batch["labels"][:] = IGNORE_INDEX
+    with pytest.raises(ValueError, match="no label is kept"):
+        finetune.reply_loss(wrapped, batch)
