@@ -92,12 +92,12 @@ def test_the_wild_set_is_reported_beside_the_heldout_one(demo_json):
 
 
 @pytest.mark.pins
-def test_the_readme_quotes_both_sets_as_the_demo_measures_them(demo_json):
+def test_the_toy_model_page_quotes_both_sets_as_the_demo_measures_them(demo_json):
     from peftlab import paths
     from peftlab.lessons import lesson05_support_demo as lesson05
 
     table = lesson05.sets_markdown(
         {"held-out": demo_json["examples"], "in the wild": demo_json["sets"]["wild"]["examples"]}
     )
-    readme = (paths.course_root() / "README.md").read_text(encoding="utf-8")
+    readme = (paths.course_root() / "docs" / "embedded-model.md").read_text(encoding="utf-8")
     assert table in readme

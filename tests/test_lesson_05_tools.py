@@ -151,9 +151,10 @@ def test_hyperparameters_are_the_code_defaults():
     assert f"| epochs over the 400 examples | {demo['epochs']:g} |" in table
 
 
-def test_readme_quotes_the_demo_trainable_share_as_peft_counts_it():
-    """The README's "parameters trained" row: the demo's LoRA (every linear layer, r = 8) on the
-    embedded model, counted by peft, its share from lora.share_text (adapters included)."""
+def test_the_toy_page_quotes_the_demo_trainable_share_as_peft_counts_it():
+    """docs/embedded-model.md's "parameters trained" row: the demo's LoRA (every linear layer,
+    r = 8) on the embedded model, counted by peft, its share from lora.share_text (adapters
+    included)."""
     from peft import get_peft_model
 
     from peftlab import base_model, compare, finetune, lora, paths
@@ -161,5 +162,5 @@ def test_readme_quotes_the_demo_trainable_share_as_peft_counts_it():
     model, _ = base_model.load()
     config = finetune.lora_config(8, 16, target_modules=compare.demo_targets(None))
     trainable, total = get_peft_model(model, config).get_nb_trainable_parameters()
-    readme = (paths.course_root() / "README.md").read_text(encoding="utf-8")
+    readme = (paths.course_root() / "docs" / "embedded-model.md").read_text(encoding="utf-8")
     assert f"| {trainable:,} of {total:,} ({lora.share_text(trainable, total)}) |" in readme
