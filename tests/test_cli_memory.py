@@ -139,3 +139,15 @@ def test_bad_input_exits_2_with_one_line(capsys, tmp_path, args, needle):
     assert captured.out == ""
     assert len(captured.err.strip().splitlines()) == 1
     assert needle in captured.err
+
+
+def test_the_course_models_have_their_cli_names(capsys):
+    """`--model smollm2` and `--model embedded` mean what they mean in `peftlab demo`."""
+    from peftlab import cli, memory
+
+    assert memory.count_params(memory.preset("smollm2")) == 134_515_008
+    assert memory.count_params(memory.preset("embedded")) == memory.count_params(
+        memory.preset("peftlab-base")
+    )
+    assert cli.main(["memory", "--model", "smollm2", "--method", "lora", "--json"]) == 0
+    assert "total" in capsys.readouterr().out

@@ -183,13 +183,18 @@ class Breakdown:
         return {**{term: getattr(self, term) for term in TERMS}, "total": self.total}
 
 
+# The names the rest of the course gives the two models it runs (`--model smollm2|embedded`).
+PRESET_ALIASES = {"smollm2": "smollm2-135m", "embedded": "peftlab-base"}
+
+
 def preset(name: str | os.PathLike | Any) -> Any:
     """Return a transformers config for a preset name, a config.json path or folder, or a config.
 
     Presets: llama-7b and llama-65b (LLaMA-1, the QLoRA paper's models), llama-2-7b, llama-2-13b,
     llama-2-70b, mistral-7b, smollm2-135m, qwen2.5-0.5b,
     two random-weight shapes for CPU measurements (tiny-random-llama, random-llama-100m), and
-    peftlab-base (the embedded model, read from src/peftlab/assets/base-model/config.json).
+    peftlab-base (the embedded model, read from src/peftlab/assets/base-model/config.json);
+    "smollm2" and "embedded" name the course's two models as `--model` does elsewhere.
     """
     from transformers import AutoConfig, PretrainedConfig
 
@@ -198,6 +203,7 @@ def preset(name: str | os.PathLike | Any) -> Any:
     if not isinstance(name, (str, os.PathLike)):
         raise ValueError(f"{name!r}: expected a preset name, a config.json path or a config")
     key = str(name).lower()
+    key = PRESET_ALIASES.get(key, key)
     if key in _PRESETS:
         fields = dict(_PRESETS[key])
         return AutoConfig.for_model(fields.pop("model_type"), **fields)
