@@ -67,11 +67,15 @@ def pad_batch(features: list[dict[str, list[int]]], pad_token_id: int) -> dict[s
     }
 
 
-def reply_loss(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+def reply_loss(
+    model, inputs: dict[str, torch.Tensor], num_items_in_batch: int | torch.Tensor | None = None
+) -> torch.Tensor:
     """The causal-LM loss on the kept labels, with the output layer applied only where a label
     is kept: the body's hidden states are sliced before `lm_head`, so a vocabulary of 49,152
     costs its matmul on the reply tokens alone. Equal to `model(**inputs).loss` (the mean
-    cross-entropy over labels that are not IGNORE_INDEX); a peft model or a bare causal LM."""
+    cross-entropy over shifted labels that are not IGNORE_INDEX), a peft model or a bare causal
+    LM; with `num_items_in_batch` (the kept labels of every micro-batch of a gradient-accumulated
+    step, as Trainer counts them) the sum divided by it, as transformers' own loss does."""
     causal_lm = model.get_base_model() if isinstance(model, PeftModel) else model
     labels = inputs["labels"]
     body = causal_lm.get_decoder()
@@ -81,27 +85,37 @@ def reply_loss(model, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     if not kept.any():
         raise ValueError("no label is kept in this batch: every reply was cut or masked")
     logits = causal_lm.get_output_embeddings()(hidden.last_hidden_state[:, :-1][kept])
-    return torch.nn.functional.cross_entropy(logits.float(), targets[kept])
+    if num_items_in_batch is None:
+        return torch.nn.functional.cross_entropy(logits.float(), targets[kept])
+    total = torch.nn.functional.cross_entropy(logits.float(), targets[kept], reduction="sum")
+    return total / num_items_in_batch
 
 
 class _ReplyLossTrainer(Trainer):
     """Trainer whose loss is `reply_loss` (logits on kept labels only). Accelerate puts its
     autocast on the model's own `forward`, which `reply_loss` goes around (it calls the body and
-    the output layer), so the autocast is entered here."""
+    the output layer), so the autocast is entered here. With gradient accumulation the loss is
+    normalized by the step's kept labels when Trainer counts them (as transformers' loss is),
+    and Trainer is told so (`loss_is_scaled_for_ga`); otherwise Trainer divides the batch mean
+    by the accumulation steps."""
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         if return_outputs:
             raise ValueError("reply_logits_only computes no full logits to return")
+        self.loss_is_scaled_for_ga = num_items_in_batch is not None
         with self.accelerator.autocast():
-            return reply_loss(model, inputs)
+            return reply_loss(model, inputs, num_items_in_batch)
 
 
 def native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX) and torch uses its AVX-512
-    kernels: there bf16 autocast speeds a step up; elsewhere (an AVX2 CPU, or one emulated with
-    ATEN_CPU_CAPABILITY=avx2) bf16 is emulated, slower than fp32."""
+    """Whether this CPU computes bf16 natively, with AVX512-BF16 or AMX instructions, and torch
+    uses its AVX-512 kernels: there bf16 autocast speeds a step up. Elsewhere bf16 is emulated
+    and no faster than fp32: an AVX2 CPU, an AVX-512 CPU without AVX512-BF16 (Skylake to Ice
+    Lake Xeons; oneDNN's own bf16 check accepts those), or a CPU emulated with
+    ATEN_CPU_CAPABILITY=avx2."""
     uses_avx512 = torch.backends.cpu.get_cpu_capability() not in ("DEFAULT", "AVX2")
-    return uses_avx512 and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    has_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return uses_avx512 and bool(has_bf16)
 
 
 def resolve_device(device: str = "auto") -> str:

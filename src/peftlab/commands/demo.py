@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import os
 import sys
 import textwrap
 import warnings
@@ -91,8 +92,6 @@ def _check(args: argparse.Namespace) -> None:
 def default_model(args: argparse.Namespace) -> str:
     """--model, else $PEFT_LAB_MODEL, else the real model when it is fetched and whole, else the
     embedded one, with a line on stderr saying why."""
-    import os
-
     from peftlab import models
 
     chosen = args.model or os.environ.get("PEFT_LAB_MODEL")
@@ -112,13 +111,15 @@ def run(args: argparse.Namespace) -> int:
     complaints = read_prompts(args.prompts) if args.prompts else None
     warnings.simplefilter("default", UserWarning)
     warnings.showwarning = _one_line_warning
-    model = default_model(args)
+    model = default_model(args) if args.adapter is None else None
     from peftlab.compare import before_after  # heavy imports only when the demo runs
 
     if args.adapter is not None:
         from peftlab.own_data import compare_adapter
 
-        result = compare_adapter(args.adapter, complaints, model_name=model)
+        # the base the adapter was trained on (its train_config.json) unless one is named
+        named = args.model or os.environ.get("PEFT_LAB_MODEL")
+        result = compare_adapter(args.adapter, complaints, model_name=named)
         print(json.dumps(result.to_dict(), indent=2) if args.json else render_table(result))
         return 0
     kwargs = {"steps": args.steps} if args.steps else {}

@@ -26,7 +26,7 @@ TRAINS = True
 _SHARE = {"acknowledges": 10, "faithful": 10, "distinct": 10}
 TOLERANCE: dict[str, Any] = {
     "held after": 0.05, "wild after": 0.05, "wild before": 0.1,
-    "merged same fp32": 2, "merged same demo": 4, "lead-in echoes": 2,
+    "merged same fp32": 1, "merged same demo": 3, "lead-in echoes": 2,
     "measures": {"rubric": 0.1, **_SHARE},
     "lora vs qlora": {"rubric before (12)": 0.1, "rubric after": 0.1, "faithful after": 10},
 }  # fmt: skip
@@ -34,6 +34,7 @@ MODEL = "smollm2"
 R = 8
 TARGETS = "all-linear"
 QLORA_COMPLAINTS = 12  # the held-out sample the LoRA/QLoRA comparison answers
+MERGED_COMPLAINTS = 12  # the held-out complaints answered merged and unmerged
 
 
 # --- memory: bytes held after one step, against the estimate ------------------------------------
@@ -107,7 +108,9 @@ def shape_facts() -> dict[str, int]:
 # --- the adapter merged and not -----------------------------------------------------------------
 def merged_replies(adapter: Path, complaints: Sequence[str], precision: str) -> dict[str, Any]:
     """The trained adapter's replies unmerged (LoRA beside the frozen weights) and merged into
-    them (`merge_and_unload`), in fp32 and in the demo's precision; how many are the same."""
+    them (`merge_and_unload`, in fp32), generated in fp32 and in the demo's precision (bf16
+    autocast: the merged weights are rounded once per matmul, the unmerged ones and BA apart);
+    how many replies are the same."""
     from peft import PeftModel
 
     out: dict[str, Any] = {}
@@ -116,7 +119,8 @@ def merged_replies(adapter: Path, complaints: Sequence[str], precision: str) -> 
         tuned = PeftModel.from_pretrained(model, adapter)
         with finetune.autocast(prec):
             unmerged = compare.generate(tuned, tokenizer, complaints)
-            merged_model = tuned.merge_and_unload()
+        merged_model = tuned.merge_and_unload()  # W + BA computed in fp32, outside autocast
+        with finetune.autocast(prec):
             merged = compare.generate(merged_model, tokenizer, complaints)
         same = sum(a == b for a, b in zip(unmerged, merged, strict=True))
         out[label] = {"same": same, "n": len(complaints), "unmerged": unmerged, "merged": merged}
@@ -146,7 +150,7 @@ def _compute(scratch: Path) -> dict[str, Any]:
         "demo": demo.to_dict(),
         "demo_seconds": demo_seconds,
         "adapter_bytes": measure.weights_bytes(adapter),
-        "merged": merged_replies(adapter, heldout, demo.precision),
+        "merged": merged_replies(adapter, heldout[:MERGED_COMPLAINTS], demo.precision),
         "qlora": qlora_run(heldout[:QLORA_COMPLAINTS]),
         "memory": memory_counted(),
         "shapes": shape_facts(),
@@ -188,27 +192,46 @@ def replies_table(demo: dict[str, Any], n: int = 3) -> str:
     return markdown_table(["complaint", "before (SmolLM2-135M-Instruct)", after], out)
 
 
+_TURNED = {"my": "your", "i": "you", "me": "you", "our": "your", "we": "you"}
+
+
 def lead_in_echoes(demo: dict[str, Any]) -> tuple[int, int]:
     """Of the complaints (both sets) that open with a lead-in ("just letting you know", "hi
     there"), which the support set's replies never echo (`world.echo_message` skips it), how
-    many after-replies echo it anyway: (echoed, complaints)."""
+    many after-replies echo it anyway, with the complaint's next word after it (so that "I'm
+    so sorry" is not an echo of "so my"): (echoed, complaints)."""
+    import re
+
     from peftlab import world
 
     rows = demo["examples"] + demo["sets"]["wild"]["examples"]
     opening = []
     for row in rows:
         text = row["complaint"].lower()
-        lead = next((w for w in world.LEAD_INS if text.startswith(w + " ") or
-                     text.startswith(w + ",")), None)  # fmt: skip
-        if lead is not None:
-            opening.append(lead in row["after"].lower())
+        lead = next((w for w in world.LEAD_INS if re.match(rf"{re.escape(w)}[\s,]", text)), None)
+        if lead is None:
+            continue
+        following = re.findall(r"[a-z']+", text[len(lead) :])
+        nxt = following[0] if following else ""
+        words = "|".join(re.escape(w) for w in {nxt, _TURNED.get(nxt, nxt)})
+        opening.append(bool(re.search(rf"\b{re.escape(lead)}[\s,]+(?:{words})\b",
+                                      row["after"].lower())))  # fmt: skip
     return sum(opening), len(opening)
 
 
 def worst_table(demo: dict[str, Any], n: int = 4) -> str:
+    """The `n` worst wild replies after fine-tuning (`compare.worst`: unfaithful first, then by
+    rubric score; where every reply scores 1.00 and is faithful, the set's first `n`)."""
     rows = compare.worst(demo["sets"]["wild"]["examples"], n)
     out = [[r["complaint"], r["after"], ", ".join(r["after_invented"]) or "-"] for r in rows]
     return markdown_table(["complaint (in the wild)", "after", "names what it was not told"], out)
+
+
+def saturated(demo: dict[str, Any]) -> bool:
+    """Whether every wild reply after fine-tuning scores 1.00 and is faithful: then the rubric
+    cannot rank them, and the 'worst' replies are just the set's first."""
+    rows = demo["sets"]["wild"]["examples"]
+    return all(r["after_score"] == 1.0 and r["after_faithful"] for r in rows)
 
 
 def lora_qlora_table(res: dict[str, Any]) -> str:
