@@ -354,7 +354,7 @@ ROUNDING = [
         ["a share of 0.6 percent", "42M trainable, a tiny share"],
     ),
     (
-        "lora-learning-rate",
+        "learning-forgetting-lr-ratio",
         "Full FT around 1e-5; LoRA around 1e-4 to 3e-4",
         ["full fine-tuning 0.00001, LoRA 0.0001", "1e-05 versus 1e-04"],
         ["full fine-tuning 1e-3, LoRA 1e-4", "full fine-tuning 1e-5, LoRA 1e-2"],
