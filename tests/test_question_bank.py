@@ -66,6 +66,57 @@ def _smollm2_truth() -> dict[str, float]:
     }
 
 
+H100_BF16_DENSE = 989e12  # NVIDIA H100 SXM, dense bf16 tensor-core peak (FLOP/s)
+
+
+def _kv_bytes_per_token(name: str, bytes_per_value: int = 2) -> int:
+    """K and V for every layer: 2 x layers x key-value heads x head size x bytes."""
+    c = memory.preset(name)
+    kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+    return 2 * c.num_hidden_layers * kv_heads * (c.hidden_size // c.num_attention_heads) * (
+        bytes_per_value
+    )
+
+
+def _mixtral_params() -> tuple[int, int]:
+    """Mixtral-8x7B from its published config: total and active (top-2 of 8 experts)."""
+    layers, h, kv, inter, experts, vocab = 32, 4096, 1024, 14336, 8, 32000
+    shared = 2 * vocab * h + h + layers * (2 * h * h + 2 * h * kv + h * experts + 2 * h)
+    return shared + layers * experts * 3 * h * inter, shared + layers * 2 * 3 * h * inter
+
+
+def _compute_and_serving_truth() -> dict[str, float]:
+    """Compute and time (6ND), KV cache, inference quantization, mixture of experts."""
+    p7 = memory.count_params(memory.preset("llama-2-7b"))
+    pm = memory.count_params(memory.preset("mistral-7b"))
+    flops = 6 * p7 * 1e9  # 6ND: forward 2ND, backward 4ND
+    eight_at_40 = 8 * H100_BF16_DENSE * 0.4
+    kv7, kvm = _kv_bytes_per_token("llama-2-7b"), _kv_bytes_per_token("mistral-7b")
+    linear = _linear_params("llama-2-7b")
+    total, active = _mixtral_params()
+    return {
+        "llama-2-7b training flops 1B tokens": flops,
+        "llama-2-7b mfu at 10000 tokens per s on h100 percent": (
+            100 * 6 * p7 * 1e4 / H100_BF16_DENSE
+        ),
+        "llama-2-7b full ft 1B tokens 8 h100 40 mfu hours": flops / eight_at_40 / 3600,
+        "llama-2-7b lora 1B tokens 8 h100 40 mfu hours": 4 / 6 * flops / eight_at_40 / 3600,
+        "h100 bf16 dense peak tflops": H100_BF16_DENSE / 1e12,
+        "llama-2-7b kv cache bf16 bytes per token": kv7,
+        "mistral-7b kv cache bf16 bytes per token": kvm,
+        "llama-2-7b kv cache bf16 s4096 GB": kv7 * 4096 / 1e9,
+        "mistral-7b kv cache bf16 s4096 GB": kvm * 4096 / 1e9,
+        "llama-2-7b s4096 sequences beside bf16 weights on 80 GB": (80e9 - 2 * p7) // (kv7 * 4096),
+        "mistral-7b s4096 sequences beside bf16 weights on 80 GB": (80e9 - 2 * pm) // (kvm * 4096),
+        "llama-2-7b int4 g128 linear GB": linear * (4 + (16 + 4) / 128) / 8 / 1e9,
+        "llama-2-7b fp8 weights GB": p7 / 1e9,
+        "mixtral-8x7b params billions": total / 1e9,
+        "mixtral-8x7b active params billions": active / 1e9,
+        "mixtral-8x7b nf4 weights GB": total * memory.NF4_BYTES_PER_PARAM / 1e9,
+        "mixtral-8x7b lora r8 every expert mlp trainable": 32 * 8 * 3 * 8 * (4096 + 14336),
+    }
+
+
 def _truth() -> dict[str, float]:
     """Every claim the bank may make, computed by peftlab.memory or from the published shapes."""
     truth = _smollm2_truth()
@@ -113,7 +164,7 @@ def _truth() -> dict[str, float]:
     big03 = {r["name"]: r for r in lesson03.weight_memory_rows()}["llama-2-70b"]
     step_full, step_frozen = _step_flops("llama-2-7b")
     act70_32k = memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
-    return truth | {
+    return truth | _compute_and_serving_truth() | {
         "llama-2-7b params": params,
         "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),
         "llama-2-70b params": memory.count_params(memory.preset("llama-2-70b")),
