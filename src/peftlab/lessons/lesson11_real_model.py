@@ -139,7 +139,8 @@ def qlora_run(complaints: Sequence[str]) -> dict[str, Any]:
 
 
 # --- everything, once -------------------------------------------------------------------------
-def _compute(scratch: Path) -> dict[str, Any]:
+def _compute(scratch: Path, **model_identity: Any) -> dict[str, Any]:
+    del model_identity  # in the cache key only (`results`)
     start = time.perf_counter()
     demo = compare.before_after(model_name=MODEL, run_name="demo", runs_dir=str(scratch),
                                 progress=False)  # fmt: skip
@@ -161,8 +162,11 @@ def _compute(scratch: Path) -> dict[str, Any]:
 def results() -> dict[str, Any]:
     """Everything lesson 11 shows, computed once per code version and machine (a few minutes
     cold on two cores): the demo on both sets, the merged replies, QLoRA, the memory counts."""
-    models.require(MODEL)  # a clear error before the cache is locked
-    return cache.cached("lesson11-real-model", _compute, files=True)
+    provenance = models.provenance(MODEL)  # a clear error before the cache is locked
+    # the fetched files are part of the key: a refetch with another conversion recomputes
+    files = {name: meta["sha256"] for name, meta in provenance["files"].items()}
+    return cache.cached("lesson11-real-model", _compute, files=True, model_files=files,
+                        weights_note=provenance["weights"])  # fmt: skip
 
 
 # --- tables and quotes --------------------------------------------------------------------------
