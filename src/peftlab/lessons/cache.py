@@ -1,9 +1,13 @@
 """Compute a lesson's expensive results once: the notebook and the lesson test share them.
 
 `cached(label, compute, **params)` returns `compute(**params)`, kept on disk under a key made of
-everything that changes the result: the package's source and assets, the library versions, the
+everything that changes the result: the source of every package module `compute`'s module can
+reach through its imports (static imports, lazy ones inside functions, and module names written
+in strings, as a worker process's code is), the package's assets, the library versions, the
 CPU's kernel choice and the settings that steer it, the model asked for, and `params`. Change
-any of them and the results are computed afresh: nothing is reused across a code change. The
+any of them and the results are computed afresh: nothing is reused across a code change that
+can reach the computation. An edit to a module the lesson never imports (the quiz, the CLI)
+keeps its results. The
 thread count is not in the key: the lessons' figures came out identical at one and two threads
 (README, "Numbers on your CPU"), and lessons 03 and 04 pin one thread while they compute.
 
@@ -15,11 +19,13 @@ JupyterLab and `make test` may ask for the same one together.
 
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import importlib.metadata
 import os
 import pickle
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
@@ -41,12 +47,71 @@ KEYED_ENVIRONMENT = (
 )
 
 
+_NAMED_MODULE = re.compile(r"\bpeftlab(?:\.\w+)+")
+
+
+def _module_file(name: str) -> Path | None:
+    parts = name.split(".")[1:]
+    base = paths.PACKAGE.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """The package modules `path` (module `name`) names: imports anywhere in it, and strings."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            found.update(_NAMED_MODULE.findall(node.value))
+    return {m for m in found if m == "peftlab" or m.startswith("peftlab.")}
+
+
 @functools.cache
-def _code_digest() -> str:
+def _reachable(module: str) -> tuple[tuple[str, Path], ...]:
+    """`module` and every package module it can reach, with each parent package's __init__."""
+    seen: dict[str, Path] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        path = _module_file(name)
+        if path is None:  # a name imported from a module, not a module
+            continue
+        seen[name] = path
+        todo.extend(_imports(name, path))
+        parts = name.split(".")
+        todo.extend(".".join(parts[:i]) for i in range(1, len(parts)))
+    return tuple(sorted(seen.items()))
+
+
+@functools.cache
+def _code_digest(module: str | None = None) -> str:
+    """The code `module`'s results depend on (the whole package when `module` is None)."""
     import torch
 
     digest = hashlib.sha256()
-    for path in sorted(paths.PACKAGE.rglob("*")):
+    if module is not None and module.startswith("peftlab") and _module_file(module):
+        files = [path for _, path in _reachable(module)]
+        files += [p for p in sorted((paths.PACKAGE / "assets").rglob("*")) if p.is_file()]
+    else:
+        files = sorted(paths.PACKAGE.rglob("*"))
+    for path in files:
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(str(path.relative_to(paths.PACKAGE)).encode())
             digest.update(path.read_bytes())
@@ -56,9 +121,10 @@ def _code_digest() -> str:
     return digest.hexdigest()
 
 
-def key(label: str, /, **params: Any) -> str:
+def key(label: str, /, module: str | None = None, **params: Any) -> str:
     settings = {k: os.environ.get(k) for k in KEYED_ENVIRONMENT}
-    text = repr((label, _code_digest(), sorted(settings.items()), sorted(params.items())))
+    code = _code_digest(module)
+    text = repr((label, code, sorted(settings.items()), sorted(params.items())))
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -116,7 +182,8 @@ def cached(
             return compute(**params_and_live)
         scratch = Path(tempfile.mkdtemp(prefix=f"peftlab-{label}-"))
         return compute(scratch=scratch, **params_and_live)
-    path = folder() / f"{label}-{key(label, **params)}.pkl"
+    module = getattr(compute, "__module__", None)
+    path = folder() / f"{label}-{key(label, module=module, **params)}.pkl"
     scratch = path.with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_suffix(".lock"))):
