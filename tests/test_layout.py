@@ -39,6 +39,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.measure",
         "peftlab.models",
         "peftlab.base_model",
+        "peftlab.generate",
         "peftlab.compare",
         "peftlab.finetune",
         "peftlab.own_data",

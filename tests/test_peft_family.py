@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from peftlab import base_model, compare, peft_family, support_data
+from peftlab import base_model, generate, peft_family, support_data
 from peftlab.peft_family import METHODS, Protocol
 from peftlab.quiet import known_warnings, muted
 
@@ -108,7 +108,7 @@ def test_prefix_decode_equals_peft_forward_greedy(prefix_run):
     model, tokenizer = prefix_run.model, prefix_run.model.tokenizer
     model.eval()
     complaints = peft_family.heldout(PREFIX)
-    prompts = compare.chat_prompts(tokenizer, complaints, 256)
+    prompts = generate.chat_prompts(tokenizer, complaints, 256)
     lengths = {len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts}
     assert len(lengths) > 1  # the batch is left-padded, so padding and positions are tested
     fast = peft_family.replies(prefix_run, complaints, PREFIX.max_new_tokens)
@@ -123,7 +123,7 @@ def test_prefix_tuned_replies_are_not_the_base_model_s(prefix_run):
     complaints = peft_family.heldout(PREFIX)
     with muted():
         base, tokenizer = base_model.load()
-    before = compare.generate(base, tokenizer, complaints, max_new_tokens=PREFIX.max_new_tokens)
+    before = generate.generate(base, tokenizer, complaints, max_new_tokens=PREFIX.max_new_tokens)
     after = peft_family.replies(prefix_run, complaints, PREFIX.max_new_tokens)
     assert prefix_run.val_loss < peft_family.loss_on(
         base, peft_family.tokenized(PREFIX, None, tokenizer)[1], tokenizer.pad_token_id
@@ -136,10 +136,10 @@ def test_prefix_decode_refuses_other_models():
     with muted():
         model, tokenizer = base_model.load()
     with pytest.raises(ValueError, match="prefix tuning"):
-        peft_family.prefix_generate(model, tokenizer, ["My order is late."], max_new_tokens=4)
+        generate.prefix_greedy(model, tokenizer, ["My order is late."], max_new_tokens=4)
     wrapped = peft_family.build(METHODS["prefix tuning"], model, steps=4)
     with pytest.raises(ValueError, match="max_new_tokens=0"):
-        peft_family.prefix_generate(wrapped, tokenizer, ["My order is late."], max_new_tokens=0)
+        generate.prefix_greedy(wrapped, tokenizer, ["My order is late."], max_new_tokens=0)
 
 
 @pytest.mark.slow

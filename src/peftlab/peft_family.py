@@ -15,7 +15,6 @@ into the base, whether the merged model answers exactly as the unmerged one.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 import statistics
 import time
@@ -26,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from peftlab import base_model, compare, finetune, measure, support_data
+from peftlab import base_model, finetune, measure, support_data
+from peftlab.generate import generate
 from peftlab.quiet import known_warnings, muted
 from peftlab.rubric import mean_score
 from peftlab.schedule import warmup_cosine
@@ -362,90 +362,14 @@ def train(
                seconds, held)  # fmt: skip
 
 
-def is_prefix_tuned(model) -> bool:
-    """Whether `model` is a peft model whose active adapter is prefix tuning."""
-    from peft import PeftType
-
-    config = getattr(model, "active_peft_config", None)
-    return config is not None and config.peft_type == PeftType.PREFIX_TUNING
-
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    eos = getattr(model.generation_config, "eos_token_id", None)
-    if eos is None:
-        eos = tokenizer.eos_token_id
-    return [eos] if isinstance(eos, int) else list(eos)
-
-
-@torch.no_grad()
-def prefix_generate(
-    model, tokenizer, complaints: Sequence[str], *, max_new_tokens: int, batch_size: int = 32
-) -> list[str]:
-    """Greedy replies of a prefix-tuned peft model, decoded with its prefix.
-
-    With peft 0.21 and transformers 5.24, `generate` passes its own (empty) cache and ignores
-    the `past_key_values` that peft's `prepare_inputs_for_generation` puts the prefix in, so
-    the replies it returns are the base model's. This loop does what peft's forward does in
-    training: the prefix (`get_prompt`, a transformers Cache holding each layer's virtual keys
-    and values) is the cache the base model starts from, the attention mask has ones for the
-    virtual tokens, and real token i sits at position num_virtual_tokens + i. Prompts are built
-    and left-padded as `compare.generate` builds them (position ids count only real tokens, as
-    `generate`'s do); each step feeds one token with the returned cache; a row stops at an
-    end-of-sequence token. A test checks it against a loop that calls peft's own forward.
-    """
-    if not is_prefix_tuned(model):
-        raise ValueError("prefix_generate needs a peft model whose active adapter is prefix "
-                         "tuning: use compare.generate for any other model")  # fmt: skip
-    if max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens}: must be a positive number of tokens")
-    virtual = model.active_peft_config.num_virtual_tokens
-    lm = model.get_base_model()
-    # transformers 5 renames the forward's past_key_values to cache (the old name warns)
-    forward_args = inspect.signature(lm.forward).parameters
-    cache_arg = "cache" if "cache" in forward_args else "past_key_values"
-    context = int(getattr(lm.config, "max_position_embeddings", 2048) or 2048)
-    prompts = compare.chat_prompts(tokenizer, complaints, context - max_new_tokens - virtual)
-    eos = torch.tensor(_eos_ids(lm, tokenizer))
-    tokenizer.padding_side = "left"
-    replies: list[str] = []
-    for i in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False)  # fmt: skip
-        ids, mask = batch["input_ids"], batch["attention_mask"]
-        rows = ids.shape[0]
-        mask = torch.cat([mask.new_ones(rows, virtual), mask], dim=1)  # (B, p + T)
-        positions = virtual + (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (B, T)
-        cache = model.get_prompt(rows)
-        done = torch.zeros(rows, dtype=torch.bool)
-        new: list[torch.Tensor] = []
-        for _ in range(max_new_tokens):
-            out = lm(input_ids=ids, attention_mask=mask, position_ids=positions,
-                     use_cache=True, **{cache_arg: cache})  # fmt: skip
-            cache = getattr(out, cache_arg)
-            token = out.logits[:, -1].argmax(-1)  # (B,)
-            token = token.masked_fill(done, tokenizer.pad_token_id)  # finished rows pad
-            new.append(token)
-            done |= torch.isin(token, eos)
-            if bool(done.all()):
-                break
-            ids = token[:, None]
-            mask = torch.cat([mask, mask.new_ones(rows, 1)], dim=1)
-            positions = positions[:, -1:] + 1
-        decoded = tokenizer.batch_decode(torch.stack(new, dim=1), skip_special_tokens=True)
-        replies += [t.strip() for t in decoded]
-    return replies
-
-
 def replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> list[str]:
-    """Greedy replies of the trained model (a prefix-tuned one through `prefix_generate`)."""
+    """Greedy replies of the trained model (`generate` decodes a prefix-tuned one through its
+    prefix)."""
     run.model.eval()
-    if is_prefix_tuned(run.model):
-        return prefix_generate(run.model, run.model.tokenizer, complaints,
-                               max_new_tokens=max_new_tokens)  # fmt: skip
     with known_warnings(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return compare.generate(run.model, run.model.tokenizer, complaints,
-                                max_new_tokens=max_new_tokens)  # fmt: skip
+        return generate(run.model, run.model.tokenizer, complaints,
+                        max_new_tokens=max_new_tokens)  # fmt: skip
 
 
 def merged_replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> list[str]:
@@ -454,8 +378,8 @@ def merged_replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> 
     merged.eval()
     with known_warnings(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return compare.generate(merged, run.model.tokenizer, complaints,
-                                max_new_tokens=max_new_tokens)  # fmt: skip
+        return generate(merged, run.model.tokenizer, complaints,
+                        max_new_tokens=max_new_tokens)  # fmt: skip
 
 
 def disk_bytes(run: Run, folder: Path) -> int:
