@@ -20,7 +20,7 @@ from peft import LoraConfig, get_peft_model
 
 from peftlab import base_model, measure, merging, seed_everything, support_data
 from peftlab.atomic import atomic_write_text
-from peftlab.compare import generate
+from peftlab.generate import generate
 from peftlab.quiet import muted
 
 

@@ -50,6 +50,7 @@ def child(setting: dict) -> dict:
     import torch
 
     from peftlab import base_model, compare, finetune, support_data
+    from peftlab.generate import generate
 
     device = setting["device"]
     model, tokenizer = base_model.load("smollm2", device=device)
@@ -89,7 +90,7 @@ def child(setting: dict) -> dict:
     complaints = compare.sample_of(support_data.wild_complaints(), 24)
     start = time.perf_counter()
     with finetune.autocast(precision, device):
-        replies = compare.generate(wrapped, tokenizer, complaints)
+        replies = generate(wrapped, tokenizer, complaints)
     seconds = time.perf_counter() - start
     tokens = sum(len(tokenizer(r)["input_ids"]) for r in replies)
     return {"seconds": seconds, "tokens_per_s": tokens / seconds, "peak_mb": _peak_mb(device),

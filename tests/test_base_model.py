@@ -8,7 +8,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
 from peftlab import base_model, support_data
-from peftlab.compare import generate
+from peftlab.generate import generate
 from peftlab.rubric import mean_score
 
 PATH = base_model.EMBEDDED_PATH

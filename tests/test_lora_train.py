@@ -11,8 +11,8 @@ from peft import LoraConfig, get_peft_model
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from peftlab import base_model, lora, lora_train, seed_everything, support_data
-from peftlab.compare import generate
 from peftlab.finetune import IGNORE_INDEX
+from peftlab.generate import generate
 from peftlab.lessons import lesson02_lora as lesson02
 from peftlab.rubric import mean_score
 

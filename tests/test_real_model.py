@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from peftlab import base_model, compare, finetune, models, support_data
+from peftlab.generate import generate
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +28,14 @@ def short_run(seed: int) -> tuple[list[str], list[str]]:
     torch.manual_seed(seed)
     model, tokenizer = base_model.load("smollm2")
     with finetune.autocast(precision):
-        before = compare.generate(model, tokenizer, COMPLAINTS, max_new_tokens=40)
+        before = generate(model, tokenizer, COMPLAINTS, max_new_tokens=40)
     result = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), steps=6, batch_size=8,
         learning_rate=plan.learning_rate, target_modules=plan.target_modules, seed=seed,
         run_name=None, progress=False, precision=precision, reply_logits_only=True,
     )  # fmt: skip
     with finetune.autocast(precision):
-        after = compare.generate(result.model, tokenizer, COMPLAINTS, max_new_tokens=40)
+        after = generate(result.model, tokenizer, COMPLAINTS, max_new_tokens=40)
     return before, after
 
 

@@ -5,7 +5,8 @@ import html
 import pytest
 from peft import LoraConfig, get_peft_model
 
-from peftlab import base_model, compare, seed_everything, support_data
+from peftlab import base_model, seed_everything, support_data
+from peftlab.generate import generate
 from peftlab.rubric import CRITERIA, score_reply
 from peftlab.widgets.support import MAX_COMPLAINT_CHARS, Playground, playground
 
@@ -27,8 +28,8 @@ def test_greedy_reply_shows_both_models_with_their_marks(models):
     assert isinstance(pg, Playground)
     pg.complaint.value = "  My order is late.  "
     pg.button.click()
-    before = compare.generate(base, tokenizer, [support_data.LESSON_COMPLAINT])[0]
-    after = compare.generate(tuned, tokenizer, [support_data.LESSON_COMPLAINT])[0]
+    before = generate(base, tokenizer, [support_data.LESSON_COMPLAINT])[0]
+    after = generate(tuned, tokenizer, [support_data.LESSON_COMPLAINT])[0]
     assert before != after, "the random adapter should change the reply"
     shown = pg.output.value
     assert html.escape(before) in shown and html.escape(after) in shown

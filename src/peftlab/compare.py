@@ -12,18 +12,16 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 
-import torch
-
 from peftlab import base_model, finetune, support_data
+from peftlab.generate import generate
 from peftlab.rubric import CRITERIA, invented, mean_score, score_reply
 from peftlab.seed import seed_everything
 
 __all__ = [
-    "CRITERIA", "score_reply", "score_rows", "generate", "fit_complaint", "before_after",
-    "Comparison", "MEASURES", "measures", "worst", "default_sets",
+    "CRITERIA", "score_reply", "score_rows", "before_after", "Comparison", "MEASURES",
+    "measures", "worst", "default_sets",
 ]  # fmt: skip
 
-MAX_NEW_TOKENS = 64
 DEFAULT_STEPS = 150
 
 
@@ -80,79 +78,6 @@ def sample_of(texts: Sequence[str], n: int | None) -> list[str]:
     if n <= 0:
         raise ValueError(f"sample={n}: ask for at least one complaint")
     return [texts[i * len(texts) // n] for i in range(n)]
-
-
-def fit_complaint(tokenizer, complaint: str, max_prompt_tokens: int) -> str:
-    """The complaint, cut (with a warning) so that its prompt fits in `max_prompt_tokens`."""
-
-    def prompt_len(text: str) -> int:
-        prompt = support_data.render_chat(tokenizer, text)
-        return len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-
-    if prompt_len(complaint) <= max_prompt_tokens:
-        return complaint
-    words = complaint.split()
-    lo, hi = 0, len(words)
-    while lo < hi:  # the longest prefix of words that fits
-        mid = (lo + hi + 1) // 2
-        if prompt_len(" ".join(words[:mid])) <= max_prompt_tokens:
-            lo = mid
-        else:
-            hi = mid - 1
-    short = " ".join(words[:lo])
-    warnings.warn(
-        f"complaint truncated to {lo} of {len(words)} words to fit the model's context "
-        f"({max_prompt_tokens} prompt tokens): {short[:60]!r}...",
-        stacklevel=2,
-    )
-    return short
-
-
-def chat_prompts(tokenizer, complaints: Sequence[str], max_prompt_tokens: int) -> list[str]:
-    """Each complaint as the model's generation prompt (`support_data.render_chat`), cut to fit
-    in `max_prompt_tokens` (`fit_complaint`): the prompts `generate` answers."""
-    return [
-        support_data.render_chat(tokenizer, fit_complaint(tokenizer, c, max_prompt_tokens))
-        for c in complaints
-    ]
-
-
-def _context_length(model) -> int:
-    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-
-
-@torch.no_grad()
-def generate(
-    model,
-    tokenizer,
-    complaints: Sequence[str],
-    *,
-    max_new_tokens: int = MAX_NEW_TOKENS,
-    batch_size: int = 32,
-    **generation_kwargs,
-) -> list[str]:
-    """Replies to complaints, batched with left padding; greedy (deterministic) by default.
-
-    `generation_kwargs` go to `model.generate` (e.g. do_sample=True, temperature=0.7, top_p=0.9).
-    """
-    if max_new_tokens <= 0:
-        raise ValueError(f"max_new_tokens={max_new_tokens}: must be a positive number of tokens")
-    generation_kwargs = {"do_sample": False, **generation_kwargs}
-    prompts = chat_prompts(tokenizer, complaints, _context_length(model) - max_new_tokens)
-    tokenizer.padding_side = "left"
-    replies = []
-    for i in range(0, len(prompts), batch_size):
-        batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False).to(model.device)  # fmt: skip
-        out = model.generate(
-            **batch,
-            max_new_tokens=max_new_tokens,
-            pad_token_id=tokenizer.pad_token_id,
-            **generation_kwargs,
-        )
-        new_tokens = out[:, batch["input_ids"].shape[1] :]
-        replies += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-    return replies
 
 
 @dataclass

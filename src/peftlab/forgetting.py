@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from peftlab import base_model, compare, finetune, peft_family, support_data
+from peftlab import base_model, finetune, peft_family, support_data
+from peftlab.generate import generate
 from peftlab.quiet import known_warnings, muted
 from peftlab.rubric import mean_score
 from peftlab.schedule import warmup_cosine
@@ -284,7 +285,7 @@ def train(
             model.eval()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
-                answers = compare.generate(model, tokenizer, complaints,
+                answers = generate(model, tokenizer, complaints,
                                            max_new_tokens=protocol.max_new_tokens)  # fmt: skip
             value = mean_score(answers, complaints)
     return Run(config.name, lr, seed, peft_family.trainable_params(model), points, losses,

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from peftlab.compare import generate
 from peftlab.finetune import IGNORE_INDEX, pad_batch, tokenize_example
+from peftlab.generate import generate
 from peftlab.lora import add_lora, count_trainable, lora_layers
 from peftlab.rubric import mean_score
 from peftlab.schedule import warmup_cosine

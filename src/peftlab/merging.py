@@ -20,7 +20,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from peftlab.adapters import peft_lora_layers
 from peftlab.atomic import atomic_dir
-from peftlab.compare import MAX_NEW_TOKENS, chat_prompts, generate
+from peftlab.generate import MAX_NEW_TOKENS, chat_prompts, generate
 from peftlab.quiet import muted
 from peftlab.rubric import CRITERIA, mean_score, score_reply
 

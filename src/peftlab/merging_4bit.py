@@ -19,7 +19,7 @@ from transformers import AutoModelForCausalLM
 from transformers.utils import logging as hf_logging
 
 from peftlab import adapters, base_model
-from peftlab.compare import MAX_NEW_TOKENS, chat_prompts, generate
+from peftlab.generate import MAX_NEW_TOKENS, chat_prompts, generate
 from peftlab.merging import logits
 from peftlab.quiet import muted
 from peftlab.rubric import mean_score
@@ -132,7 +132,7 @@ def reply_batch(
 ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """Each complaint's chat prompt followed by a reply, tokenized and left-padded, and a mask of
     the positions whose next token is a reply token (where a model picks the reply, teacher
-    forced). The prompts are `generate`'s (`compare.chat_prompts`)."""
+    forced). The prompts are `generate`'s (`generate.chat_prompts`)."""
     if len(complaints) != len(replies):
         raise ValueError(f"{len(complaints)} complaints but {len(replies)} replies: give one each")
     prompts = chat_prompts(tokenizer, complaints, tokenizer.model_max_length - MAX_NEW_TOKENS)

@@ -495,7 +495,8 @@ def compare_adapter(
     """The demo's before/after table for an adapter already trained: the base model's replies,
     then the same model with the adapter loaded by peft, both scored with the rubric."""
     from peftlab import adapters, base_model
-    from peftlab.compare import Comparison, default_complaints, generate, score_rows
+    from peftlab.compare import Comparison, default_complaints, score_rows
+    from peftlab.generate import generate
     from peftlab.rubric import mean_score
 
     config, metrics = read_run(adapter_dir)
@@ -596,7 +597,7 @@ def reply_lengths(model, tokenizer, complaints: Sequence[str], max_new_tokens: i
     """Greedy replies to complaints; for each, the tokens generated until a stop token (any of
     the generation config's EOS ids) or `max_new_tokens`, and whether the reply ended its turn
     (the tokenizer's EOS, the chat template's end-of-turn)."""
-    from peftlab.compare import chat_prompts
+    from peftlab.generate import chat_prompts
 
     prompts = chat_prompts(tokenizer, complaints, context_length(model) - max_new_tokens)
     tokenizer.padding_side = "left"

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 from peft import PeftModel
 
-from peftlab import adapters, compare, measure, merging
+from peftlab import adapters, measure, merging
+from peftlab.generate import generate
 from peftlab.quiet import muted
 
 BASE = "__base__"  # peft's name for "no adapter" in a mixed batch
@@ -57,7 +58,7 @@ def mixed_generate(
         )
     _check(model, names)
     model.eval()
-    return compare.generate(
+    return generate(
         model, tokenizer, complaints, batch_size=len(complaints), adapter_names=list(names),
         **kwargs,
     )  # fmt: skip
@@ -80,10 +81,10 @@ def own_replies(
         for complaint, name in zip(complaints, names, strict=True):
             if name == BASE:
                 with model.disable_adapter():
-                    replies += compare.generate(model, tokenizer, [complaint], **kwargs)
+                    replies += generate(model, tokenizer, [complaint], **kwargs)
             else:
                 model.set_adapter(name)
-                replies += compare.generate(model, tokenizer, [complaint], **kwargs)
+                replies += generate(model, tokenizer, [complaint], **kwargs)
     finally:
         model.set_adapter(active)
     return replies
@@ -103,7 +104,7 @@ def hot_swap(
         model.load_adapter(str(folder), adapter_name=name)
     model.set_adapter(name)
     with_adapter = _held(model)
-    replies = compare.generate(model, tokenizer, complaints)
+    replies = generate(model, tokenizer, complaints)
     model.set_adapter(active)
     model.delete_adapter(name)
     return {"replies": replies, "before": before, "with": with_adapter, "after": _held(model)}

@@ -1,6 +1,6 @@
 """Lesson 05, the customer-support demo (notebook 05, lessons/05-customer-support-demo.md).
 
-Its workflow sits on top of `compare.generate`, `finetune.train_lora` and `rubric.score_reply`:
+Its workflow sits on top of `generate.generate`, `finetune.train_lora` and `rubric.score_reply`:
 scored rows for a before/after, the pass rate of each rubric criterion, the same tuned model on
 complaints written the way customers write ("in the wild", `support_data.wild_complaints`)
 measured beside the template-made held-out ones (`compare.measures`, with `rubric.faithful`),
@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from peftlab import base_model, compare, finetune, rubric, support_data
 from peftlab.compare import score_rows  # noqa: F401  (the notebook's scored rows)
+from peftlab.generate import generate
 from peftlab.rubric import CRITERIA, mean_score
 from peftlab.seed import seed_everything
 
@@ -86,7 +87,7 @@ def run_sweep(
                 batch_size=batch_size, target_modules=compare.demo_targets(model_name),
                 seed=seed, run_name=None, progress=False,
             )  # fmt: skip
-            replies = compare.generate(result.model, tokenizer, complaints)
+            replies = generate(result.model, tokenizer, complaints)
             point = SweepPoint(
                 r=r,
                 steps=n_steps,
@@ -269,7 +270,7 @@ def training_memory_rows(
     """Training memory (`peftlab.memory.estimate`, bytes) per (preset, method), without and with
     gradient checkpointing (the same setting on every method, so they compare like with like),
     and the GPUs each fits; what you need before pointing the notebook at a real model."""
-    from peftlab import memory
+    from peftlab import memory, presets
 
     rows = []
     for name, method in cases:
@@ -283,24 +284,24 @@ def training_memory_rows(
         }  # fmt: skip
         rows.append({"model": name, "method": method, "params": memory.count_params(config),
                      "total_bytes": totals[False], "checkpointed_bytes": totals[True],
-                     "fits": memory.fits(totals[False]),
-                     "checkpointed_fits": memory.fits(totals[True])})  # fmt: skip
+                     "fits": presets.fits(totals[False]),
+                     "checkpointed_fits": presets.fits(totals[True])})  # fmt: skip
     return rows
 
 
 def card_24gb() -> str:
-    """The name `memory.GPUS` gives a 24 GB consumer card."""
-    from peftlab import memory
+    """The name `presets.GPUS` gives a 24 GB consumer card."""
+    from peftlab import presets
 
-    return next(gpu for gpu in memory.GPUS if "24 GB" in gpu)
+    return next(gpu for gpu in presets.GPUS if "24 GB" in gpu)
 
 
 def smallest_card(fits: Mapping[str, bool]) -> str:
-    """The smallest GPU of `memory.GPUS` that `fits` says holds the run ("none" if none)."""
-    from peftlab import memory
+    """The smallest GPU of `presets.GPUS` that `fits` says holds the run ("none" if none)."""
+    from peftlab import presets
 
     holding = [gpu for gpu, ok in fits.items() if ok]
-    return min(holding, key=memory.GPUS.__getitem__) if holding else "none"
+    return min(holding, key=presets.GPUS.__getitem__) if holding else "none"
 
 
 def memory_verdict(rows: Sequence[Mapping], model: str = "llama-2-7b") -> str:
@@ -448,15 +449,15 @@ def _compute(name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -
     ]
     base, tokenizer = base_model.load(name)
     model, _ = base_model.load(name)
-    befores = compare.generate(base, tokenizer, heldout)
-    wild_befores = compare.generate(base, tokenizer, list(wild))
+    befores = generate(base, tokenizer, heldout)
+    wild_befores = generate(base, tokenizer, list(wild))
     run = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), r=8, alpha=16, steps=steps,
         target_modules=compare.demo_targets(name), seed=seed, run_name="support",
         runs_dir=scratch, progress=False, on_loss=on_loss,
     )  # fmt: skip
-    rows = score_rows(heldout, befores, compare.generate(run.model, tokenizer, heldout))
-    wild_afters = compare.generate(run.model, tokenizer, list(wild))
+    rows = score_rows(heldout, befores, generate(run.model, tokenizer, heldout))
+    wild_afters = generate(run.model, tokenizer, list(wild))
     wild_rows = score_rows(list(wild), wild_befores, wild_afters)
     points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]], model_name=name,
                        seed=seed)  # fmt: skip

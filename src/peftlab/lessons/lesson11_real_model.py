@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from peftlab import base_model, compare, finetune, measure, memory, models
+from peftlab.generate import generate
 from peftlab.lessons import cache
 from peftlab.tables import markdown_table
 
@@ -118,10 +119,10 @@ def merged_replies(adapter: Path, complaints: Sequence[str], precision: str) -> 
         model, tokenizer = base_model.load(MODEL)
         tuned = PeftModel.from_pretrained(model, adapter)
         with finetune.autocast(prec):
-            unmerged = compare.generate(tuned, tokenizer, complaints)
+            unmerged = generate(tuned, tokenizer, complaints)
         merged_model = tuned.merge_and_unload()  # W + BA computed in fp32, outside autocast
         with finetune.autocast(prec):
-            merged = compare.generate(merged_model, tokenizer, complaints)
+            merged = generate(merged_model, tokenizer, complaints)
         same = sum(a == b for a, b in zip(unmerged, merged, strict=True))
         out[label] = {"same": same, "n": len(complaints), "unmerged": unmerged, "merged": merged}
     return out

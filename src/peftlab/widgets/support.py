@@ -13,7 +13,8 @@ import warnings
 
 import ipywidgets as widgets
 
-from peftlab import compare, support_data
+from peftlab import support_data
+from peftlab.generate import MAX_NEW_TOKENS, generate
 from peftlab.rubric import CRITERIA, score_reply
 from peftlab.seed import seed_everything
 
@@ -81,7 +82,7 @@ class Playground:
                                                description="temperature")  # fmt: skip
         self.top_p = widgets.FloatSlider(value=0.9, min=0.05, max=1.0, step=0.05,
                                          description="top_p")  # fmt: skip
-        self.max_new_tokens = widgets.IntSlider(value=compare.MAX_NEW_TOKENS, min=1,
+        self.max_new_tokens = widgets.IntSlider(value=MAX_NEW_TOKENS, min=1,
                                                 max=MAX_NEW_TOKENS_LIMIT,
                                                 description="max tokens")  # fmt: skip
         self.seed = widgets.IntText(value=0, description="seed")
@@ -105,7 +106,7 @@ class Playground:
             control.disabled = greedy
 
     def generation_kwargs(self) -> dict:
-        """What goes to `compare.generate` for the current settings."""
+        """What goes to `generate` for the current settings."""
         kwargs: dict = {"max_new_tokens": int(self.max_new_tokens.value)}
         if self.decoding.value == "sampling":
             kwargs.update(do_sample=True, temperature=float(self.temperature.value),
@@ -119,7 +120,7 @@ class Playground:
             warnings.simplefilter("always", UserWarning)
             for side, model in self.models.items():
                 seed_everything(int(self.seed.value))
-                out[side] = compare.generate(
+                out[side] = generate(
                     model, self.tokenizer, [complaint], **self.generation_kwargs()
                 )[0]
         notes = list(dict.fromkeys(str(w.message) for w in caught if w.category is UserWarning))
