@@ -41,6 +41,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.base_model",
         "peftlab.generate",
         "peftlab.compare",
+        "peftlab.tuning",
         "peftlab.finetune",
         "peftlab.own_data",
         "peftlab.packing",
