@@ -270,15 +270,19 @@ def test_bad_input_is_one_line_exit_2(data_dir, capsys, argv, message):
     assert not (data_dir / quiz.PROGRESS_FILE).exists()
 
 
-def test_without_a_checkout_is_one_line_exit_2(tmp_path, monkeypatch, capsys):
-    """Installed non-editable and run outside a clone: no lessons, a one-line error, exit 2."""
+def test_without_a_checkout_the_quiz_runs_from_the_bank_the_package_ships(
+    tmp_path, monkeypatch, capsys
+):
+    """Installed and run outside a clone: no lessons/, and the quiz still asks and grades (the
+    wheel itself is installed and run in tests/test_installed.py)."""
     monkeypatch.delenv("PEFTLAB_ROOT", raising=False)
     monkeypatch.setenv("PEFTLAB_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setattr(paths, "PACKAGE", tmp_path / "site-packages" / "peftlab")
+    monkeypatch.setattr(paths, "MARKER", paths.MARKER.with_name("no-such-lesson.md"))
     monkeypatch.chdir(tmp_path)
-    assert main(["quiz", "--n", "1"]) == 2
-    err = capsys.readouterr().err
-    assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("peftlab quiz: error: ") and "lessons/ folder was not found" in err
-    assert "PEFTLAB_ROOT" in err and "Traceback" not in err
-    assert not (tmp_path / "data").exists()
+    with pytest.raises(FileNotFoundError):
+        paths.course_root()
+    _stdin(monkeypatch, ["", "", "y"])  # reveal, read the follow-up's answer, knew it
+    assert main(["quiz", "--id", "lora-explain", "--reveal"]) == 0
+    out = capsys.readouterr().out
+    assert "lora-explain" in out and "Knew 1 of 1" in out
+    assert _cards(tmp_path / "data")["lora-explain"]

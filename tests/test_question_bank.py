@@ -24,7 +24,7 @@ from peftlab.quiz import (
     load_topics,
 )
 
-BANK = Path(__file__).resolve().parents[1] / "lessons" / "interview"
+BANK = Path(__file__).resolve().parents[1] / "src" / "peftlab" / "quiz" / "questions"
 QUESTIONS = load_bank(BANK)
 IDS = [q.id for q in QUESTIONS]
 WITH_NUMBERS = [q for q in QUESTIONS if q.numbers]

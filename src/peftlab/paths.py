@@ -1,9 +1,10 @@
-"""Where the course's files are: the package's own assets, and the repository's lessons, notebooks.
+"""Where the course's files are: the package's own data, and the repository's lessons, notebooks.
 
-The package works installed (`pip install .`, not editable) for everything that needs only code and
-its bundled assets (the embedded base model). The lessons, the interview question bank and the
-notebooks live in the repository, not in the package: `course_root()` finds them from the source
-checkout, the current directory or `$PEFTLAB_ROOT`, and says what to do when it cannot.
+The package works installed (`pip install peftlab`, no checkout) for everything that needs only
+code and the data it ships: the embedded base model, the common words, the interview question
+bank (`quiz/questions/`). The lessons and notebooks live in the repository, not in the package:
+`course_root()` finds them from the source checkout, the current directory or `$PEFTLAB_ROOT`,
+and says what to do when it cannot.
 """
 
 import os
@@ -50,5 +51,5 @@ def notebooks_dir() -> Path:
 
 
 def question_bank_dir() -> Path:
-    """The interview question bank, `lessons/interview/` of the checkout."""
-    return lessons_dir() / "interview"
+    """The interview question bank, `<topic>.yaml` files shipped inside the package."""
+    return PACKAGE / "quiz" / "questions"

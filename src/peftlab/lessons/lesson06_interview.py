@@ -1,7 +1,8 @@
 """Lesson 06, the interview cheat sheet (notebook 06, lessons/06-interview-cheatsheet.md).
 
-The cheat sheet is the question bank (`lessons/interview/*.yaml`, read by `peftlab.quiz`) laid
-out one line per question, so the two never drift: `peftlab lessons 06 --write` regenerates it.
+The cheat sheet is the question bank (`src/peftlab/quiz/questions/*.yaml`, read by
+`peftlab.quiz`) laid out one line per question, so the two never drift: `peftlab lessons 06
+--write` regenerates it.
 """
 
 from __future__ import annotations

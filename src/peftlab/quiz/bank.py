@@ -1,18 +1,19 @@
-"""The interview question bank: `lessons/interview/<topic>.yaml`, loaded and validated.
+"""The interview question bank: `quiz/questions/<topic>.yaml`, loaded and validated.
 
 Each file is a `Topic` (title, one-line TL;DR, questions); each `Question` has a model answer of
 30-90 s spoken, 3-6 key points (each naming the concepts an answer must mention), common mistakes,
 a follow-up question with its answer, and the lesson it comes from. A number in a key point is
 matched within `quiz.NUMBER_TOLERANCE` of the bank's figure; a question whose figures are rougher
 states its own `tolerance` (a share of the figure, e.g. 0.1). Loading checks all of it, and
-errors name the file and the question. The bank lives in the repository, not the package:
-`default_bank_dir()` finds it through `peftlab.paths` when called, and says what to do when there
-is no checkout.
+errors name the file and the question. The bank ships inside the package (package data), so
+`peftlab quiz` works from an installed wheel; which lesson a question points to is checked
+against the checkout's `lessons/` when there is one (`tests/test_question_bank.py` always has one).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ class Topic:
 
 
 def default_bank_dir() -> Path:
-    """`lessons/interview/` of the course checkout (FileNotFoundError if there is none)."""
+    """`peftlab/quiz/questions/`, the bank the package ships."""
     return paths.question_bank_dir()
 
 
@@ -100,10 +101,15 @@ def _numbers(raw: Any, where: str) -> tuple[dict[str, Any], ...]:
     return tuple(raw)
 
 
-def lesson_files() -> tuple[str, ...]:
+def lesson_files() -> tuple[str, ...] | None:
     """The lessons a question may point to: every `lessons/NN-*.md` of the checkout but the
-    cheat sheet (a new lesson counts as soon as its file exists)."""
-    found = sorted(paths.lessons_dir().glob("[0-9][0-9]-*.md"))
+    cheat sheet (a new lesson counts as soon as its file exists); None with no checkout (an
+    installed package), where a pointer is only required to look like one."""
+    try:
+        folder = paths.lessons_dir()
+    except FileNotFoundError:
+        return None
+    found = sorted(folder.glob("[0-9][0-9]-*.md"))
     return tuple(f"lessons/{p.name}" for p in found if p.name != CHEAT_SHEET)
 
 
@@ -162,7 +168,11 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
     )
     lesson = raw.get("lesson", default_lesson)
     lessons = lesson_files()
-    _need(lesson in lessons, where, f"lesson={lesson!r}; use one of {lessons}")
+    if lessons is None:
+        pointer = isinstance(lesson, str) and re.fullmatch(r"lessons/\d\d-[\w-]+\.md", lesson)
+        _need(bool(pointer), where, f"lesson={lesson!r}; name a file such as lessons/02-lora.md")
+    else:
+        _need(lesson in lessons, where, f"lesson={lesson!r}; use one of {lessons}")
     numbers = _numbers(raw.get("numbers", []), where)
     follow_up_answer = _text(raw.get("follow_up_answer"), where, "follow_up_answer")
     words = len(follow_up_answer.split())
