@@ -28,7 +28,7 @@ import torch
 import transformers
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from peftlab import finetune, measure, memory, quiet, seed_everything
+from peftlab import activation_memory, finetune, measure, memory, quiet, seed_everything
 from peftlab.atomic import atomic_write_text
 from peftlab.base_model import nf4_config
 
@@ -103,7 +103,7 @@ def child(args: argparse.Namespace) -> None:
         precision=precision, batch_size=1, seq_len=seq, gradient_checkpointing=ckpt,
         attn_implementation=attn,
     ).activations  # fmt: skip
-    korthikanti = memory.korthikanti_bytes(config, 1, seq, ckpt)
+    korthikanti = activation_memory.korthikanti_bytes(config, 1, seq, ckpt)
     print(json.dumps({"counted": counted, "estimate": est, "korthikanti": korthikanti}))
 
 

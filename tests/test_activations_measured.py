@@ -14,7 +14,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from peftlab import finetune, measure, memory, seed_everything
+from peftlab import activation_memory, finetune, measure, memory, seed_everything
 from peftlab.base_model import nf4_config
 
 SHAPES = {
@@ -123,7 +123,7 @@ def test_weights_autograd_saves_are_not_counted_as_activations():
     assert loss.requires_grad
     assert len(seen_weights) >= 2 * 7  # every frozen linear of both layers at least
     counted = measure.saved_activation_bytes(model, BATCH, SEQ)
-    est = memory.activation_bytes(
+    est = activation_memory.activation_bytes(
         config("h128-mha", "sdpa"), BATCH, SEQ, method="lora", r=R, target_modules=TARGETS
     )
     assert abs(est - counted["total"]) <= 0.01 * counted["total"]

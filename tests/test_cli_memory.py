@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from peftlab import cli, memory
+from peftlab import cli, memory, presets
 
 
 @pytest.fixture(autouse=True)
@@ -24,7 +24,7 @@ def test_json_has_every_term_in_bytes_and_the_total(capsys):
     assert out["bytes"] == expected
     assert out["bytes"]["total"] == sum(v for k, v in expected.items() if k != "total")
     assert out["params"] == out["trainable_params"] == 6_738_415_616
-    assert out["fits"] == {gpu: False for gpu in memory.GPUS}
+    assert out["fits"] == {gpu: False for gpu in presets.GPUS}
 
 
 def test_json_passes_every_option_through(capsys, tmp_path):

@@ -30,6 +30,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     ),
     # One idea each: the maths, models, data and measurements the lessons teach.
     "core": (
+        "peftlab.presets",
+        "peftlab.activation_memory",
         "peftlab.memory",
         "peftlab.lora",
         "peftlab.nf4",
@@ -56,6 +58,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.sharding",
         "peftlab.ddp",
         "peftlab.serving",
+        "peftlab.peft_methods",
+        "peftlab.worker_processes",
         "peftlab.peft_family",
         "peftlab.forgetting",
     ),

@@ -10,7 +10,7 @@ from transformers import (
     Qwen2Config,
 )
 
-from peftlab import lora, memory
+from peftlab import activation_memory, lora, memory, presets
 
 TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=160, num_hidden_layers=2)
 
@@ -48,7 +48,7 @@ def test_count_params_equals_meta_model(name):
     assert memory.count_params(config) == numel(memory.meta_model(config))
 
 
-@pytest.mark.parametrize("name", list(memory.PRESETS))
+@pytest.mark.parametrize("name", list(presets.PRESETS))
 def test_presets_count_equals_meta_model(name):
     assert memory.count_params(name) == numel(memory.meta_model(memory.preset(name)))
 
@@ -218,30 +218,33 @@ def test_korthikanti_formula_by_hand():
     s, b, h, a, layers, vocab = 512, 2, 4096, 32, 32, 32000
     per_layer = s * b * h * (34 + 5 * a * s / h)
     expected = layers * per_layer + s * b * vocab * 4
-    assert memory.korthikanti_bytes("llama-2-7b", b, s) == expected
+    assert activation_memory.korthikanti_bytes("llama-2-7b", b, s) == expected
     checkpointed = layers * 2 * s * b * h + per_layer + s * b * vocab * 4
-    assert memory.korthikanti_bytes("llama-2-7b", b, s, gradient_checkpointing=True) == checkpointed
+    assert (
+        activation_memory.korthikanti_bytes("llama-2-7b", b, s, gradient_checkpointing=True)
+        == checkpointed
+    )
 
 
 def test_llama_layer_terms_by_hand():
     """Full fine-tuning in bf16 with SDPA: per token, 2 norms of (4h + 4 + 2h) + their outputs
     2h each, q, k, v and the output 2h each, a logsumexp per head, and 4 MLP tensors of 2i."""
     h, i, a, s, b = 4096, 11008, 32, 512, 1
-    terms = memory.activation_terms("llama-2-7b", b, s, precision="bf16")
+    terms = activation_memory.activation_terms("llama-2-7b", b, s, precision="bf16")
     per_token = 2 * (4 * h + 4 + 2 * h) + 2 * 2 * h + 4 * 2 * h + 4 * a + 4 * 2 * i
     assert sum(terms["layer"].values()) == per_token * s * b
-    eager = memory.activation_terms(
+    eager = activation_memory.activation_terms(
         "llama-2-7b", b, s, precision="bf16", attn_implementation="eager"
     )
     scores = (4 + 2) * a * s * s * b  # fp32 softmax output and its bf16 copy
     # eager's o_proj keeps its input (2h), the same bytes as SDPA's kept output; no logsumexp
     assert sum(eager["layer"].values()) - sum(terms["layer"].values()) == scores - 4 * a * s * b
     # Korthikanti's GPT block (34 + 5as/h) sits between the two at s = 512
-    sdpa_total = memory.activation_bytes("llama-2-7b", b, s, precision="bf16")
-    eager_total = memory.activation_bytes(
+    sdpa_total = activation_memory.activation_bytes("llama-2-7b", b, s, precision="bf16")
+    eager_total = activation_memory.activation_bytes(
         "llama-2-7b", b, s, precision="bf16", attn_implementation="eager"
     )
-    assert sdpa_total < memory.korthikanti_bytes("llama-2-7b", b, s) < eager_total
+    assert sdpa_total < activation_memory.korthikanti_bytes("llama-2-7b", b, s) < eager_total
 
 
 def test_fp32_doubles_the_16_bit_activations_roughly():
@@ -269,7 +272,7 @@ def test_qlora_paper_65b_under_48_gb_with_its_own_recipe():
         batch_size=1, seq_len=512, prepare_kbit=False,
     )  # fmt: skip
     b = memory.estimate("llama-65b", **recipe)
-    assert b.total < 48 * 2**30 and memory.fits(b.total)["48 GB workstation (RTX A6000/L40S)"]
+    assert b.total < 48 * 2**30 and presets.fits(b.total)["48 GB workstation (RTX A6000/L40S)"]
     assert b.pageable == b.optimizer_states == memory.lora_params("llama-65b", 64, "all-linear") * 8
     assert b.gpu_floor == b.total - b.optimizer_states
     # peft's defaults (fp32 adapters and upcast embeddings) do not fit as comfortably
@@ -344,17 +347,17 @@ def test_total_is_the_sum_and_dict_has_every_term():
 
 
 def test_fits():
-    cards = list(memory.GPUS)
+    cards = list(presets.GPUS)
     assert cards[:4] == ["RTX 4060 8 GB", "RTX 3060 12 GB", "T4 16 GB", "RTX 4060 Ti 16 GB"]
-    assert list(memory.GPUS.values()) == sorted(memory.GPUS.values())  # smallest first
-    assert memory.NO_BF16 == ("T4 16 GB",)
+    assert list(presets.GPUS.values()) == sorted(presets.GPUS.values())  # smallest first
+    assert presets.NO_BF16 == ("T4 16 GB",)
     assert (
-        memory.fits(12 * 2**30)["RTX 3060 12 GB"]
-        and not memory.fits(12 * 2**30 + 1)["RTX 3060 12 GB"]
+        presets.fits(12 * 2**30)["RTX 3060 12 GB"]
+        and not presets.fits(12 * 2**30 + 1)["RTX 3060 12 GB"]
     )
-    assert memory.fits(23 * 2**30)["24 GB consumer (RTX 3090/4090)"]
-    assert not memory.fits(25 * 2**30)["24 GB consumer (RTX 3090/4090)"]
-    assert memory.fits(79 * 2**30)["H100 80 GB"] and not memory.fits(81 * 2**30)["H100 80 GB"]
+    assert presets.fits(23 * 2**30)["24 GB consumer (RTX 3090/4090)"]
+    assert not presets.fits(25 * 2**30)["24 GB consumer (RTX 3090/4090)"]
+    assert presets.fits(79 * 2**30)["H100 80 GB"] and not presets.fits(81 * 2**30)["H100 80 GB"]
 
 
 def test_preset_accepts_paths_and_configs(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from peftlab import compare, finetune, memory, sharding, support_data
+from peftlab import activation_memory, compare, finetune, memory, sharding, support_data
 from peftlab.lessons import lesson03_qlora as lesson03
 from peftlab.lessons import lesson09_past_one_machine as lesson09
 from peftlab.nf4 import NF4_CODE
@@ -128,7 +128,7 @@ def _truth() -> dict[str, float]:
     h, a, layers, vocab = cfg.hidden_size, cfg.num_attention_heads, 32, cfg.vocab_size
     s, b = 512, 1
     per_layer = s * b * h * (34 + 5 * a * s / h)  # Korthikanti et al., 16-bit, no recomputation
-    # (Korthikanti et al.: a GPT block; memory.activation_terms derives Llama's)
+    # (Korthikanti et al.: a GPT block; activation_memory.activation_terms derives Llama's)
 
     # Every estimate names its gradient checkpointing: like is compared with like (QLoRA's
     # default turns it on, as prepare_model_for_kbit_training does).
@@ -147,7 +147,7 @@ def _truth() -> dict[str, float]:
     )
     lora64 = _lora("llama-2-7b", 64, "all-linear")
     lora_all = _lora("llama-2-7b", 8, "all-linear")
-    sdpa_layer = sum(memory.activation_terms(cfg, b, s)["layer"].values())
+    sdpa_layer = sum(activation_memory.activation_terms(cfg, b, s)["layer"].values())
     toy_demo = compare.recipe("embedded")  # the embedded model's demo, which the bank describes
     demo_lr = inspect.signature(finetune.train_lora).parameters["learning_rate"].default
     demo_batch = inspect.signature(finetune.train_lora).parameters["batch_size"].default
@@ -163,7 +163,7 @@ def _truth() -> dict[str, float]:
     full70 = lesson09.big_full()
     big03 = {r["name"]: r for r in lesson03.weight_memory_rows()}["llama-2-70b"]
     step_full, step_frozen = _step_flops("llama-2-7b")
-    act70_32k = memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
+    act70_32k = activation_memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
     return truth | _compute_and_serving_truth() | {
         "llama-2-7b params": params,
         "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),

@@ -1,6 +1,6 @@
 """The memory calculator widget: its controls drive estimate() and the summary follows."""
 
-from peftlab import memory
+from peftlab import memory, presets
 from peftlab.widgets import memory as widgets
 
 
@@ -74,5 +74,5 @@ def test_impossible_rank_shows_the_error_instead_of_a_bar():
 
 def test_embedded_model_offered_only_when_on_disk():
     offered = widgets.calculator_models()
-    assert (memory.EMBEDDED_PRESET in offered) == memory.EMBEDDED_CONFIG.is_file()
+    assert (presets.EMBEDDED_PRESET in offered) == presets.EMBEDDED_CONFIG.is_file()
     assert "llama-2-70b" in offered

@@ -102,6 +102,7 @@ def _settings(args: argparse.Namespace) -> dict:
 
 def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
     """The breakdown, trainable count and GPU fit of one method."""
+    from peftlab.presets import fits
     targets = _parse_targets(args.targets)
     breakdown = memory.estimate(
         config,
@@ -132,7 +133,7 @@ def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
         "bytes": breakdown.to_dict(),
         "pageable": breakdown.pageable,
         "gpu_floor": breakdown.gpu_floor,
-        "fits": memory.fits(breakdown.total),
+        "fits": fits(breakdown.total),
     }
 
 
@@ -170,7 +171,7 @@ def _per_device(args: argparse.Namespace) -> str:
 
 def _table(results: dict[str, dict]) -> str:
     """Rows of terms, one GB column per method, GiB for the total, then trainable share and fit."""
-    from peftlab import memory
+    from peftlab import memory, presets
 
     methods = list(results)
     width = 32
@@ -197,6 +198,6 @@ def _table(results: dict[str, dict]) -> str:
     for gpu in gpus:
         cells = "".join(f"{'fits' if results[m]['fits'][gpu] else 'no':>14}" for m in methods)
         lines.append(f"{gpu:<{width}}{cells}")
-    no_bf16 = ", ".join(memory.NO_BF16)
+    no_bf16 = ", ".join(presets.NO_BF16)
     lines.append(f"(a card holds its nominal size in GiB; {no_bf16}: no bf16, use fp16 compute)")
     return "\n".join(lines)

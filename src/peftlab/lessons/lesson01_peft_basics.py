@@ -13,7 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from peftlab import memory
+from peftlab import activation_memory, memory, presets
 from peftlab.lessons import cache
 from peftlab.tables import markdown_table
 
@@ -183,18 +183,18 @@ def bytes_per_param_table() -> str:
 
 
 def smallest_fit(total_bytes: int) -> str:
-    """The first card of `memory.GPUS` (smallest first) that holds `total_bytes`; a card without
-    bf16 (`memory.NO_BF16`) is marked, since it trains with fp16 compute."""
-    fit = [gpu for gpu, ok in memory.fits(total_bytes).items() if ok]
+    """The first card of `presets.GPUS` (smallest first) that holds `total_bytes`; a card without
+    bf16 (`presets.NO_BF16`) is marked, since it trains with fp16 compute."""
+    fit = [gpu for gpu, ok in presets.fits(total_bytes).items() if ok]
     if not fit:
         return "none of them (shard)"
-    return fit[0] + (" (fp16 compute: no bf16)" if fit[0] in memory.NO_BF16 else "")
+    return fit[0] + (" (fp16 compute: no bf16)" if fit[0] in presets.NO_BF16 else "")
 
 
 def methods_table(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any) -> str:
     """Total training memory of full, LoRA and QLoRA per model, without and with gradient
     checkpointing (the same setting for every method: like with like), and the smallest card
-    of `memory.GPUS` that holds each."""
+    of `presets.GPUS` that holds each."""
     rows = []
     for model in models:
         for method in memory.METHODS:
@@ -562,11 +562,14 @@ def korthikanti_layer_bytes(model: str, batch_size: int, seq_len: int) -> int:
 
 
 def activation_derivation_table(model: str = ACTIVATION_MODEL, **setting: Any) -> str:
-    """One decoder layer's saved tensors term by term (`memory.activation_terms`), SDPA beside
-    eager attention, in MB, with Korthikanti et al.'s GPT-block figure for the same shape."""
+    """One decoder layer's saved tensors term by term (`activation_memory.activation_terms`),
+    SDPA beside eager attention, in MB, with Korthikanti et al.'s GPT-block figure for the same
+    shape."""
     setting = {**ACTIVATION_SETTING, **setting}
-    sdpa = memory.activation_terms(model, **setting)["layer"]
-    eager = memory.activation_terms(model, attn_implementation="eager", **setting)["layer"]
+    sdpa = activation_memory.activation_terms(model, **setting)["layer"]
+    eager = activation_memory.activation_terms(model, attn_implementation="eager", **setting)[
+        "layer"
+    ]
     order = list(eager)  # SDPA's own terms where eager keeps q, k, v
     order[order.index("q, k, v") : order.index("q, k, v")] = [k for k in sdpa if k not in eager]
     names = [n for n in order if sdpa.get(n) or eager.get(n)]
@@ -584,11 +587,11 @@ def activation_totals(model: str = ACTIVATION_MODEL, **setting: Any) -> dict[str
     out = {}
     for ckpt in (False, True):
         tag = "checkpointed" if ckpt else "stored"
-        for attn in memory.ATTN_IMPLEMENTATIONS:
-            out[f"{attn} {tag}"] = memory.activation_bytes(
+        for attn in presets.ATTN_IMPLEMENTATIONS:
+            out[f"{attn} {tag}"] = activation_memory.activation_bytes(
                 model, b, s, ckpt, attn_implementation=attn, precision=setting["precision"]
             )
-        out[f"korthikanti {tag}"] = memory.korthikanti_bytes(model, b, s, ckpt)
+        out[f"korthikanti {tag}"] = activation_memory.korthikanti_bytes(model, b, s, ckpt)
     return out
 
 
@@ -643,7 +646,7 @@ def _count_activations() -> list[dict]:
         with tempfile.TemporaryDirectory() as folder, muted():
             seed_everything(0)
             LlamaForCausalLM(config).save_pretrained(folder)
-            for attn in memory.ATTN_IMPLEMENTATIONS:
+            for attn in presets.ATTN_IMPLEMENTATIONS:
                 for recipe, (method, precision) in COUNTED_RECIPES.items():
                     for ckpt in (False, True):
                         model = _counted_model(shape, attn, recipe, ckpt, folder)
@@ -770,9 +773,9 @@ def paper_table(figures: Mapping[str, Any] | None = None) -> str:
 
 
 def smallest_card(total_bytes: int) -> str:
-    """ "one N GB GPU" for the smallest capacity in `memory.GPUS` that holds `total_bytes` (a card
+    """ "one N GB GPU" for the smallest capacity in `presets.GPUS` that holds `total_bytes` (a card
     sold as N GB holds N GiB)."""
-    fit = [capacity for capacity in memory.GPUS.values() if total_bytes <= capacity]
+    fit = [capacity for capacity in presets.GPUS.values() if total_bytes <= capacity]
     return f"one {min(fit) // 2**30} GB GPU" if fit else "no single GPU listed"
 
 
@@ -809,8 +812,8 @@ def quotes(estimates: Mapping[str, Any]) -> dict[str, str]:
     counted = estimates["counted activations"]
     worst = max(abs(r["estimate"] - r["counted"]) for r in counted)
     acts = activation_totals()
-    layer = memory.activation_terms(ACTIVATION_MODEL, **ACTIVATION_SETTING)["layer"]
-    layer_eager = memory.activation_terms(
+    layer = activation_memory.activation_terms(ACTIVATION_MODEL, **ACTIVATION_SETTING)["layer"]
+    layer_eager = activation_memory.activation_terms(
         ACTIVATION_MODEL, attn_implementation="eager", **ACTIVATION_SETTING
     )["layer"]
     config = memory.preset(ACTIVATION_MODEL)

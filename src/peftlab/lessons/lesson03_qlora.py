@@ -13,7 +13,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from peftlab import base_model, measure, memory, nf4
+from peftlab import base_model, measure, memory, nf4, presets
 from peftlab.lessons import lesson01_peft_basics as lesson01
 from peftlab.seed import one_thread, seed_everything
 from peftlab.tables import markdown_table
@@ -31,7 +31,7 @@ def lesson_model(name: str = LESSON_MODEL) -> nn.Module:
     """The fp32 model the lesson measures: a `peftlab.memory` preset is built with random
     weights (seed 0); any other name is loaded with `peftlab.base_model.load` (the embedded
     model is "peftlab-base")."""
-    if name in memory.PRESETS and name != memory.EMBEDDED_PRESET:
+    if name in presets.PRESETS and name != presets.EMBEDDED_PRESET:
         from transformers import AutoModelForCausalLM
 
         seed_everything(0)
@@ -44,7 +44,7 @@ def lesson_model(name: str = LESSON_MODEL) -> nn.Module:
 def model_folder(name: str, scratch: str | os.PathLike) -> str:
     """A folder `from_pretrained` can load `name` from: the model's own, or for a random preset,
     the model saved into `scratch`."""
-    if name in memory.PRESETS and name != memory.EMBEDDED_PRESET:
+    if name in presets.PRESETS and name != presets.EMBEDDED_PRESET:
         lesson_model(name).save_pretrained(scratch)
         return str(scratch)
     from peftlab import base_model

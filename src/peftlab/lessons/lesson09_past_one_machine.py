@@ -15,7 +15,16 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from peftlab import adapters, base_model, ddp, memory, serving, sharding, support_data
+from peftlab import (
+    activation_memory,
+    adapters,
+    base_model,
+    ddp,
+    memory,
+    serving,
+    sharding,
+    support_data,
+)
 from peftlab.merging import below
 from peftlab.quiet import muted
 from peftlab.seed import one_thread
@@ -34,7 +43,7 @@ TOLERANCE = {
 DDP_NOISE = 1e-5  # float32 rounding of a sum taken in another order
 
 GB = 1e9
-GIB = 2**30  # a card sold as "80 GB" holds 80 GiB (memory.GPUS uses the same convention)
+GIB = 2**30  # a card sold as "80 GB" holds 80 GiB (presets.GPUS uses the same convention)
 SMALL = (7.0, 3.2)
 
 # The ZeRO paper's example (Rajbhandari et al., arXiv 1910.02054, Figure 1): 7.5B parameters
@@ -163,7 +172,9 @@ def parallel_figures() -> dict[str, float]:
     pipeline bubble (Narayanan et al., 2021: (p - 1) / m of the ideal time), and the activations
     of one long sequence with gradient checkpointing, whole and over a context-parallel group."""
     config = memory.preset(BIG_MODEL)
-    activations = memory.activation_bytes(config, 1, CP_SEQ_LEN, gradient_checkpointing=True)
+    activations = activation_memory.activation_bytes(
+        config, 1, CP_SEQ_LEN, gradient_checkpointing=True
+    )
     return {
         "tp weights": 2 * memory.count_params(config) / TP_DEGREE,
         "pp bubble": (PP_STAGES - 1) / PP_MICRO_BATCHES,
@@ -289,7 +300,7 @@ def _compute(steps: int, seed: int, scratch: Path) -> dict:
         complaints = [support_data.LESSON_COMPLAINT, *support_data.heldout_complaints(N_ROWS - 1)]
         with muted():
             model, tokenizer = base_model.load()
-        served = serving.load_many(model, folders)
+        served = adapters.load_many(model, folders)
         names = list(ROW_ADAPTERS)
         mixed = serving.mixed_generate(served, tokenizer, complaints, names)
         own = serving.own_replies(served, tokenizer, complaints, names)

@@ -4,7 +4,7 @@ does the work, so tests can drive the controls without a browser."""
 from dataclasses import dataclass, field
 from typing import Any
 
-from peftlab import memory
+from peftlab import memory, presets
 from peftlab.lessons import lesson01_peft_basics as lesson01
 
 RANK_CHOICES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -13,9 +13,9 @@ SEQ_CHOICES = (128, 256, 512, 1024, 2048, 4096, 8192)
 
 def calculator_models() -> list[str]:
     """Presets the calculator offers (the embedded model only once it is on disk)."""
-    names = [name for name in memory.PRESETS if name != memory.EMBEDDED_PRESET]
-    if memory.EMBEDDED_CONFIG.is_file():
-        names.append(memory.EMBEDDED_PRESET)
+    names = [name for name in presets.PRESETS if name != presets.EMBEDDED_PRESET]
+    if presets.EMBEDDED_CONFIG.is_file():
+        names.append(presets.EMBEDDED_PRESET)
     return names
 
 
@@ -44,8 +44,8 @@ def calculator_summary(values: dict[str, Any]) -> tuple[memory.Breakdown | None,
         trainable = memory.lora_params(values["model"], values["rank"], values["targets"])
     cards = "".join(
         f"<li>{gpu}: {'fits' if ok else 'does not fit'}"
-        f"{' (no bf16: use fp16 compute)' if gpu in memory.NO_BF16 else ''}</li>"
-        for gpu, ok in memory.fits(b.total).items()
+        f"{' (no bf16: use fp16 compute)' if gpu in presets.NO_BF16 else ''}</li>"
+        for gpu, ok in presets.fits(b.total).items()
     )
     paged = (
         f"; {b.gpu_floor / 1e9:,.2f} GB if the paged optimizer states move to CPU RAM"
@@ -107,7 +107,7 @@ def memory_calculator(model: str = "llama-2-7b") -> MemoryCalculator:
             description="Adam states",
         ),
         "attn_implementation": w.ToggleButtons(
-            options=memory.ATTN_IMPLEMENTATIONS, value="sdpa", description="attention"
+            options=presets.ATTN_IMPLEMENTATIONS, value="sdpa", description="attention"
         ),
         "batch_size": w.IntSlider(value=1, min=1, max=64, description="batch"),
         "seq_len": w.SelectionSlider(options=SEQ_CHOICES, value=512, description="seq length"),
