@@ -7,7 +7,10 @@ from peftlab import notebook
 
 
 def test_setup_prints_the_versions_and_silences_only_known_noise(capsys, monkeypatch):
-    monkeypatch.setattr(warnings, "filters", list(warnings.filters))  # restored after the test
+    # Our own filters, whatever the shell set (PYTHONWARNINGS=ignore would hide every warning):
+    # all show until setup() silences the known noise. The original list returns after the test.
+    monkeypatch.setattr(warnings, "filters", [])
+    warnings.simplefilter("always")
     logger = logging.getLogger("bitsandbytes")
     monkeypatch.setattr(logger, "level", logger.level)
     from transformers.utils import logging as hf_logging
@@ -22,7 +25,7 @@ def test_setup_prints_the_versions_and_silences_only_known_noise(capsys, monkeyp
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == ["peftlab", "torch", "device"]
     assert logger.level == logging.ERROR
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:  # keeps setup()'s filters
         warnings.warn("`is_gradient_checkpointing` is deprecated", FutureWarning, stacklevel=1)
         warnings.warn("something else", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["something else"]
