@@ -93,7 +93,7 @@ def test_heldout_perplexity_is_low(plain):
 
 
 def _tiny_build(out, seed):
-    return base_model.build(
+    return base_model.build_embedded(
         out, seed=seed, steps=3, n_docs=300, vocab_size=320, hidden=64, layers=1, seq_len=32,
         batch_size=4, log=lambda _: None,
     )  # fmt: skip

@@ -203,7 +203,7 @@ def test_notebook_05_playground_answers_a_typed_complaint(page, lab):
 def test_site_lesson_page_shows_its_maths_typeset(offline_page, tmp_path):
     """Lesson 02's LoRA equation, built into a site, is laid out by the browser as maths."""
     page, requested = offline_page
-    html_site.build(tmp_path / "site")
+    html_site.build_site(tmp_path / "site")
     with evidence_on_failure(page, None, "site-maths"):
         page.goto((tmp_path / "site" / "02-lora.html").as_uri())
         equation = page.locator('math[display="block"]').first

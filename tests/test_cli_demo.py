@@ -115,14 +115,14 @@ def test_without_the_real_model_the_demo_says_so_in_one_line_and_runs_the_toy(
 ):
     import argparse
 
-    from peftlab.commands.demo import default_model
+    from peftlab.commands.demo import default_model_name
 
     monkeypatch.setenv("PEFTLAB_MODELS", str(tmp_path))  # an empty cache: nothing fetched
     monkeypatch.delenv("PEFT_LAB_MODEL", raising=False)
-    assert default_model(argparse.Namespace(model=None)) == "embedded"
+    assert default_model_name(argparse.Namespace(model=None)) == "embedded"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not fetched" in err[0] and "peftlab models fetch smollm2" in err[0]
-    assert default_model(argparse.Namespace(model="smollm2")) == "smollm2"  # named: no fallback
+    assert default_model_name(argparse.Namespace(model="smollm2")) == "smollm2"  # named: no fallback
     monkeypatch.setenv("PEFT_LAB_MODEL", "embedded")
-    assert default_model(argparse.Namespace(model=None)) == "embedded"
+    assert default_model_name(argparse.Namespace(model=None)) == "embedded"
     assert capsys.readouterr().err == ""

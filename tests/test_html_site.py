@@ -95,7 +95,7 @@ def test_rebuild_replaces_the_site_whole(site, tmp_path):
     out = tmp_path / "site"
     shutil.copytree(site, out)
     (out / "stale.html").write_text("from an older build")
-    html_site.build(out)
+    html_site.build_site(out)
     assert not (out / "stale.html").exists()
     assert (out / "index.html").read_text() == (site / "index.html").read_text()
 
@@ -110,7 +110,7 @@ def test_failed_build_leaves_the_previous_site_intact(site, tmp_path, monkeypatc
 
     monkeypatch.setattr(html_site, "render", broken)
     with pytest.raises(RuntimeError):
-        html_site.build(out)
+        html_site.build_site(out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert [p.name for p in tmp_path.iterdir()] == ["site"]  # no temp folder left behind
 
@@ -139,7 +139,7 @@ def test_a_notebook_that_never_ran_is_refused(tmp_path):
             cell["execution_count"], cell["outputs"] = None, []
     (root / "notebooks" / NOTEBOOKS[0].name).write_text(json.dumps(nb), encoding="utf-8")
     with pytest.raises(ValueError, match="never ran"):
-        html_site.build(tmp_path / "site", root)
+        html_site.build_site(tmp_path / "site", root)
     assert not (tmp_path / "site").exists()
 
 
@@ -329,7 +329,7 @@ def test_a_formula_that_cannot_be_typeset_fails_the_build_naming_page_and_formul
     lines = lesson.read_text(encoding="utf-8").splitlines()
     lesson.write_text("\n".join([*lines, "", "Broken: $\\frac{a}$."]) + "\n", encoding="utf-8")
     with pytest.raises(ValueError) as error:
-        html_site.build(tmp_path / "site", root)
+        html_site.build_site(tmp_path / "site", root)
     message = str(error.value)
     assert f"{LESSONS[1].name}, line {len(lines) + 2}" in message
     assert "`\\frac{a}`" in message and "missing an argument" in message

@@ -143,7 +143,7 @@ def test_hyperparameters_are_the_code_defaults():
         settings["notebook 05"]["steps"]
         == inspect.signature(lesson05.results).parameters["steps"].default
     )
-    build_rate = inspect.signature(base_model.build).parameters["lr"].default
+    build_rate = inspect.signature(base_model.build_embedded).parameters["lr"].default
     for s in settings.values():
         assert s["learning_rate"] == build_rate and s["learning_rate"] >= 10 * 2e-4
         assert s["epochs"] > 3

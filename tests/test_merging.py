@@ -221,7 +221,7 @@ def test_qlora_adapters_train_on_the_4bit_base(folders, tmp_path):
     from bitsandbytes.nn import Linear4bit
 
     base = str(folders / "base")
-    out = adapters.train_adapters(tmp_path, name=base, behaviours=["polite"], method="qlora",
+    out = adapters.train_adapters(tmp_path, model_name=base, behaviours=["polite"], method="qlora",
                                   steps=2, compute_dtype=torch.float32)  # fmt: skip
     config = json.loads((out["polite"] / "adapter_config.json").read_text())
     assert (config["r"], config["lora_alpha"]) == (8, 16)
@@ -230,9 +230,9 @@ def test_qlora_adapters_train_on_the_4bit_base(folders, tmp_path):
     assert set(config["target_modules"]) == linear  # all-linear: every 4-bit layer
     assert lesson04.adapter_tensors(out["polite"])["dtypes"] == ["F32"]  # peft saves fp32
     with pytest.raises(ValueError, match="method='full'"):
-        adapters.train_adapters(tmp_path, name=base, method="full")
+        adapters.train_adapters(tmp_path, model_name=base, method="full")
     with pytest.raises(ValueError, match="compute_dtype"):
-        adapters.train_adapters(tmp_path, name=base, method="qlora", compute_dtype=torch.int8)
+        adapters.train_adapters(tmp_path, model_name=base, method="qlora", compute_dtype=torch.int8)
 
 
 @pytest.mark.parametrize("route", ["-", "a", "c"])

@@ -9,7 +9,7 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from peftlab import base_model, serving, support_data
+from peftlab import adapters, base_model, serving, support_data
 from peftlab.quiet import muted
 
 NAMES = ("a", "b")
@@ -41,7 +41,7 @@ def folders(tmp_path_factory):
 @pytest.fixture
 def served(folders):
     model, tokenizer = _load()
-    return serving.load_many(model, folders), tokenizer
+    return adapters.load_many(model, folders), tokenizer
 
 
 COMPLAINTS = [support_data.LESSON_COMPLAINT, *support_data.heldout_complaints(5)]
@@ -83,7 +83,7 @@ def test_mixed_batch_logits_equal_switching_adapters(served):
 def test_hot_swap_loads_answers_and_frees(served, folders):
     model, tokenizer = served
     ref_model, _ = _load()
-    only_b = serving.load_many(ref_model, {"b": folders["b"]})
+    only_b = adapters.load_many(ref_model, {"b": folders["b"]})
     expected = serving.own_replies(only_b, tokenizer, COMPLAINTS[:2], ["b", "b"],
                                    max_new_tokens=16)  # fmt: skip
     model.delete_adapter("b")

@@ -62,7 +62,8 @@ def test_most_of_it_is_outside_the_seed_worlds_word_lists():
 
 @pytest.fixture(scope="module")
 def corpus_texts():
-    build = inspect.signature(base_model.build).parameters  # the corpus the shipped model read
+    # the corpus the shipped model read
+    build = inspect.signature(base_model.build_embedded).parameters
     corpus = support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
     return base_model.corpus_texts(corpus)  # as the model read them: chats in the chat template
 

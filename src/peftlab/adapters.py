@@ -27,7 +27,7 @@ BEHAVIOURS = {"polite": support_data.finetune_set, "terse": support_data.terse_f
 def train_adapters(
     runs_dir: str | os.PathLike,
     *,
-    name: str | None = None,
+    model_name: str | None = None,
     behaviours: Sequence[str] = tuple(BEHAVIOURS),
     method: str = "lora",
     steps: int = 100,
@@ -57,16 +57,16 @@ def train_adapters(
                 config = base_model.nf4_config()
                 config.bnb_4bit_compute_dtype = compute_dtype
                 model, tokenizer = base_model.load(
-                    name, quantization_config=config, dtype=torch.bfloat16
+                    model_name, quantization_config=config, dtype=torch.bfloat16
                 )
                 # bitsandbytes repacks 4-bit weights for its CPU kernel on an eval-mode forward,
                 # and training on that layout goes wrong: train mode keeps the standard one
                 model.train()
             else:
-                model, tokenizer = base_model.load(name)
+                model, tokenizer = base_model.load(model_name)
             result = finetune.train_lora(
                 model, tokenizer, BEHAVIOURS[behaviour](seed=seed), method=method, steps=steps,
-                seed=seed, target_modules=demo_targets(name, method), run_name=behaviour,
+                seed=seed, target_modules=demo_targets(model_name, method), run_name=behaviour,
                 runs_dir=runs_dir, progress=progress,
             )  # fmt: skip
         folders[behaviour] = result.adapter_dir

@@ -1,10 +1,10 @@
 """Load the base model (the embedded one, or any causal LM), and build the embedded one.
 
-`load()` is the one entry point the demo, notebooks and tests use. With no name it loads the
-tiny Llama shipped in `peftlab/assets/base-model` ("embedded"); `PEFT_LAB_MODEL` (or a `name`
-argument) swaps in the real SmolLM2-135M-Instruct once fetched ("smollm2", `peftlab.models`),
-a local folder or a hub id, with the same code. The build (`build()`) trains that tiny Llama
-from nothing, seeded, on the corpus that `support_data` generates.
+`load()` is the one entry point the demo, notebooks and tests use. With no model name it loads
+the tiny Llama shipped in `peftlab/assets/base-model` ("embedded"); `PEFT_LAB_MODEL` (or a
+`model_name` argument) swaps in the real SmolLM2-135M-Instruct once fetched ("smollm2",
+`peftlab.models`), a local folder or a hub id, with the same code. `build_embedded()` trains
+that tiny Llama from nothing, seeded, on the corpus that `support_data` generates.
 """
 
 import json
@@ -49,23 +49,24 @@ CHAT_TEMPLATE = (
 EMBEDDED_ALIASES = ("embedded", EMBEDDED_NAME)
 
 
-def model_name(name: str | None = None) -> str:
+def canonical_name(model_name: str | None = None) -> str:
     """The model to use: the argument, else $PEFT_LAB_MODEL, else the embedded model. The toy
     is called "embedded" (or "peftlab-base", its old name); a fetched real model by its name
     ("smollm2"); anything else is a local folder or a hub id."""
-    name = name or os.environ.get(MODEL_ENV) or EMBEDDED_NAME
+    name = model_name or os.environ.get(MODEL_ENV) or EMBEDDED_NAME
     return EMBEDDED_NAME if name in EMBEDDED_ALIASES else name
 
 
-def is_embedded(name: str | None = None) -> bool:
-    return model_name(name) == EMBEDDED_NAME
+def is_embedded(model_name: str | None = None) -> bool:
+    """Whether the model name (or its default) is the embedded toy."""
+    return canonical_name(model_name) == EMBEDDED_NAME
 
 
-def resolve(name: str | None = None) -> str:
+def resolve(model_name: str | None = None) -> str:
     """A path or hub id that `from_pretrained` accepts: the embedded model's folder, a fetched
     model's verified folder (ValueError saying how to fetch it when it is missing or damaged),
     or the name itself."""
-    name = model_name(name)
+    name = canonical_name(model_name)
     if name == EMBEDDED_NAME:
         return str(EMBEDDED_PATH)
     if name in models.FETCHABLE:
@@ -87,7 +88,7 @@ def nf4_config(double_quant: bool = True):
 
 
 def load(
-    name: str | None = None,
+    model_name: str | None = None,
     *,
     quantization_config=None,
     dtype: torch.dtype = torch.float32,
@@ -95,7 +96,7 @@ def load(
 ) -> tuple[torch.nn.Module, PreTrainedTokenizerFast]:
     """Load (model, tokenizer) on `device`; the tokenizer pads on the left, ready for batched
     generation."""
-    path = resolve(name)
+    path = resolve(model_name)
     kwargs = {"dtype": dtype}
     if quantization_config is not None:
         kwargs.update(quantization_config=quantization_config, device_map=device)
@@ -226,7 +227,7 @@ def save_tokenizer(tokenizer, config, folder: str | os.PathLike) -> None:
     write_chat_template_into_config(folder)
 
 
-def build(
+def build_embedded(
     out: str | os.PathLike = EMBEDDED_PATH,
     *,
     seed: int = 0,

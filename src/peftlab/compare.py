@@ -66,7 +66,7 @@ RECIPES = {
 
 def recipe(model_name: str | None = None) -> Recipe:
     """The demo's recipe for a model (`RECIPES`; any other model: 150 steps on q and v, fp32)."""
-    return RECIPES.get(base_model.model_name(model_name), Recipe())
+    return RECIPES.get(base_model.canonical_name(model_name), Recipe())
 
 
 def sample_of(texts: Sequence[str], n: int | None) -> list[str]:
@@ -260,7 +260,7 @@ def before_after(
         set_rows = score_rows(texts, set_befores[name], answer(result.model, texts))
         scored[name] = {"examples": set_rows, "summary": measures(set_rows)}
     return Comparison(
-        model=base_model.model_name(model_name), method=method,
+        model=base_model.canonical_name(model_name), method=method,
         trainable_params=result.trainable_params, total_params=result.total_params,
         train_seconds=round(result.train_seconds, 2), examples=rows,
         summary=summary | measures(rows), sets=scored, precision=precision, device=place,

@@ -310,7 +310,9 @@ def index_html(pages: list[Page]) -> str:
     )
 
 
-def build(out: str | os.PathLike = "site", root: str | os.PathLike | None = None) -> list[Path]:
+def build_site(
+    out: str | os.PathLike = "site", root: str | os.PathLike | None = None
+) -> list[Path]:
     """Write every page and `index.html` to `out`, replacing it whole; return the paths.
 
     `root` is the checkout holding lessons/ and notebooks/ (default: `paths.course_root()`).

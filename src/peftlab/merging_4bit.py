@@ -55,11 +55,11 @@ def restore_4bit_layout(model: torch.nn.Module) -> int:
     return count
 
 
-def load_4bit(name: str | None = None):
+def load_4bit(model_name: str | None = None):
     """(model, tokenizer) with every linear layer in NF4, the rest in bf16."""
     with muted():
         return base_model.load(
-            name, quantization_config=base_model.nf4_config(), dtype=torch.bfloat16
+            model_name, quantization_config=base_model.nf4_config(), dtype=torch.bfloat16
         )
 
 
@@ -76,13 +76,13 @@ def dequantize_bf16(model: torch.nn.Module) -> torch.nn.Module:
         hf_logging.set_verbosity(level)
 
 
-def load_16bit(name: str | None = None) -> torch.nn.Module:
+def load_16bit(model_name: str | None = None) -> torch.nn.Module:
     """The original, unquantized base in bf16: the 16-bit weights QLoRA quantized."""
     with muted():
-        return base_model.load(name, dtype=torch.bfloat16)[0]
+        return base_model.load(model_name, dtype=torch.bfloat16)[0]
 
 
-def quantize_nf4(model: torch.nn.Module) -> torch.nn.Module:
+def quantize_model_nf4(model: torch.nn.Module) -> torch.nn.Module:
     """`model` (a plain bf16 model) saved and loaded again in NF4 (`base_model.nf4_config`), the
     way a merged model is quantized for 4-bit serving."""
     with tempfile.TemporaryDirectory() as tmp, muted():
@@ -94,21 +94,23 @@ def quantize_nf4(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def merge_route(
-    route: str, adapter_dir: str | os.PathLike, name: str | None = None
+    route: str, adapter_dir: str | os.PathLike, model_name: str | None = None
 ) -> torch.nn.Module:
     """The merged model along one route (see ROUTES) from the base and a saved adapter."""
     if route not in ROUTES:
         raise ValueError(f"route={route!r}: choose one of {', '.join(ROUTES)}")
     if route == "a":
-        model, _ = load_4bit(name)
+        model, _ = load_4bit(model_name)
         restore_4bit_layout(model)
         peft_model = adapters.load(model, adapter_dir)
         with warnings.catch_warnings():  # peft warns of rounding: measuring it is the point
             warnings.filterwarnings("ignore", message="Merge lora module to 4-bit linear")
             return peft_model.merge_and_unload().eval()
-    base = dequantize_bf16(load_4bit(name)[0]) if route in ("b", "c") else load_16bit(name)
+    base = (
+        dequantize_bf16(load_4bit(model_name)[0]) if route in ("b", "c") else load_16bit(model_name)
+    )
     merged = adapters.load(base, adapter_dir).merge_and_unload().eval()
-    return quantize_nf4(merged) if route in ("c", "e") else merged
+    return quantize_model_nf4(merged) if route in ("c", "e") else merged
 
 
 def in_fp32(model: torch.nn.Module) -> torch.nn.Module:
@@ -154,7 +156,7 @@ def reply_batch(
     return {"input_ids": ids, "attention_mask": attention}, picks
 
 
-def requantization_check(adapter_dir: str | os.PathLike, name: str | None = None) -> dict:
+def requantization_check(adapter_dir: str | os.PathLike, model_name: str | None = None) -> dict:
     """Routes a and c, layer by layer: what each quantizes, and how far their 4-bit weights differ.
 
     Both add the adapter's update to the dequantized 4-bit weight and quantize the sum again,
@@ -165,8 +167,11 @@ def requantization_check(adapter_dir: str | os.PathLike, name: str | None = None
     """
     from bitsandbytes.functional import dequantize_4bit, quantize_4bit
 
-    route_a, route_c = merge_route("a", adapter_dir, name), merge_route("c", adapter_dir, name)
-    quantized, _ = load_4bit(name)
+    route_a, route_c = (
+        merge_route("a", adapter_dir, model_name),
+        merge_route("c", adapter_dir, model_name),
+    )
+    quantized, _ = load_4bit(model_name)
     restore_4bit_layout(quantized)
     model = adapters.load(quantized, adapter_dir)
 
@@ -232,7 +237,7 @@ class RouteResult:
 def route_experiment(
     adapter_dir: str | os.PathLike,
     complaints: Sequence[str],
-    name: str | None = None,
+    model_name: str | None = None,
     *,
     max_new_tokens: int = 48,
     routes: Sequence[str] = tuple(ROUTES),
@@ -244,13 +249,13 @@ def route_experiment(
     unknown = [r for r in routes if r not in ROUTES]
     if unknown:
         raise ValueError(f"routes={list(routes)}: choose from {', '.join(ROUTES)}")
-    _, tokenizer = base_model.load(name)
+    _, tokenizer = base_model.load(model_name)
 
-    quantized, _ = load_4bit(name)
+    quantized, _ = load_4bit(model_name)
     footprint = adapters.load(quantized, adapter_dir).get_memory_footprint()
     del quantized  # one model in memory at a time
     # W x + (alpha/r) B A x with W the dequantized 4-bit weight: the sums QLoRA trains
-    reference = adapters.load(in_fp32(load_4bit(name)[0]), adapter_dir)
+    reference = adapters.load(in_fp32(load_4bit(model_name)[0]), adapter_dir)
     ref_replies = generate(reference, tokenizer, complaints, max_new_tokens=max_new_tokens)
     batch, picks = reply_batch(tokenizer, complaints, ref_replies)
     ref_logits = logits(reference, batch)[picks]
@@ -266,11 +271,11 @@ def route_experiment(
         return RouteResult(route, how, top1, diff.max().item(), diff.mean().item(), same,
                            mean_score(replies, complaints), footprint)  # fmt: skip
 
-    unmerged = adapters.load(in_fp32(load_4bit(name)[0]), adapter_dir)
+    unmerged = adapters.load(in_fp32(load_4bit(model_name)[0]), adapter_dir)
     results = [result("-", UNMERGED, unmerged, footprint)]
     del unmerged
     for route in routes:
-        model = merge_route(route, adapter_dir, name)
+        model = merge_route(route, adapter_dir, model_name)
         footprint = model.get_memory_footprint()
         results.append(result(route, ROUTES[route], model, footprint))
         del model  # one model in memory at a time

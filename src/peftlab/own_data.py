@@ -458,7 +458,9 @@ def train(
         trainable_params=trainable, total_params=total, train_seconds=round(seconds, 2),
         final_train_loss=losses[-1][1] if losses else None, losses=losses,
     )  # fmt: skip
-    saved = dict(asdict(config), model=base_model.model_name(config.model), target_modules=targets)
+    saved = dict(
+        asdict(config), model=base_model.canonical_name(config.model), target_modules=targets
+    )
     out_path = None
     if out is not None:
         out_path = Path(out)
@@ -512,7 +514,7 @@ def compare_adapter(
     afters = generate(tuned, tokenizer, complaints)
     trainable, total = tuned.get_nb_trainable_parameters()
     return Comparison(
-        model=base_model.model_name(model_name), method=method,
+        model=base_model.canonical_name(model_name), method=method,
         trainable_params=metrics.get("trainable_params", trainable),
         total_params=metrics.get("total_params", total),
         train_seconds=metrics.get("train_seconds", 0.0),

@@ -32,17 +32,12 @@ def loaded(model: PeftModel) -> list[str]:
 
 def _check(model: PeftModel, names: Sequence[str]) -> None:
     if not isinstance(model, PeftModel):
-        raise ValueError("model is not a PeftModel: load adapters first (load_many)")
+        raise ValueError("model is not a PeftModel: load adapters first (adapters.load_many)")
     unknown = sorted({n for n in names if n != BASE and n not in model.peft_config})
     if unknown:
         raise ValueError(
             f"adapter(s) {unknown} not loaded; loaded: {loaded(model)} (or {BASE!r} for the base)"
         )
-
-
-def load_many(model: torch.nn.Module, folders: Mapping[str, str | os.PathLike]) -> PeftModel:
-    """One base with several named adapters, every one checked first (`adapters.load_many`)."""
-    return adapters.load_many(model, folders)
 
 
 def mixed_generate(

@@ -24,5 +24,5 @@ def run(args: argparse.Namespace) -> int:
     from peftlab import base_model
 
     kwargs = {"steps": args.steps} if args.steps else {}
-    base_model.build(args.out or base_model.EMBEDDED_PATH, seed=args.seed, **kwargs)
+    base_model.build_embedded(args.out or base_model.EMBEDDED_PATH, seed=args.seed, **kwargs)
     return 0

@@ -37,7 +37,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )  # fmt: skip
     p.add_argument(
         "--steps", type=int, default=None,
-        help="fine-tuning steps (default: the model's recipe, 30 on smollm2, 150 on embedded)",
+        help="fine-tuning steps (default: the model's recipe, 40 on smollm2, 150 on embedded)",
     )  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -89,7 +89,7 @@ def _check(args: argparse.Namespace) -> None:
             )
 
 
-def default_model(args: argparse.Namespace) -> str:
+def default_model_name(args: argparse.Namespace) -> str:
     """--model, else $PEFT_LAB_MODEL, else the real model when it is fetched and whole, else the
     embedded one, with a line on stderr saying why."""
     from peftlab import models
@@ -111,20 +111,20 @@ def run(args: argparse.Namespace) -> int:
     complaints = read_prompts(args.prompts) if args.prompts else None
     warnings.simplefilter("default", UserWarning)
     warnings.showwarning = _one_line_warning
-    model = default_model(args) if args.adapter is None else None
+    model_name = default_model_name(args) if args.adapter is None else None
     from peftlab.compare import before_after  # heavy imports only when the demo runs
 
     if args.adapter is not None:
         from peftlab.own_data import compare_adapter
 
         # the base the adapter was trained on (its train_config.json) unless one is named
-        named = args.model or os.environ.get("PEFT_LAB_MODEL")
-        result = compare_adapter(args.adapter, complaints, model_name=named)
+        model_name = args.model or os.environ.get("PEFT_LAB_MODEL")
+        result = compare_adapter(args.adapter, complaints, model_name=model_name)
         print(json.dumps(result.to_dict(), indent=2) if args.json else render_table(result))
         return 0
     kwargs = {"steps": args.steps} if args.steps else {}
     result = before_after(
-        complaints, model_name=model, method=args.method, seed=args.seed,
+        complaints, model_name=model_name, method=args.method, seed=args.seed,
         progress=not args.json, device=args.device, **kwargs,
         **({"sample": None} if args.all else {}),
     )  # fmt: skip

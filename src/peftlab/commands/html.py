@@ -24,6 +24,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from peftlab import html_site
 
-    paths = html_site.build(args.out, args.root)
+    paths = html_site.build_site(args.out, args.root)
     print(f"wrote {len(paths)} pages to {args.out}/ (open {args.out / 'index.html'})")
     return 0

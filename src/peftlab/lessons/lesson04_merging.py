@@ -204,7 +204,7 @@ TOLERANCE = {
 
 
 def results(
-    name: str | None = None,
+    model_name: str | None = None,
     *,
     steps: int = LESSON_STEPS,
     qlora_steps: int = QLORA_STEPS,
@@ -218,33 +218,33 @@ def results(
     from peftlab.lessons.cache import cached
 
     return cached(
-        "lesson04", _compute, files=True, name=name, steps=steps, qlora_steps=qlora_steps,
-        seed=seed, n_complaints=n_complaints,
+        "lesson04", _compute, files=True, model_name=model_name, steps=steps,
+        qlora_steps=qlora_steps, seed=seed, n_complaints=n_complaints,
     )  # fmt: skip
 
 
-def _compute(name, steps, qlora_steps, seed, n_complaints, scratch: Path) -> dict:
+def _compute(model_name, steps, qlora_steps, seed, n_complaints, scratch: Path) -> dict:
     with one_thread():
-        folders = adapters.train_adapters(scratch, name=name, steps=steps, seed=seed)
+        folders = adapters.train_adapters(scratch, model_name=model_name, steps=steps, seed=seed)
         complaints = lesson_complaints(n_complaints)
         with muted():
-            model, tokenizer = base_model.load(name)
+            model, tokenizer = base_model.load(model_name)
         polite = adapters.load(model, folders["polite"])
         check = merging.check_merge(polite, merging.prompt_batch(tokenizer, complaints))
         merged_dir = merging.save_merged(polite, tokenizer, scratch / "merged-polite")
         qlora = adapters.train_adapters(
-            scratch / "qlora", name=name, behaviours=["polite"], method="qlora",
+            scratch / "qlora", model_name=model_name, behaviours=["polite"], method="qlora",
             steps=qlora_steps, seed=seed, compute_dtype=QLORA_COMPUTE,
         )["polite"]  # fmt: skip
-        routes = merging_4bit.route_experiment(qlora, complaints, name)
-        requantized = merging_4bit.requantization_check(qlora, name)
+        routes = merging_4bit.route_experiment(qlora, complaints, model_name)
+        requantized = merging_4bit.requantization_check(qlora, model_name)
         with muted():
-            model, tokenizer = base_model.load(name)
+            model, tokenizer = base_model.load(model_name)
         both = adapters.load_many(model, folders)
         replies = merging.replies_per_adapter(both, tokenizer, complaints)
         summaries = {k: merging.reply_summary(v, complaints) for k, v in replies.items()}
         mixes = merging.mixing_rows(both, tokenizer, complaints, list(folders), LESSON_WEIGHTS)
-        sizes = measure.storage(base_model.resolve(name), list(folders.values()), merged_dir)
+        sizes = measure.storage(base_model.resolve(model_name), list(folders.values()), merged_dir)
         mismatch = wrong_base_error(model.config, folders["polite"])
     return {"adapters": folders, "merged_dir": merged_dir, "check": check, "qlora_adapter": qlora,
             "routes": routes, "requantized": requantized, "summaries": summaries,

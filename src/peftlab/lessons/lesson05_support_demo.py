@@ -114,15 +114,16 @@ def data_facts(
     """What the held-out complaints are held out from, counted.
 
     From the fine-tune set: their product nouns, kinds of problem and sentence frames, so no
-    complaint is in both. Not from the base model's pretraining corpus (`base_model.build`'s, at
-    its defaults): its blunt support chats draw on every noun, problem and frame, held-out ones
-    included, and its letters use the fine-tune replies' acknowledgements, actions and timelines.
+    complaint is in both. Not from the base model's pretraining corpus
+    (`base_model.build_embedded`'s, at its defaults): its blunt support chats draw on every noun,
+    problem and frame, held-out ones included, and its letters use the fine-tune replies'
+    acknowledgements, actions and timelines.
     """
     import inspect
 
     train = support_data.finetune_set(n=n_finetune, seed=seed)
     heldout = support_data.heldout_complaints(n=n_heldout, seed=seed)
-    build = inspect.signature(base_model.build).parameters
+    build = inspect.signature(base_model.build_embedded).parameters
     corpus = support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
     chats = {doc.chat[0] for doc in corpus if doc.chat}
     prose = " ".join(doc.text for doc in corpus if doc.text) + " " + " ".join(chats)
@@ -162,14 +163,15 @@ def data_facts(
 def wild_facts(n_finetune: int = 400, n_heldout: int = 60, seed: int = 0, run: int = 5) -> dict:
     """What the wild set is, counted: its size and forms, how much of it the world's word lists
     know, and how much it shares with what built the model (`support_data.shared_runs`: runs of
-    `run` words, or a whole shorter complaint, against the base corpus at `base_model.build`'s
-    defaults, the fine-tune set and the held-out complaints; sentences found whole in the corpus).
+    `run` words, or a whole shorter complaint, against the base corpus at
+    `base_model.build_embedded`'s defaults, the fine-tune set and the held-out complaints;
+    sentences found whole in the corpus).
     """
     import inspect
     import re
 
     wild = support_data.wild_complaints()
-    build = inspect.signature(base_model.build).parameters
+    build = inspect.signature(base_model.build_embedded).parameters
     corpus = base_model.corpus_texts(  # the texts it was pretrained on, chats as the model saw them
         support_data.base_corpus(n_docs=build["n_docs"].default, seed=build["seed"].default)
     )
