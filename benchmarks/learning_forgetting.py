@@ -25,12 +25,12 @@ from peftlab.atomic import atomic_write_text
 from peftlab.lessons import lesson08_learning_forgetting as lesson08
 from peftlab.seed import one_thread
 
-FULL = forgetting.Protocol(steps=48, evals=(12, 24, 48), n_forget=96, n_val=40, n_heldout=32,
+FULL = forgetting.SweepBudget(steps=48, evals=(12, 24, 48), n_forget=96, n_val=40, n_heldout=32,
                            max_new_tokens=48)  # fmt: skip
 FULL_LRS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)
 LORA_LRS = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 OVERFIT = {"n_examples": 8, "epochs": 20, "lr": 1e-2, "patience": 3}
-QUICK = forgetting.Protocol(steps=2, seeds=(0,), evals=(2,), n_forget=4, n_heldout=2,
+QUICK = forgetting.SweepBudget(steps=2, seeds=(0,), evals=(2,), n_forget=4, n_heldout=2,
                             max_new_tokens=8)  # fmt: skip
 QUICK_OVERFIT = {"n_examples": 4, "epochs": 2, "lr": 1e-2, "patience": 1}
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
             changes["batch_size"] = args.batch
         if args.seeds is not None:
             changes["seeds"] = _numbers(args.seeds, int)
-        protocol = forgetting.Protocol(**{**protocol.__dict__, **changes})
+        protocol = forgetting.SweepBudget(**{**protocol.__dict__, **changes})
         full_lrs = _numbers(args.full_lrs, float) if args.full_lrs else FULL_LRS
         lora_lrs = _numbers(args.lora_lrs, float) if args.lora_lrs else LORA_LRS
         if args.quick:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/peft_methods.py [--quick] [--out FILE] [--model NAME]
         [--methods LoRA,DoRA,...] [--steps N] [--batch N] [--seeds 0,1,2] [--lr-factors 0.3,1,3]
 
-Every method (`peftlab.peft_family.METHODS`: the thirteen of lesson 07 and more that peft 0.21
+Every method (`peftlab.peft_methods.METHODS`: the thirteen of lesson 07 and more that peft 0.21
 ships) is trained through peft on the same fine-tune examples, steps and batch; its learning rate
 is chosen from a grid by validation loss on a split of the fine-tune set, then it is trained with
 every seed and scored on held-out complaints with the course rubric. Prints (and writes with
@@ -20,13 +20,13 @@ import os
 import sys
 import tempfile
 
-from peftlab import measure, peft_family
+from peftlab import measure, peft_family, peft_methods
 from peftlab.atomic import atomic_write_text
 from peftlab.lessons import lesson07_peft_methods as lesson07
 from peftlab.seed import one_thread
 
-FULL = peft_family.Protocol(steps=60, lr_factors=(1 / 3, 1.0, 3.0, 10.0), n_heldout=32)
-QUICK = peft_family.Protocol(steps=4, seeds=(0,), lr_factors=(1.0,), n_heldout=2,
+FULL = peft_family.FamilyBudget(steps=60, lr_factors=(1 / 3, 1.0, 3.0, 10.0), n_heldout=32)
+QUICK = peft_family.FamilyBudget(steps=4, seeds=(0,), lr_factors=(1.0,), n_heldout=2,
                              max_new_tokens=8, timing_repeats=1)  # fmt: skip
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="LoRA and IA3, 4 steps: a smoke test")
     parser.add_argument("--out", help="also write the report (markdown) to this file")
     parser.add_argument("--model", default=None, help="any causal LM (default: the embedded one)")
-    parser.add_argument("--methods", default=",".join(peft_family.METHODS),
+    parser.add_argument("--methods", default=",".join(peft_methods.METHODS),
                         help="comma-separated method names (default: all)")  # fmt: skip
     parser.add_argument("--steps", type=int, default=None, help=f"default {FULL.steps}")
     parser.add_argument("--batch", type=int, default=None, help=f"default {FULL.batch_size}")
@@ -85,11 +85,11 @@ def main(argv: list[str] | None = None) -> int:
             changes["seeds"] = _numbers(args.seeds, int)
         if args.lr_factors is not None:
             changes["lr_factors"] = _numbers(args.lr_factors, float)
-        protocol = peft_family.Protocol(**{**protocol.__dict__, **changes})
+        protocol = peft_family.FamilyBudget(**{**protocol.__dict__, **changes})
         methods = ["LoRA", "IA3"] if args.quick else [m.strip() for m in args.methods.split(",")]
-        peft_family.check_methods(methods)
-        if peft_family.REFERENCE not in methods:
-            raise ValueError(f"--methods must include {peft_family.REFERENCE}: ratios use it")
+        peft_methods.check_methods(methods)
+        if peft_methods.REFERENCE not in methods:
+            raise ValueError(f"--methods must include {peft_methods.REFERENCE}: ratios use it")
     except ValueError as err:
         print(f"peft_methods: {err}", file=sys.stderr)
         return 2

@@ -5,16 +5,17 @@ import math
 import pytest
 import torch
 
-from peftlab import base_model, forgetting, peft_family, support_data
-from peftlab.forgetting import ATTENTION, QV, Config, Point, Protocol, Run, lora
+from peftlab import base_model, forgetting, support_data, tuning
+from peftlab.forgetting import ATTENTION, QV, Config, ForgettingRun, Point, SweepBudget, lora
+from peftlab.peft_family import FamilyBudget
 
-TINY = Protocol(steps=2, evals=(1, 2), seeds=(0, 1), n_forget=4, n_heldout=2, max_new_tokens=8)
+TINY = SweepBudget(steps=2, evals=(1, 2), seeds=(0, 1), n_forget=4, n_heldout=2, max_new_tokens=8)
 
 
 def test_forgetting_is_measured_on_text_absent_from_the_fine_tune_set():
     texts = forgetting.forget_texts(200)
     assert len(set(texts)) == len(texts) == 200
-    finetune = support_data.finetune_set(Protocol().n_train)
+    finetune = support_data.finetune_set(SweepBudget().n_train)
     pieces = {ex.complaint for ex in finetune} | {ex.reply for ex in finetune}
     assert not [p for p in pieces for t in texts if p in t]
     # no chat, no chat template: plain documents of the pretraining world, of every kind
@@ -23,8 +24,8 @@ def test_forgetting_is_measured_on_text_absent_from_the_fine_tune_set():
 
 
 def test_forget_texts_are_the_documents_the_base_model_held_back():
-    """base_model.build trains on all but the first fiftieth of its documents; the forget texts
-    come from that fiftieth (`forgetting.BASE_HELDOUT_DOCS`), all held back."""
+    """base_model.build_embedded trains on all but the first fiftieth of its documents; the
+    forget texts come from that fiftieth (`forgetting.BASE_HELDOUT_DOCS`), all held back."""
     corpus = support_data.base_corpus()
     held = corpus[: forgetting.BASE_HELDOUT_DOCS]
     assert forgetting.forget_texts(50) == [d.text for d in held if d.text is not None][:50]
@@ -55,23 +56,25 @@ def test_attention_only_rank_matches_all_linear_parameters():
 
 def test_protocol_rejects_bad_settings():
     with pytest.raises(ValueError, match="evals"):
-        Protocol(steps=16, evals=(8, 12))
+        SweepBudget(steps=16, evals=(8, 12))
     with pytest.raises(ValueError, match="evals"):
-        Protocol(steps=16, evals=(16, 8))
+        SweepBudget(steps=16, evals=(16, 8))
     with pytest.raises(ValueError, match="seeds"):
-        Protocol(seeds=(0, 0))
+        SweepBudget(seeds=(0, 0))
     with pytest.raises(ValueError, match="steps"):
-        Protocol(steps=0, evals=(1,))
+        SweepBudget(steps=0, evals=(1,))
     with pytest.raises(ValueError, match="n_forget"):
-        Protocol(n_forget=0)
+        SweepBudget(n_forget=0)
     with pytest.raises(ValueError, match="learning rate"):
-        forgetting.train(lora(8), 0.0, 0, TINY)
+        forgetting.train_config(lora(8), 0.0, 0, TINY)
     with pytest.raises(ValueError, match="learning rates"):
         forgetting.sweep([lora(8)], [], TINY)
 
 
-def _run(config: str, lr: float, seed: int, val: float) -> Run:
-    return Run(config, lr, seed, 1, [Point(0, 2.0, 1.0), Point(1, val, 1.0)], [], 0.0, 0.0)
+def _run(config: str, lr: float, seed: int, val: float) -> ForgettingRun:
+    return ForgettingRun(
+        config, lr, seed, 1, [Point(0, 2.0, 1.0), Point(1, val, 1.0)], [], 0.0, 0.0
+    )
 
 
 def test_best_rate_and_the_parabola_between_grid_points():
@@ -90,7 +93,7 @@ def test_best_rate_and_the_parabola_between_grid_points():
 
 @pytest.mark.slow
 def test_a_run_measures_learning_and_forgetting_and_seeds_differ():
-    runs = [forgetting.train(lora(8), 1e-2, seed, TINY) for seed in TINY.seeds]
+    runs = [forgetting.train_config(lora(8), 1e-2, seed, TINY) for seed in TINY.seeds]
     for run in runs:
         assert [p.step for p in run.points] == [0, *TINY.evals]
         assert run.trainable_params == 116_736 and len(run.losses) == TINY.steps
@@ -105,7 +108,7 @@ def test_update_norm_is_what_merging_adds():
     model, _ = base_model.load()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     torch.manual_seed(0)
-    wrapped = forgetting.build(lora(4), model)
+    wrapped = forgetting.apply_config(lora(4), model)
     for module in wrapped.modules():  # B starts at zero: give it something to add
         if hasattr(module, "lora_B") and "default" in module.lora_B:
             torch.nn.init.normal_(module.lora_B["default"].weight, std=0.1)
@@ -130,7 +133,10 @@ def test_overfit_keeps_the_best_epoch_and_stops_early():
         forgetting.overfit(0, patience=0)
 
 
-def test_the_split_is_lesson_07_s():
-    assert peft_family.split(Protocol().family) == peft_family.split(
-        peft_family.Protocol(n_val=Protocol().n_val)
-    )
+def test_the_split_is_lesson_07_s_fine_tune_set_apart_from_the_held_out_complaints():
+    budget = SweepBudget()
+    assert budget.n_train == FamilyBudget().n_train  # the same fine-tune chats as lesson 07
+    train, val = tuning.support_split(budget.n_train, budget.n_val)
+    assert len(val) == budget.n_val and len(train) == budget.n_train - budget.n_val
+    heldout = set(support_data.heldout_complaints(budget.n_heldout))
+    assert not {ex.complaint for ex in train + val} & heldout

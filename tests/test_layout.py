@@ -60,6 +60,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.serving",
         "peftlab.peft_methods",
         "peftlab.worker_processes",
+        "peftlab.peft_methods",
+        "peftlab.worker_processes",
         "peftlab.peft_family",
         "peftlab.forgetting",
     ),

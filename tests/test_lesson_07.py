@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from torch.overrides import TorchFunctionMode
 
-from peftlab import base_model, finetune, peft_family
+from peftlab import base_model, peft_methods, tuning
 from peftlab.lessons import lesson07_peft_methods as lesson
 from peftlab.quiet import muted
 
@@ -28,7 +28,7 @@ def methods(results):
 
 def test_every_method_is_trained_scored_or_listed_with_peft_error(results, methods):
     listed = set(methods) | {u.method for u in results["unsupported"]}
-    assert listed == set(peft_family.CORE)
+    assert listed == set(peft_methods.CORE)
     assert all(u.error for u in results["unsupported"])
     seeds = results["protocol"].seeds
     assert len(seeds) >= 3
@@ -47,11 +47,11 @@ def test_trainable_params_are_peft_s_count(methods):
 def test_learning_rate_was_chosen_on_validation_loss(results, methods):
     protocol = results["protocol"]
     for r in methods.values():
-        method = peft_family.METHODS[r.method]
+        method = peft_methods.METHODS[r.method]
         assert list(r.lr_val_losses) == protocol.lr_grid(method)
         assert r.lr_val_losses[r.lr] == min(r.lr_val_losses.values())
         assert r.val_loss[0] == r.lr_val_losses[r.lr]  # the first seed's run at that rate
-    _, val = peft_family.split(protocol)
+    _, val = tuning.support_split(protocol.n_train, protocol.n_val)
     assert not {ex.complaint for ex in val} & set(results["heldout"])
 
 
@@ -128,12 +128,13 @@ def _one_training_step(name: str) -> tuple[Counter, int]:
 
     with muted():
         model, tokenizer = base_model.load()
-    wrapped = peft_family.build(peft_family.METHODS[name], model, lesson.LESSON_PROTOCOL.steps)
-    train, _ = peft_family.split(lesson.LESSON_PROTOCOL)
-    rows = [finetune.tokenize_example(tokenizer, ex) for ex in train[:8]]
+    budget = lesson.LESSON_PROTOCOL
+    wrapped = peft_methods.apply_method(peft_methods.METHODS[name], model, budget.steps)
+    train, _ = tuning.support_split(budget.n_train, budget.n_val)
+    rows = [tuning.tokenize_example(tokenizer, ex) for ex in train[:8]]
     wrapped.train()
     with _Calls() as counter:
-        wrapped(**finetune.pad_batch(rows, tokenizer.pad_token_id)).loss.backward()
+        wrapped(**tuning.pad_batch(rows, tokenizer.pad_token_id)).loss.backward()
     return counter.calls, sum(isinstance(m, LoraLayer) for m in wrapped.modules())
 
 

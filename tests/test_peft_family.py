@@ -1,4 +1,4 @@
-"""The PEFT family protocol: a fair split, peft's own parameter counts, merges that change nothing,
+"""The PEFT family budget: a fair split, peft's own parameter counts, merges that change nothing,
 and bad input refused."""
 
 import dataclasses
@@ -6,17 +6,19 @@ import dataclasses
 import pytest
 import torch
 
-from peftlab import base_model, generate, peft_family, support_data
-from peftlab.peft_family import METHODS, Protocol
+from peftlab import base_model, generate, peft_family, peft_methods, support_data, tuning
+from peftlab.lora import count_trainable
+from peftlab.peft_family import FamilyBudget
+from peftlab.peft_methods import METHODS
 from peftlab.quiet import known_warnings, muted
 
-TINY = Protocol(steps=3, batch_size=4, seeds=(0,), lr_factors=(1.0,), n_heldout=3,
+TINY = FamilyBudget(steps=3, batch_size=4, seeds=(0,), lr_factors=(1.0,), n_heldout=3,
                 max_new_tokens=8, timing_repeats=1)  # fmt: skip
 
 
 def test_validation_split_and_heldout_complaints_are_disjoint():
-    protocol = Protocol()
-    train, val = peft_family.split(protocol)
+    protocol = FamilyBudget()
+    train, val = tuning.support_split(protocol.n_train, protocol.n_val)
     assert len(val) == protocol.n_val and len(train) == protocol.n_train - protocol.n_val
     train_complaints = {ex.complaint for ex in train}
     val_complaints = {ex.complaint for ex in val}
@@ -30,13 +32,14 @@ def test_validation_split_and_heldout_complaints_are_disjoint():
     # nor does the data the rate is chosen on name a held-out product
     val_words = {w.strip(".,!?'") for ex in val for w in ex.complaint.lower().split()}
     assert not val_words & set(support_data.HELDOUT_NOUNS)
-    assert peft_family.split(protocol) == (train, val)  # the same split every time
+    # the same split every time
+    assert tuning.support_split(protocol.n_train, protocol.n_val) == (train, val)
 
 
 def test_every_method_of_a_seed_sees_the_same_batches():
-    a = peft_family.batches(360, 8, 50, seed=1)
-    assert a == peft_family.batches(360, 8, 50, seed=1)
-    assert a != peft_family.batches(360, 8, 50, seed=2)
+    a = tuning.batch_indices(360, 8, 50, seed=1)
+    assert a == tuning.batch_indices(360, 8, 50, seed=1)
+    assert a != tuning.batch_indices(360, 8, 50, seed=2)
     assert all(len(rows) == 8 for rows in a)
     assert sorted(i for rows in a[:45] for i in rows) == list(range(360))  # one epoch first
 
@@ -47,8 +50,8 @@ def test_trainable_params_are_what_peft_reports(name):
     with muted():
         model, _ = base_model.load()
     torch.manual_seed(0)
-    wrapped = peft_family.build(method, model, steps=20)
-    ours = peft_family.trainable_params(wrapped)
+    wrapped = peft_methods.apply_method(method, model, steps=20)
+    ours = count_trainable(wrapped)
     if method.config is None:  # full fine-tuning: every parameter, the tied head once
         assert ours == sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
     else:
@@ -60,17 +63,17 @@ def test_loraplus_gives_b_a_larger_learning_rate():
     with muted():
         model, _ = base_model.load()
     method = METHODS["LoRA+"]
-    wrapped = peft_family.build(method, model, steps=20)
-    opt = peft_family.optimizer(method, wrapped, 1e-3)
+    wrapped = peft_methods.apply_method(method, model, steps=20)
+    opt = peft_methods.optimizer_for(method, wrapped, 1e-3)
     rates = sorted({g["lr"] for g in opt.param_groups if g["params"]})
-    assert rates == [1e-3, 1e-3 * peft_family.LORAPLUS_RATIO]
+    assert rates == [1e-3, 1e-3 * peft_methods.LORAPLUS_RATIO]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, m in METHODS.items() if m.merges])
 def test_merged_model_answers_exactly_as_unmerged(name):
     method = METHODS[name]
-    run = peft_family.train(method, 3 * method.base_lr, 0, TINY)
+    run = peft_family.train_method(method, 3 * method.base_lr, 0, TINY)
     assert run.losses[-1] != run.losses[0]  # the adapter moved away from its start
     complaints = peft_family.heldout(TINY)
     unmerged = peft_family.replies(run, complaints, TINY.max_new_tokens)
@@ -78,14 +81,14 @@ def test_merged_model_answers_exactly_as_unmerged(name):
 
 
 # prefix tuning, trained long enough to move its replies (a few seconds)
-PREFIX = Protocol(steps=24, batch_size=8, seeds=(0,), lr_factors=(1.0,), n_heldout=6,
+PREFIX = FamilyBudget(steps=24, batch_size=8, seeds=(0,), lr_factors=(1.0,), n_heldout=6,
                   max_new_tokens=24, timing_repeats=1)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def prefix_run():
     method = METHODS["prefix tuning"]
-    return peft_family.train(method, 3 * method.base_lr, 0, PREFIX)
+    return peft_family.train_method(method, 3 * method.base_lr, 0, PREFIX)
 
 
 @torch.no_grad()
@@ -125,9 +128,9 @@ def test_prefix_tuned_replies_are_not_the_base_model_s(prefix_run):
         base, tokenizer = base_model.load()
     before = generate.generate(base, tokenizer, complaints, max_new_tokens=PREFIX.max_new_tokens)
     after = peft_family.replies(prefix_run, complaints, PREFIX.max_new_tokens)
-    assert prefix_run.val_loss < peft_family.loss_on(
-        base, peft_family.tokenized(PREFIX, None, tokenizer)[1], tokenizer.pad_token_id
-    )  # the prefix learned ...
+    val = tuning.tokenized_support_split(tokenizer, None, PREFIX.n_train, PREFIX.n_val)[1]
+    assert prefix_run.val_loss < tuning.mean_loss(base, val, tokenizer.pad_token_id)
+    # the prefix learned ...
     assert sum(a != b for a, b in zip(after, before, strict=True)) >= len(complaints) // 2
     # ... and its replies show it
 
@@ -137,7 +140,7 @@ def test_prefix_decode_refuses_other_models():
         model, tokenizer = base_model.load()
     with pytest.raises(ValueError, match="prefix tuning"):
         generate.prefix_greedy(model, tokenizer, ["My order is late."], max_new_tokens=4)
-    wrapped = peft_family.build(METHODS["prefix tuning"], model, steps=4)
+    wrapped = peft_methods.apply_method(METHODS["prefix tuning"], model, steps=4)
     with pytest.raises(ValueError, match="max_new_tokens=0"):
         generate.prefix_greedy(wrapped, tokenizer, ["My order is late."], max_new_tokens=0)
 
@@ -177,15 +180,15 @@ def test_two_worker_processes_compute_what_one_process_does(tmp_path):
     [dict(steps=0), dict(batch_size=-1), dict(seeds=()), dict(seeds=(0, 0)),
      dict(lr_factors=(0.0,)), dict(n_val=0), dict(n_val=400), dict(n_heldout=0)],
 )  # fmt: skip
-def test_bad_protocol_is_refused(kwargs):
+def test_bad_budget_is_refused(kwargs):
     with pytest.raises(ValueError, match="="):
-        Protocol(**kwargs)
+        FamilyBudget(**kwargs)
 
 
 def test_bad_methods_are_refused(tmp_path):
     with pytest.raises(ValueError, match="unknown method"):
-        peft_family.check_methods(["LoRA", "SuperLoRA"])
+        peft_methods.check_methods(["LoRA", "SuperLoRA"])
     with pytest.raises(ValueError, match="must include 'LoRA'"):
         peft_family.compare_family(TINY, ["DoRA"], None, tmp_path)
     with pytest.raises(ValueError, match="learning rate"):
-        peft_family.train(METHODS["LoRA"], 0.0, 0, TINY)
+        peft_family.train_method(METHODS["LoRA"], 0.0, 0, TINY)

@@ -1,18 +1,18 @@
 """What fine-tuning learns, what it forgets, and the hyperparameters that decide it.
 
 *Learning* is measured on the support task: the loss on a validation split of the fine-tune set
-(`peft_family.split`) and the rubric score of greedy replies to held-out complaints. *Forgetting*
+(`tuning.support_split`) and the rubric score of greedy replies to held-out complaints. *Forgetting*
 is measured on the base model's other ability, plain text of its pretraining world (shop facts,
 letters between friends, notes at work) that it was never trained on and the fine-tune set does
 not contain (`forget_texts`): the rise of its loss per token over the base model's.
 
-`train` fine-tunes a fresh copy of the base with one `Config` (full fine-tuning, or LoRA at a
-rank, a scale rule and a set of target modules) and measures learning and forgetting at the
-steps `Protocol.evals`. The loop is `peft_family`'s (the same batches for a seed, AdamW, warm-up
-then cosine); `sweep` runs configs over learning rates and seeds. `overfit` trains on a small
-slice for many epochs through transformers' `Trainer`, evaluating every epoch on the validation
-split, keeping the best checkpoint (`load_best_model_at_end`) and, when asked, stopping early
-(`EarlyStoppingCallback`).
+`train_config` fine-tunes a fresh copy of the base with one `Config` (full fine-tuning, or LoRA
+at a rank, a scale rule and a set of target modules) and measures learning and forgetting at the
+steps `SweepBudget.evals`. The loop is the course's (`tuning.fit`: the same batches for a seed
+as lesson 07's, AdamW, warm-up then cosine); `sweep` runs configs over learning rates and seeds.
+`overfit` trains on a small slice for many epochs through transformers' `Trainer`, evaluating
+every epoch on the validation split, keeping the best checkpoint (`load_best_model_at_end`) and,
+when asked, stopping early (`EarlyStoppingCallback`).
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from dataclasses import dataclass, field
 
 import torch
 
-from peftlab import base_model, finetune, peft_family, support_data
+from peftlab import base_model, finetune, support_data, tuning
 from peftlab.generate import generate
+from peftlab.lora import count_trainable
 from peftlab.quiet import known_warnings, muted
 from peftlab.rubric import mean_score
-from peftlab.schedule import warmup_cosine
 from peftlab.seed import seed_everything
 
 ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
 QV = ["q_proj", "v_proj"]
-# base_model.build holds back the first fiftieth of its documents from pretraining
-BASE_HELDOUT_DOCS = inspect.signature(base_model.build).parameters["n_docs"].default // 50
+# base_model.build_embedded holds back the first fiftieth of its documents from pretraining
+BASE_HELDOUT_DOCS = inspect.signature(base_model.build_embedded).parameters["n_docs"].default // 50
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ def lora(r: int, targets: str | Sequence[str] = "all-linear", *, rslora: bool = 
 
 
 @dataclass(frozen=True)
-class Protocol:
+class SweepBudget:
     """The budget of every run: `steps` of `batch_size` chats from the fine-tune set (`n_val`
     of its `n_train` examples held back), learning and forgetting measured after each step in
     `evals` (and at step 0, the base), `n_forget` held-out pretraining documents, `n_heldout`
@@ -121,14 +121,10 @@ class Protocol:
             )
         if not 0 < self.n_forget <= 200:
             raise ValueError(f"n_forget={self.n_forget}: measure forgetting on 1-200 documents")
-
-    @property
-    def family(self) -> peft_family.Protocol:
-        """The same split and held-out complaints as lesson 07 (`peft_family`)."""
-        return peft_family.Protocol(steps=self.steps, batch_size=self.batch_size,
-                                    seeds=self.seeds, n_train=self.n_train, n_val=self.n_val,
-                                    n_heldout=self.n_heldout,
-                                    max_new_tokens=self.max_new_tokens)  # fmt: skip
+        if not 0 < self.n_val < self.n_train:
+            raise ValueError(f"n_val={self.n_val}: hold back between 1 and n_train-1 examples")
+        if self.n_heldout <= 0:
+            raise ValueError(f"n_heldout={self.n_heldout}: score at least one complaint")
 
 
 # --- what forgetting is measured on ---------------------------------------------------------
@@ -147,7 +143,7 @@ def document_kind(text: str) -> str:
 
 def forget_texts(n: int = 24) -> list[str]:
     """The first `n` plain-text documents (no chats) of the base corpus's held-out part: the
-    base model never trained on them (`base_model.build` holds them back), and they are not
+    base model never trained on them (`base_model.build_embedded` holds them back), and they are not
     support chats, so the fine-tune set contains none of them."""
     docs = support_data.base_corpus(n_docs=BASE_HELDOUT_DOCS)
     texts = [d.text for d in docs if d.text is not None]
@@ -174,7 +170,9 @@ class Point:
 
 
 @dataclass
-class Run:
+class ForgettingRun:
+    """One config trained at one rate and seed: its learning and forgetting along the way."""
+
     config: str
     lr: float
     seed: int
@@ -195,7 +193,7 @@ class Run:
         return self.final.forget_loss - self.points[0].forget_loss
 
 
-def build(config: Config, model):
+def apply_config(config: Config, model):
     """`model` wrapped with LoRA (peft's get_peft_model), or itself, all trainable, for full."""
     if config.full:
         model.requires_grad_(True)
@@ -227,86 +225,78 @@ def update_norm(config: Config, model, base_state: dict[str, torch.Tensor]) -> f
 _BASE: dict[tuple, Point] = {}
 
 
-def train(
+def train_config(
     config: Config,
     lr: float,
     seed: int,
-    protocol: Protocol = Protocol(),
+    budget: SweepBudget = SweepBudget(),
     name: str | None = None,
     score: bool = True,
-) -> Run:
-    """Fine-tune a fresh base with `config` at `lr`; learning and forgetting at each eval step,
-    the rubric score of the held-out replies at the end (`score=False` skips it: nan)."""
+) -> ForgettingRun:
+    """Fine-tune a fresh base with `config` at `lr` (`tuning.fit`); learning and forgetting at
+    each eval step, the rubric score of the held-out replies at the end (`score=False` skips
+    it: nan)."""
     if lr <= 0 or not math.isfinite(lr):
         raise ValueError(f"lr={lr}: the learning rate must be a positive number")
     with muted():
         model, tokenizer = base_model.load(name)
-    family = protocol.family
-    data, val = peft_family.tokenized(family, name, tokenizer)
-    forget = tokenized_texts(tokenizer, forget_texts(protocol.n_forget))
+    data, val = tuning.tokenized_support_split(tokenizer, name, budget.n_train, budget.n_val)
+    forget = tokenized_texts(tokenizer, forget_texts(budget.n_forget))
     pad = tokenizer.pad_token_id
 
     def point(step: int) -> Point:
-        p = Point(
-            step, peft_family.loss_on(model, val, pad), peft_family.loss_on(model, forget, pad)
-        )
+        p = Point(step, tuning.mean_loss(model, val, pad), tuning.mean_loss(model, forget, pad))
         model.train()
         return p
 
     base_state = {k: v.detach().clone() for k, v in model.named_parameters()} if config.full else {}
-    key = (base_model.model_name(name), protocol.n_train, protocol.n_val, protocol.n_forget)
+    key = (base_model.canonical_name(name), budget.n_train, budget.n_val, budget.n_forget)
     if key not in _BASE:  # the base model's point, the same for every run
         _BASE[key] = point(0)
     points = [_BASE[key]]
     seed_everything(seed)  # the adapter's random init
-    model = build(config, model)
+    model = apply_config(config, model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    warmup = max(1, protocol.steps // 10)
-    losses: list[float] = []
-    model.train()
+
+    def after_step(step: tuning.Step) -> None:
+        if step.step in budget.evals:
+            points.append(point(step.step))
+
     with known_warnings():
-        order = peft_family.batches(len(data), protocol.batch_size, protocol.steps, seed)
-        for step, rows in enumerate(order, start=1):
-            for group in opt.param_groups:
-                group["lr"] = lr * warmup_cosine(step - 1, protocol.steps, warmup)
-            loss = model(**finetune.pad_batch([data[i] for i in rows], pad)).loss
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            if step in protocol.evals:
-                points.append(point(step))
+        fit = tuning.fit(model, data, opt, steps=budget.steps, batch_size=budget.batch_size,
+                         seed=seed, collate=lambda rows: tuning.pad_batch(rows, pad),
+                         on_step=after_step)  # fmt: skip
         norm = update_norm(config, model, base_state)
         answers: list[str] = []
         value = math.nan
         if score:
-            complaints = peft_family.heldout(family)
+            complaints = support_data.heldout_complaints(budget.n_heldout)
             model.eval()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 answers = generate(model, tokenizer, complaints,
-                                           max_new_tokens=protocol.max_new_tokens)  # fmt: skip
+                                   max_new_tokens=budget.max_new_tokens)  # fmt: skip
             value = mean_score(answers, complaints)
-    return Run(config.name, lr, seed, peft_family.trainable_params(model), points, losses,
-               value, norm, answers)  # fmt: skip
+    return ForgettingRun(config.name, lr, seed, count_trainable(model), points, fit.losses,
+                         value, norm, answers)  # fmt: skip
 
 
 def sweep(
     configs: Sequence[Config],
     lrs: Sequence[float],
-    protocol: Protocol = Protocol(),
+    budget: SweepBudget = SweepBudget(),
     name: str | None = None,
     progress: Callable[[str], None] | None = None,
-) -> list[Run]:
+) -> list[ForgettingRun]:
     """Every config at every rate with every seed."""
     if not lrs:
         raise ValueError("no learning rates: give at least one")
     runs = []
     for config in configs:
         for lr in lrs:
-            for seed in protocol.seeds:
-                runs.append(train(config, lr, seed, protocol, name))
+            for seed in budget.seeds:
+                runs.append(train_config(config, lr, seed, budget, name))
                 if progress:
                     r = runs[-1]
                     progress(f"{config.name} lr={lr:g} seed={seed}: val {r.final.val_loss:.3f} "
@@ -331,25 +321,23 @@ class Stat:
         return cls(statistics.fmean(values), statistics.pstdev(values), len(values))
 
 
-def select(runs: Sequence[Run], config: str, lr: float | None = None) -> list[Run]:
+def select(
+    runs: Sequence[ForgettingRun], config: str, lr: float | None = None
+) -> list[ForgettingRun]:
     found = [r for r in runs if r.config == config and (lr is None or r.lr == lr)]
     if not found:
         raise ValueError(f"no runs of {config!r} at lr={lr}: run it first")
     return found
 
 
-def best_lr(runs: Sequence[Run], config: str) -> float:
+def best_lr(runs: Sequence[ForgettingRun], config: str) -> float:
     """The rate of the grid with the lowest mean final validation loss over seeds."""
     lrs = sorted({r.lr for r in select(runs, config)})
-    return min(lrs, key=lambda lr: _finite(Stat.of(r.final.val_loss for r in
+    return min(lrs, key=lambda lr: tuning.finite_or_inf(Stat.of(r.final.val_loss for r in
                                                    select(runs, config, lr)).mean))  # fmt: skip
 
 
-def _finite(x: float) -> float:
-    return x if math.isfinite(x) else math.inf
-
-
-def vertex_lr(runs: Sequence[Run], config: str) -> float:
+def vertex_lr(runs: Sequence[ForgettingRun], config: str) -> float:
     """The rate at the bottom of a parabola through the mean loss at the best grid rate and its
     two neighbours, in log(lr): the optimum between grid points. The best rate itself when it
     sits at an end of the grid."""
@@ -416,7 +404,7 @@ def overfit(
     r: int = 8,
     batch_size: int = 4,
     patience: int | None = None,
-    protocol: Protocol = Protocol(),
+    budget: SweepBudget = SweepBudget(),
     name: str | None = None,
 ) -> Overfit:
     """LoRA (all linear layers) on the first `n_examples` of the training split for `epochs`
@@ -427,19 +415,17 @@ def overfit(
     from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    if not 0 < n_examples <= protocol.n_train - protocol.n_val:
-        raise ValueError(
-            f"n_examples={n_examples}: train on 1..{protocol.n_train - protocol.n_val}"
-        )
+    if not 0 < n_examples <= budget.n_train - budget.n_val:
+        raise ValueError(f"n_examples={n_examples}: train on 1..{budget.n_train - budget.n_val}")
     if epochs <= 0:
         raise ValueError(f"epochs={epochs}: train for at least one epoch")
     if patience is not None and patience <= 0:
         raise ValueError(f"patience={patience}: give a positive number of epochs, or None")
     with muted():
         model, tokenizer = base_model.load(name)
-    train_split, val_split = peft_family.split(protocol.family)
-    data = [finetune.tokenize_example(tokenizer, ex) for ex in train_split[:n_examples]]
-    val = [finetune.tokenize_example(tokenizer, ex) for ex in val_split]
+    train_split, val_split = tuning.support_split(budget.n_train, budget.n_val)
+    data = [tuning.tokenize_example(tokenizer, ex) for ex in train_split[:n_examples]]
+    val = [tuning.tokenize_example(tokenizer, ex) for ex in val_split]
     seed_everything(seed)
     wrapped = finetune.build_peft_model(model, r=r, alpha=2 * r, target_modules="all-linear")
     per_epoch = math.ceil(n_examples / batch_size)
@@ -460,13 +446,13 @@ def overfit(
             args=TrainingArguments(output_dir=out, remove_unused_columns=False, **settings),
             train_dataset=data,
             eval_dataset=val,
-            data_collator=lambda feats: finetune.pad_batch(feats, tokenizer.pad_token_id),
+            data_collator=lambda feats: tuning.pad_batch(feats, tokenizer.pad_token_id),
             callbacks=callbacks,
         )
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
         trainer.train()
-        final = peft_family.loss_on(wrapped, val, tokenizer.pad_token_id)
+        final = tuning.mean_loss(wrapped, val, tokenizer.pad_token_id)
         best_step = int(trainer.state.best_model_checkpoint.rsplit("-", 1)[1])
     n = len(losses.val)
     return Overfit(seed, n_examples, list(range(1, n + 1)), losses.train[:n], losses.val,
@@ -477,7 +463,7 @@ def lora_params(config: Config, name: str | None = None) -> int:
     """Trainable parameters of `config` on the model (peft's count)."""
     with muted():
         model, _ = base_model.load(name)
-    return peft_family.trainable_params(build(config, model))
+    return count_trainable(apply_config(config, model))
 
 
 def matched_rank(r: int, targets: str | Sequence[str] = ATTENTION, name: str | None = None) -> int:

@@ -1,15 +1,16 @@
 """The PEFT family side by side: every method through peft itself, on one task, one budget.
 
-Each method is a peft config (or, for full fine-tuning, no config at all) wrapped around a fresh
-copy of the base model and trained by the same loop: the same fine-tune examples in the same
-order, the same steps and batch, AdamW with the same warm-up/cosine schedule. Only the learning
-rate differs, and it is chosen per method from a small grid by the loss on a validation split of
-the fine-tune set (`split`), never by the held-out complaints the methods are scored on.
+Each method (`peft_methods.METHODS`) is a peft config (or, for full fine-tuning, no config at
+all) wrapped around a fresh copy of the base model and trained by the course's loop
+(`tuning.fit`): the same fine-tune examples in the same order, the same steps and batch, AdamW
+with the same warm-up/cosine schedule. Only the learning rate differs, and it is chosen per
+method from a small grid by the loss on a validation split of the fine-tune set
+(`tuning.support_split`), never by the held-out complaints the methods are scored on.
 
-`compare_family` runs the protocol and returns one `MethodResult` per method: trainable
-parameters (peft's own count), adapter bytes on disk, final train and validation loss, held-out
-rubric score per seed, measured training memory, seconds per step, and, where the method merges
-into the base, whether the merged model answers exactly as the unmerged one.
+`compare_family` runs the budget (`FamilyBudget`) and returns one `MethodResult` per method:
+trainable parameters (peft's own count), adapter bytes on disk, final train and validation
+loss, held-out rubric score per seed, measured training memory, seconds per step, and, where
+the method merges into the base, whether the merged model answers exactly as the unmerged one.
 """
 
 from __future__ import annotations
@@ -17,159 +18,31 @@ from __future__ import annotations
 import copy
 import math
 import statistics
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from peftlab import base_model, finetune, measure, support_data
+from peftlab import base_model, measure, support_data, tuning
 from peftlab.generate import generate
+from peftlab.lora import count_trainable
+from peftlab.peft_methods import (
+    CORE,
+    METHODS,
+    REFERENCE,
+    Method,
+    apply_method,
+    check_methods,
+    optimizer_for,
+)
 from peftlab.quiet import known_warnings, muted
 from peftlab.rubric import mean_score
-from peftlab.schedule import warmup_cosine
 from peftlab.seed import seed_everything
-
-TARGETS = "all-linear"  # the course's choice for the embedded model (compare.demo_targets)
-RANK = 8
-VIRTUAL_TOKENS = 8
-VERA_RANK = 64  # VeRA trains only scaling vectors over frozen random matrices: it needs a wider r
-LORAPLUS_RATIO = 16  # learning rate of B over A (the LoRA+ paper's default)
+from peftlab.worker_processes import map_in_processes
 
 
 @dataclass(frozen=True)
-class Method:
-    """One member of the family: how peft builds it and what the lesson says about it."""
-
-    name: str
-    family: str  # "reparametrized" (a weight update), "additive" (new tokens), "scaling", "full"
-    base_lr: float  # the middle of its learning-rate grid
-    merges: bool  # whether peft can fold it into the base weights (merge_and_unload)
-    config: Callable[[int], object] | None  # steps -> peft config; None for full fine-tuning
-    loraplus: bool = False
-
-
-def _lora(**extra) -> Callable[[int], object]:
-    def build(steps: int):
-        from peft import LoraConfig
-
-        return LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS,
-                          task_type="CAUSAL_LM", **extra)  # fmt: skip
-
-    return build
-
-
-def _adalora(steps: int):
-    from peft import AdaLoraConfig
-
-    # the three phases: warm-up at init_r, budget pruning down to target_r, a final phase
-    return AdaLoraConfig(
-        init_r=RANK + RANK // 2, target_r=RANK, lora_alpha=2 * RANK, target_modules=TARGETS,
-        total_step=steps, tinit=max(1, steps // 10), tfinal=max(1, steps // 5),
-        deltaT=max(1, steps // 20), task_type="CAUSAL_LM",
-    )  # fmt: skip
-
-
-def _ia3(steps: int):
-    from peft import IA3Config
-
-    return IA3Config(task_type="CAUSAL_LM")  # peft's default for Llama: k, v and down_proj
-
-
-def _prefix(steps: int):
-    from peft import PrefixTuningConfig
-
-    return PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS)
-
-
-def _prompt(steps: int):
-    from peft import PromptTuningConfig
-
-    return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS)
-
-
-def _ptuning(steps: int):
-    from peft import PromptEncoderConfig
-
-    return PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=VIRTUAL_TOKENS,
-                               encoder_hidden_size=64)  # fmt: skip
-
-
-def _loha(steps: int):
-    from peft import LoHaConfig
-
-    return LoHaConfig(r=RANK, alpha=2 * RANK, target_modules=TARGETS, task_type="CAUSAL_LM")
-
-
-def _lokr(steps: int):
-    from peft import LoKrConfig
-
-    return LoKrConfig(r=RANK, alpha=2 * RANK, target_modules=TARGETS, task_type="CAUSAL_LM")
-
-
-def _vera(steps: int):
-    from peft import VeraConfig
-
-    return VeraConfig(r=VERA_RANK, target_modules=TARGETS, task_type="CAUSAL_LM")
-
-
-def _ln_tuning(steps: int):
-    from peft import LNTuningConfig
-
-    return LNTuningConfig(task_type="CAUSAL_LM")
-
-
-def _oft(steps: int):
-    from peft import OFTConfig
-
-    return OFTConfig(r=0, oft_block_size=32, target_modules=TARGETS, task_type="CAUSAL_LM")
-
-
-def _hra(steps: int):
-    from peft import HRAConfig
-
-    return HRAConfig(r=RANK, target_modules=TARGETS, task_type="CAUSAL_LM")
-
-
-def _fourierft(steps: int):
-    from peft import FourierFTConfig
-
-    return FourierFTConfig(n_frequency=512, scaling=100.0, target_modules=TARGETS,
-                           task_type="CAUSAL_LM")  # fmt: skip
-
-
-METHODS: dict[str, Method] = {
-    m.name: m
-    for m in (
-        Method("LoRA", "reparametrized", 1e-2, True, _lora()),
-        Method("rsLoRA", "reparametrized", 1e-2, True, _lora(use_rslora=True)),
-        Method("DoRA", "reparametrized", 1e-2, True, _lora(use_dora=True)),
-        Method("PiSSA", "reparametrized", 1e-2, True, _lora(init_lora_weights="pissa")),
-        Method("LoRA+", "reparametrized", 1e-3, True, _lora(), loraplus=True),
-        Method("AdaLoRA", "reparametrized", 3e-2, True, _adalora),
-        Method("LoHa", "reparametrized", 3e-2, True, _loha),
-        Method("LoKr", "reparametrized", 3e-2, True, _lokr),
-        Method("VeRA", "reparametrized", 1e-1, True, _vera),
-        Method("IA3", "scaling", 1e-1, True, _ia3),
-        Method("prefix tuning", "additive", 1e-1, False, _prefix),
-        Method("prompt tuning", "additive", 3e-1, False, _prompt),
-        Method("full fine-tuning", "full", 3e-3, False, None),
-        # more of what peft 0.21 ships, in the benchmark's full grid
-        Method("P-tuning", "additive", 1e-1, False, _ptuning),
-        Method("LN tuning", "scaling", 1e-1, True, _ln_tuning),
-        Method("OFT", "reparametrized", 1e-2, True, _oft),
-        Method("HRA", "reparametrized", 3e-3, True, _hra),
-        Method("FourierFT", "reparametrized", 1e-2, True, _fourierft),
-    )
-}
-CORE = tuple(list(METHODS)[:13])  # the methods the lesson must show
-REFERENCE = "LoRA"
-
-
-@dataclass(frozen=True)
-class Protocol:
+class FamilyBudget:
     """The budget every method gets: the same data, steps, batch and seeds; an lr grid around
     each method's `base_lr` (`lr_factors`); `n_val` fine-tune examples held back for choosing
     the rate; `n_heldout` held-out complaints to score; replies of up to `max_new_tokens`."""
@@ -202,87 +75,14 @@ class Protocol:
         return [method.base_lr * f for f in self.lr_factors]
 
 
-def split(protocol: Protocol) -> tuple[list, list]:
-    """(train, validation): every k-th fine-tune example held back for choosing the lr."""
-    examples = support_data.finetune_set(protocol.n_train)
-    every = protocol.n_train // protocol.n_val
-    val = [ex for i, ex in enumerate(examples) if i % every == every - 1][: protocol.n_val]
-    held = {id(ex) for ex in val}
-    return [ex for ex in examples if id(ex) not in held], val
-
-
-_TOKENIZED: dict[tuple, tuple] = {}
-
-
-def tokenized(protocol: Protocol, name: str | None, tokenizer) -> tuple:
-    """(train, validation) token ids, tokenized once per protocol and model name."""
-    key = (protocol.n_train, protocol.n_val, base_model.model_name(name))
-    if key not in _TOKENIZED:
-        _TOKENIZED[key] = tuple(
-            tuple(finetune.tokenize_example(tokenizer, ex) for ex in part)
-            for part in split(protocol)
-        )
-    return _TOKENIZED[key]
-
-
-def heldout(protocol: Protocol) -> list[str]:
+def heldout(budget: FamilyBudget) -> list[str]:
     """The complaints every method is scored on (unseen products, problems, phrasings)."""
-    return support_data.heldout_complaints(protocol.n_heldout)
-
-
-def check_methods(names: Sequence[str]) -> list[Method]:
-    unknown = [n for n in names if n not in METHODS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}: choose from {', '.join(METHODS)}")
-    return [METHODS[n] for n in names]
+    return support_data.heldout_complaints(budget.n_heldout)
 
 
 # --- one model ---------------------------------------------------------------------------------
-def build(method: Method, model, steps: int):
-    """`model` wrapped for `method` (peft's get_peft_model), or itself for full fine-tuning."""
-    if method.config is None:
-        model.requires_grad_(True)
-        return model
-    from peft import get_peft_model
-
-    with known_warnings(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # e.g. AdaLoRA/VeRA notes on init
-        return get_peft_model(model, method.config(steps))
-
-
-def trainable_params(model) -> int:
-    """Parameters the optimizer updates (tied weights counted once)."""
-    seen, total = set(), 0
-    for p in model.parameters():
-        if p.requires_grad and id(p) not in seen:
-            seen.add(id(p))
-            total += p.numel()
-    return total
-
-
-def optimizer(method: Method, model, lr: float) -> torch.optim.Optimizer:
-    """AdamW on the trainable parameters; LoRA+ through peft's create_loraplus_optimizer."""
-    if method.loraplus:
-        from peft.optimizers import create_loraplus_optimizer
-
-        return create_loraplus_optimizer(
-            model, torch.optim.AdamW, lr=lr, loraplus_lr_ratio=LORAPLUS_RATIO, weight_decay=0.0
-        )
-    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
-                             weight_decay=0.0)  # fmt: skip
-
-
-def batches(n: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
-    """Example indices for each step: shuffled epochs, the same for every method of a seed."""
-    gen = torch.Generator().manual_seed(seed)
-    order: list[int] = []
-    while len(order) < steps * batch_size:
-        order += torch.randperm(n, generator=gen).tolist()
-    return [order[i * batch_size : (i + 1) * batch_size] for i in range(steps)]
-
-
 @dataclass
-class Run:
+class MethodRun:
     """One method trained at one learning rate and seed."""
 
     method: str
@@ -303,66 +103,63 @@ class Run:
         return sum(tail) / len(tail)
 
 
-@torch.no_grad()
-def loss_on(model, data: Sequence[dict], pad_id: int, batch_size: int = 20) -> float:
-    """Mean loss per reply token over `data` (tokenized examples)."""
-    model.eval()
-    total, tokens = 0.0, 0
-    for i in range(0, len(data), batch_size):
-        batch = finetune.pad_batch(list(data[i : i + batch_size]), pad_id)
-        n = int((batch["labels"] != finetune.IGNORE_INDEX).sum())
-        total += float(model(**batch).loss) * n
-        tokens += n
-    return total / tokens
-
-
-def train(
+def train_method(
     method: Method,
     lr: float,
     seed: int,
-    protocol: Protocol,
+    budget: FamilyBudget,
     name: str | None = None,
-    on_step: Callable[[int, float], None] | None = None,
-) -> Run:
-    """Fine-tune a fresh base model with `method` under `protocol`; validation loss at the end."""
+    on_step: Callable[[tuning.Step], None] | None = None,
+) -> MethodRun:
+    """Fine-tune a fresh base model with `method` under `budget` (`tuning.fit`); validation
+    loss at the end. AdaLoRA re-allocates its rank budget after each step, and the bytes held
+    by weights, gradients and optimizer states are measured after the last one."""
     if lr <= 0:
         raise ValueError(f"lr={lr}: the learning rate must be positive")
     with muted():
         model, tokenizer = base_model.load(name)
-    data, val = tokenized(protocol, name, tokenizer)
+    data, val = tuning.tokenized_support_split(tokenizer, name, budget.n_train, budget.n_val)
     seed_everything(seed)  # the adapter's random init
-    model = build(method, model, protocol.steps)
-    opt = optimizer(method, model, lr)
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    warmup = max(1, protocol.steps // 10)
-    losses: list[float] = []
+    model = apply_method(method, model, budget.steps)
+    opt = optimizer_for(method, model, lr)
     held: dict = {}
+
+    def after_step(step: tuning.Step) -> None:
+        if method.name == "AdaLoRA":  # its rank budget is re-allocated between steps
+            model.base_model.update_and_allocate(step.step - 1)
+        if step.step == budget.steps:
+            held.update(measure.held_bytes(model, opt))  # gradients and states all exist now
+        if on_step is not None:
+            on_step(step)
+
+    pad = tokenizer.pad_token_id
     with known_warnings():  # e.g. prefix tuning's past_key_values (quiet.KNOWN_WARNINGS)
-        model.train()
-        start = time.perf_counter()
-        for step, rows in enumerate(batches(len(data), protocol.batch_size, protocol.steps, seed)):
-            factor = warmup_cosine(step, protocol.steps, warmup)
-            for group, base_lr in zip(opt.param_groups, base_lrs, strict=True):
-                group["lr"] = base_lr * factor
-            loss = model(**finetune.pad_batch([data[i] for i in rows], tokenizer.pad_token_id)).loss
-            loss.backward()
-            opt.step()
-            if method.name == "AdaLoRA":  # its rank budget is re-allocated between steps
-                model.base_model.update_and_allocate(step)
-            if step == protocol.steps - 1:
-                held = measure.held_bytes(model, opt)  # gradients and states all exist now
-            opt.zero_grad(set_to_none=True)
-            losses.append(float(loss.detach()))
-            if on_step is not None:
-                on_step(step, losses[-1])
-        seconds = time.perf_counter() - start
-        val_loss = loss_on(model, val, tokenizer.pad_token_id)
+        fit = tuning.fit(model, data, opt, steps=budget.steps, batch_size=budget.batch_size,
+                         seed=seed, collate=lambda rows: tuning.pad_batch(rows, pad),
+                         on_step=after_step)  # fmt: skip
+        val_loss = tuning.mean_loss(model, val, pad)
     model.tokenizer = tokenizer
-    return Run(method.name, lr, seed, model, opt, losses, val_loss, trainable_params(model),
-               seconds, held)  # fmt: skip
+    return MethodRun(method.name, lr, seed, model, opt, fit.losses, val_loss,
+                     count_trainable(model), fit.seconds, held)  # fmt: skip
 
 
-def replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> list[str]:
+def untrained(
+    method: Method, lr: float, budget: FamilyBudget, name: str | None = None
+) -> MethodRun:
+    """A freshly built model and its optimizer, as `train_method` starts them: what
+    `step_seconds` times (a step costs the same whatever the weights hold)."""
+    with muted():
+        model, tokenizer = base_model.load(name)
+    seed_everything(budget.seeds[0])
+    with known_warnings():
+        model = apply_method(method, model, budget.steps)
+    model.tokenizer = tokenizer
+    return MethodRun(method.name, lr, budget.seeds[0], model, optimizer_for(method, model, lr),
+                     [], math.nan, count_trainable(model), 0.0, {})  # fmt: skip
+
+
+# --- what a trained model is measured by --------------------------------------------------------
+def replies(run: MethodRun, complaints: Sequence[str], max_new_tokens: int) -> list[str]:
     """Greedy replies of the trained model (`generate` decodes a prefix-tuned one through its
     prefix)."""
     run.model.eval()
@@ -372,7 +169,7 @@ def replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> list[st
                         max_new_tokens=max_new_tokens)  # fmt: skip
 
 
-def merged_replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> list[str]:
+def merged_replies(run: MethodRun, complaints: Sequence[str], max_new_tokens: int) -> list[str]:
     """Greedy replies of a copy of the model with the adapter folded into the base."""
     merged = copy.deepcopy(run.model).merge_and_unload()
     merged.eval()
@@ -382,7 +179,7 @@ def merged_replies(run: Run, complaints: Sequence[str], max_new_tokens: int) -> 
                         max_new_tokens=max_new_tokens)  # fmt: skip
 
 
-def disk_bytes(run: Run, folder: Path) -> int:
+def disk_bytes(run: MethodRun, folder: Path) -> int:
     """Bytes of the weight files `save_pretrained` writes: the adapter, or the whole model."""
     with known_warnings(), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -390,24 +187,24 @@ def disk_bytes(run: Run, folder: Path) -> int:
     return measure.weights_bytes(folder)
 
 
-def activation_bytes(run: Run, protocol: Protocol, seq_len: int = 64) -> int:
+def activation_bytes(run: MethodRun, budget: FamilyBudget, seq_len: int = 64) -> int:
     """Bytes autograd saves for backward on one batch of `seq_len`-token rows (counted)."""
     with known_warnings():
-        return measure.saved_activation_bytes(run.model, protocol.batch_size, seq_len)["total"]
+        return measure.saved_activation_bytes(run.model, budget.batch_size, seq_len)["total"]
 
 
 def step_seconds(
-    runs: dict[str, Run], protocol: Protocol, name: str | None = None
+    runs: dict[str, MethodRun], budget: FamilyBudget, name: str | None = None
 ) -> dict[str, float]:
     """Median seconds of one training step per method, timed round-robin in one run
     (`measure.median_ms`), on the same batch, so load on the machine hits all methods alike."""
     first = next(iter(runs.values()))
     tokenizer = first.model.tokenizer
-    train_set, _ = split(protocol)
-    rows = [finetune.tokenize_example(tokenizer, ex) for ex in train_set[: protocol.batch_size]]
-    batch = finetune.pad_batch(rows, tokenizer.pad_token_id)
+    train_set, _ = tuning.support_split(budget.n_train, budget.n_val)
+    rows = [tuning.tokenize_example(tokenizer, ex) for ex in train_set[: budget.batch_size]]
+    batch = tuning.pad_batch(rows, tokenizer.pad_token_id)
 
-    def step(run: Run) -> Callable[[], None]:
+    def step(run: MethodRun) -> Callable[[], None]:
         def go() -> None:
             run.model.train()
             run.model(**batch).loss.backward()
@@ -417,14 +214,14 @@ def step_seconds(
         return go
 
     with known_warnings():
-        ms = measure.median_ms({m: step(r) for m, r in runs.items()}, protocol.timing_repeats, 1)
+        ms = measure.median_ms({m: step(r) for m, r in runs.items()}, budget.timing_repeats, 1)
     return {m: v / 1e3 for m, v in ms.items()}
 
 
 # --- the whole family ----------------------------------------------------------------------------
 @dataclass
 class MethodResult:
-    """What one method bought and cost under the protocol."""
+    """What one method bought and cost under the budget."""
 
     method: str
     family: str
@@ -463,11 +260,6 @@ class Unsupported:
     error: str
 
 
-def _finite(loss: float) -> float:
-    """A diverged run (nan or inf loss) is never the best."""
-    return loss if math.isfinite(loss) else math.inf
-
-
 def peft_trainable(model) -> int | None:
     """peft's own count (`get_nb_trainable_parameters`), None for a plain model."""
     get = getattr(model, "get_nb_trainable_parameters", None)
@@ -476,33 +268,33 @@ def peft_trainable(model) -> int | None:
 
 def evaluate_method(
     method: Method,
-    protocol: Protocol,
+    budget: FamilyBudget,
     name: str | None,
     scratch: str | Path | None,
     say: Callable[[str], None],
 ) -> MethodResult | Unsupported:
-    """One method under the protocol: its lr picked on the validation split (first seed), the
+    """One method under the budget: its lr picked on the validation split (first seed), the
     other seeds trained at that lr, every seed scored on the held-out complaints; bytes on disk,
     training memory and merge identity measured. peft's error if it cannot build or train it."""
-    complaints = heldout(protocol)
+    complaints = heldout(budget)
     try:
         grid = {}
-        for lr in protocol.lr_grid(method):
-            run = train(method, lr, protocol.seeds[0], protocol, name)
+        for lr in budget.lr_grid(method):
+            run = train_method(method, lr, budget.seeds[0], budget, name)
             grid[lr] = run
             say(f"{method.name} lr={lr:g}: val loss {run.val_loss:.3f}")
-        best_lr = min(grid, key=lambda lr: _finite(grid[lr].val_loss))
+        best_lr = min(grid, key=lambda lr: tuning.finite_or_inf(grid[lr].val_loss))
         runs = [grid[best_lr]] + [
-            train(method, best_lr, seed, protocol, name) for seed in protocol.seeds[1:]
+            train_method(method, best_lr, seed, budget, name) for seed in budget.seeds[1:]
         ]
     except Exception as err:  # peft refuses this method on this model: record why
         say(f"{method.name}: {type(err).__name__}: {err}")
         return Unsupported(method.name, f"{type(err).__name__}: {err}")
     first = runs[0]
-    answers = [replies(r, complaints, protocol.max_new_tokens) for r in runs]
+    answers = [replies(r, complaints, budget.max_new_tokens) for r in runs]
     identical = None
     if method.merges:
-        identical = merged_replies(first, complaints, protocol.max_new_tokens) == answers[0]
+        identical = merged_replies(first, complaints, budget.max_new_tokens) == answers[0]
     size = 0
     if scratch is not None:
         size = disk_bytes(first, Path(scratch) / method.name.replace(" ", "-"))
@@ -515,115 +307,37 @@ def evaluate_method(
         train_loss=[r.train_loss for r in runs], val_loss=[r.val_loss for r in runs],
         scores=[mean_score(a, complaints) for a in answers],
         held_bytes=sum(first.held.values()),
-        activation_bytes=activation_bytes(first, protocol),
+        activation_bytes=activation_bytes(first, budget),
         merges=method.merges, merge_identical=identical, example_reply=answers[0][0],
     )  # fmt: skip
     say(f"{method.name}: score {result.score:.2f} ± {result.score_spread:.2f}")
     return result
 
 
-def untrained(method: Method, lr: float, protocol: Protocol, name: str | None = None) -> Run:
-    """A freshly built model and its optimizer, as `train` starts them: what `step_seconds`
-    times (a step costs the same whatever the weights hold)."""
-    with muted():
-        model, tokenizer = base_model.load(name)
-    seed_everything(protocol.seeds[0])
-    with known_warnings():
-        model = build(method, model, protocol.steps)
-    model.tokenizer = tokenizer
-    return Run(method.name, lr, protocol.seeds[0], model, optimizer(method, model, lr), [],
-               math.nan, trainable_params(model), 0.0, {})  # fmt: skip
-
-
-def _send(stream, obj) -> None:
-    import pickle
-
-    data = pickle.dumps(obj)
-    stream.write(len(data).to_bytes(8, "little") + data)
-    stream.flush()
-
-
-def _receive(stream):
-    import pickle
-
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("the other side closed the pipe")
-    return pickle.loads(stream.read(int.from_bytes(head, "little")))
-
-
-def _worker_main() -> None:
-    """A worker process (`_Worker`): it reads the protocol, then one method name at a time, and
-    answers each with (outcome, progress lines); it computes as the caller does (one torch
-    thread, the caller's warning filters: under pytest, a FutureWarning is an error here too)."""
-    import os
-    import sys
-
-    answers = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything a library prints goes to stderr, not into the answers
-    protocol, name, scratch, filters = _receive(sys.stdin.buffer)
-    torch.set_num_threads(1)
-    warnings.filters[:] = filters
-    while (method_name := _receive(sys.stdin.buffer)) is not None:
-        lines: list[str] = []
-        outcome = evaluate_method(METHODS[method_name], protocol, name, scratch, lines.append)
-        _send(answers, (outcome, lines))
-
-
-def _evaluate_elsewhere(todo, protocol, name, scratch) -> dict[str, tuple[object, list[str]]]:
-    """`evaluate_method` for methods taken from the queue `todo` until it is empty, in one fresh
-    Python process (not multiprocessing, which would import the caller's script again)."""
-    import queue
-    import subprocess
-    import sys
-    import tempfile
-
-    code = "from peftlab.peft_family import _worker_main; _worker_main()"
-    log = tempfile.TemporaryFile()  # its stderr: a pipe nobody reads could fill and stall it
-    worker = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=log)  # fmt: skip
-    done = {}
-    try:
-        _send(worker.stdin, (protocol, name, scratch, list(warnings.filters)))
-        while True:
-            try:
-                method_name = todo.get_nowait()
-            except queue.Empty:
-                break
-            _send(worker.stdin, method_name)
-            try:
-                done[method_name] = _receive(worker.stdout)
-            except EOFError:
-                worker.kill()
-                worker.wait()
-                log.seek(0)
-                error = log.read().decode(errors="replace")[-3000:]
-                raise RuntimeError(f"{method_name}: the worker process failed:\n{error}") from None
-        _send(worker.stdin, None)
-        worker.stdin.close()
-        worker.wait()
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-        log.close()
-    return done
+def _evaluate_by_name(
+    method_name: str, budget: FamilyBudget, name: str | None, scratch: str | Path | None
+) -> tuple[MethodResult | Unsupported, list[str]]:
+    """`evaluate_method` in a worker process: the outcome and its progress lines."""
+    lines: list[str] = []
+    return evaluate_method(METHODS[method_name], budget, name, scratch, lines.append), lines
 
 
 def compare_family(
-    protocol: Protocol = Protocol(),
+    budget: FamilyBudget = FamilyBudget(),
     methods: Sequence[str] = CORE,
     name: str | None = None,
     scratch: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     workers: int = 1,
 ) -> dict:
-    """Run the protocol for each method (`evaluate_method`), then time one training step of
+    """Run the budget for each method (`evaluate_method`), then time one training step of
     each, round-robin in this process on a freshly built model, so that load on the machine
     hits all methods alike.
 
-    `workers` > 1 evaluates that many methods at a time, each in its own process on one thread:
-    every run seeds itself, so the results are the same as in one process, only sooner.
-    Returns {"protocol", "results": [MethodResult], "unsupported": [Unsupported], "heldout"}.
+    `workers` > 1 evaluates that many methods at a time, each in its own process on one thread
+    (`worker_processes`): every run seeds itself, so the results are the same as in one process,
+    only sooner. Returns {"protocol": the budget, "results": [MethodResult],
+    "unsupported": [Unsupported], "heldout"}.
     """
     chosen = check_methods(methods)
     if REFERENCE not in methods:
@@ -632,31 +346,20 @@ def compare_family(
         raise ValueError(f"workers={workers}: give at least one process")
     say = progress or (lambda _msg: None)
     if workers == 1:
-        outcomes = [evaluate_method(m, protocol, name, scratch, say) for m in chosen]
+        outcomes = [evaluate_method(m, budget, name, scratch, say) for m in chosen]
     else:
-        import queue
-        from concurrent.futures import ThreadPoolExecutor
-
         names = [m.name for m in chosen]
-        todo = queue.Queue()
-        for n in names:
-            todo.put(n)
-        with ThreadPoolExecutor(workers) as pool:  # each thread feeds one worker process
-            futures = [pool.submit(_evaluate_elsewhere, todo, protocol, name, scratch)
-                       for _ in range(min(workers, len(names)))]  # fmt: skip
-            by_name = {}
-            for future in futures:
-                by_name |= future.result()
+        by_name = map_in_processes("peftlab.peft_family:_evaluate_by_name",
+                                   (budget, name, scratch), names, workers)  # fmt: skip
         for n in names:
             for line in by_name[n][1]:
                 say(line)
-        by_name = {n: outcome for n, (outcome, _lines) in by_name.items()}
-        outcomes = [by_name[n] for n in names]
+        outcomes = [by_name[n][0] for n in names]
     results = [o for o in outcomes if isinstance(o, MethodResult)]
     unsupported = [o for o in outcomes if isinstance(o, Unsupported)]
-    fresh = {r.method: untrained(METHODS[r.method], r.lr, protocol, name) for r in results}
-    seconds = step_seconds(fresh, protocol, name)
+    fresh = {r.method: untrained(METHODS[r.method], r.lr, budget, name) for r in results}
+    seconds = step_seconds(fresh, budget, name)
     for r in results:
         r.seconds_per_step = seconds[r.method]
-    return {"protocol": protocol, "results": results, "unsupported": unsupported,
-            "heldout": heldout(protocol)}  # fmt: skip
+    return {"protocol": budget, "results": results, "unsupported": unsupported,
+            "heldout": heldout(budget)}  # fmt: skip

@@ -39,7 +39,7 @@ from typing import Any, TypeVar
 import torch
 import torch.nn.functional as F
 
-from peftlab import base_model
+from peftlab import base_model, support_data
 from peftlab.schedule import warmup_cosine
 from peftlab.support_data import Example, render_chat
 
@@ -59,6 +59,27 @@ def hold_out_every(items: Sequence[T], n_val: int) -> tuple[list[T], list[T]]:
     val_at = [i for i in range(len(items)) if i % every == every - 1][:n_val]
     held = set(val_at)
     return [x for i, x in enumerate(items) if i not in held], [items[i] for i in val_at]
+
+
+def support_split(n_train: int, n_val: int) -> tuple[list[Example], list[Example]]:
+    """The course's fine-tune set of `n_train` chats, every k-th of them (`n_val` in all) held
+    back for choosing a learning rate (lessons 07 and 08 share it)."""
+    return hold_out_every(support_data.finetune_set(n_train), n_val)
+
+
+_TOKENIZED: dict[tuple, tuple] = {}
+
+
+def tokenized_support_split(tokenizer, model_name: str | None, n_train: int, n_val: int) -> tuple:
+    """`support_split` as token ids (`tokenize_example`): (train rows, validation rows),
+    tokenized once per model and split in this process."""
+    key = (n_train, n_val, base_model.canonical_name(model_name))
+    if key not in _TOKENIZED:
+        _TOKENIZED[key] = tuple(
+            tuple(tokenize_example(tokenizer, ex) for ex in part)
+            for part in support_split(n_train, n_val)
+        )
+    return _TOKENIZED[key]
 
 
 def hold_out_fraction(

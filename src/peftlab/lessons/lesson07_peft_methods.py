@@ -14,14 +14,15 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from peftlab import peft_family
-from peftlab.peft_family import CORE, REFERENCE, MethodResult, Protocol
+from peftlab.peft_family import FamilyBudget, MethodResult
+from peftlab.peft_methods import CORE, REFERENCE
 from peftlab.seed import one_thread
 from peftlab.tables import markdown_table
 
 LESSON = "07-peft-methods.md"
 NOTEBOOK = "07_peft_methods.ipynb"
 TRAINS = True
-LESSON_PROTOCOL = Protocol()
+LESSON_PROTOCOL = FamilyBudget()
 # Seconds per step are wall-clock timings on a shared CPU: their ratios to LoRA move between
 # runs. Losses and scores are computed on one thread and repeat on one CPU; on another CPU's
 # kernels their last digit may move (a loss in its third decimal, one reply of the held-out set
@@ -47,7 +48,7 @@ WORKERS = 2
 def results(
     name: str | None = None,
     *,
-    protocol: Protocol = LESSON_PROTOCOL,
+    protocol: FamilyBudget = LESSON_PROTOCOL,
     methods: Sequence[str] = CORE,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
@@ -133,7 +134,7 @@ def unsupported_text(results: Mapping) -> str:
     return "; ".join(f"{u.method}: `{u.error}`" for u in bad)
 
 
-def protocol_text(protocol: Protocol) -> str:
+def protocol_text(protocol: FamilyBudget) -> str:
     factors = ", ".join(f"{f:g}" for f in protocol.lr_factors)
     return (
         f"{protocol.steps} steps of {protocol.batch_size} chats from "

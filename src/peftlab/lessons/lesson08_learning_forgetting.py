@@ -18,14 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from matplotlib.figure import Figure
 
 from peftlab import forgetting
-from peftlab.forgetting import ATTENTION, FULL, QV, Config, Protocol, Run, Stat, lora
+from peftlab.forgetting import ATTENTION, FULL, QV, Config, ForgettingRun, Stat, SweepBudget, lora
 from peftlab.seed import one_thread
 from peftlab.tables import markdown_table
 
 LESSON = "08-learning-and-forgetting.md"
 NOTEBOOK = "08_learning_and_forgetting.ipynb"
 TRAINS = True
-LESSON_PROTOCOL = Protocol()
+LESSON_PROTOCOL = SweepBudget()
 FULL_LRS = (3e-4, 1e-3, 3e-3, 1e-2)
 LORA_LRS = (3e-3, 1e-2, 3e-2)
 REFERENCE = lora(8)  # the course's LoRA: rank 8 on every linear layer
@@ -134,7 +134,7 @@ def _compute(name, protocol, full_lrs, lora_lrs, overfit, progress=None) -> dict
 
 
 def run_grids(
-    protocol: Protocol,
+    protocol: SweepBudget,
     full_lrs: Sequence[float],
     lora_lrs: Sequence[float],
     overfit: Mapping,
@@ -165,20 +165,20 @@ def best(results: Mapping, config: Config) -> float:
     return forgetting.best_lr(results["runs"], config.name)
 
 
-def at_best(results: Mapping, config: Config) -> list[Run]:
+def at_best(results: Mapping, config: Config) -> list[ForgettingRun]:
     """The config's runs (every seed) at its best rate (for one-rate configs: their rate)."""
     return forgetting.select(results["runs"], config.name, best(results, config))
 
 
-def stat(runs: Sequence[Run], value: Callable[[Run], float]) -> Stat:
+def stat(runs: Sequence[ForgettingRun], value: Callable[[ForgettingRun], float]) -> Stat:
     return Stat.of(value(r) for r in runs)
 
 
-def val(r: Run) -> float:
+def val(r: ForgettingRun) -> float:
     return r.final.val_loss
 
 
-def forgot(r: Run) -> float:
+def forgot(r: ForgettingRun) -> float:
     return r.forgetting
 
 
@@ -277,7 +277,7 @@ def overfit_table(results: Mapping) -> str:
 
 
 def protocol_text(results: Mapping) -> str:
-    p: Protocol = results["protocol"]
+    p: SweepBudget = results["protocol"]
     return (
         f"{p.steps} steps of {p.batch_size} chats from {p.n_train - p.n_val} fine-tune examples "
         f"({p.n_val} held back for validation), learning and forgetting measured after steps "
@@ -295,7 +295,9 @@ def overfit_text(results: Mapping) -> str:
 
 
 # --- figures ------------------------------------------------------------------------------------
-def _mean_curve(runs: Sequence[Run]) -> tuple[list[float], list[float], list[float], list[float]]:
+def _mean_curve(
+    runs: Sequence[ForgettingRun],
+) -> tuple[list[float], list[float], list[float], list[float]]:
     steps = range(len(runs[0].points))
     xs = [Stat.of(r.points[i].val_loss for r in runs) for i in steps]
     ys = [Stat.of(r.points[i].forget_loss - r.points[0].forget_loss for r in runs) for i in steps]
