@@ -10,6 +10,7 @@ import torch
 
 from peftlab import base_model, compare, finetune, models, support_data
 from peftlab.generate import generate
+from peftlab.rubric import mean_score
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def runs():
 
 def test_a_short_fine_tune_beats_the_instruct_model_on_unseen_complaints(runs):
     (before, after), _ = runs
-    assert compare.mean_score(after, COMPLAINTS) > compare.mean_score(before, COMPLAINTS) + 0.3
+    assert mean_score(after, COMPLAINTS) > mean_score(before, COMPLAINTS) + 0.3
 
 
 def test_the_same_seed_gives_the_same_replies(runs):

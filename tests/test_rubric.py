@@ -3,8 +3,7 @@
 import pytest
 
 from peftlab import support_data, world
-from peftlab.compare import score_reply
-from peftlab.rubric import mean_score
+from peftlab.rubric import mean_score, score_reply
 
 LATE = "My order is late."
 KETTLE = "The green kettle I bought arrived cracked."

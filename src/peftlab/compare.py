@@ -14,12 +14,11 @@ from dataclasses import asdict, dataclass, field, replace
 
 from peftlab import base_model, finetune, support_data
 from peftlab.generate import generate
-from peftlab.rubric import CRITERIA, invented, mean_score, score_reply
+from peftlab.rubric import invented, mean_score, score_reply
 from peftlab.seed import seed_everything
 
 __all__ = [
-    "CRITERIA", "score_reply", "score_rows", "before_after", "Comparison", "MEASURES",
-    "measures", "worst", "default_sets",
+    "score_rows", "before_after", "Comparison", "MEASURES", "measures", "worst", "default_sets",
 ]  # fmt: skip
 
 DEFAULT_STEPS = 150
