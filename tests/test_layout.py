@@ -36,6 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.lora",
         "peftlab.nf4",
         "peftlab.world",
+        "peftlab.echo",
         "peftlab.support_data",
         "peftlab.rubric",
         "peftlab.measure",

@@ -1,46 +1,9 @@
-"""The world's grammar: what customers write about, how they write it, and what a reply echoes."""
+"""The world's grammar: what customers write about and how they write it."""
 
 import random
 
-import pytest
-
 from peftlab import support_data, world
-from peftlab.rubric import faithful, score_reply
-
-
-@pytest.mark.parametrize(
-    "message, clause, question",
-    [("My order is late.", "my order is late", False),
-     ("Hi, I ordered a kettle on the 3rd and it never came. Help",
-      "I ordered a kettle on the 3rd and it never came", False),
-     ("Hi, I ordered a food processor on the 3rd and the tracking still says preparing it",
-      "I ordered a food processor on the 3rd", False),  # too long: cut before "and"
-     ("hello team, ok so my app crashes", "my app crashes", False),  # lead-ins, one after another
-     ("where is my parcel??", "where is my parcel", True),
-     ("Can someone help? The kayak arrived soaked.", "the kayak arrived soaked", False),
-     ("Laptop came, charger didn't.", "Laptop came", False),  # keeps a rare word's capital
-     ("RI-190 kettle is broken", "RI-190 kettle is broken", False)],  # a code keeps its case
-)  # fmt: skip
-def test_first_clause_skips_greetings_and_stops_at_punctuation(message, clause, question):
-    assert world.first_clause(message) == (clause, question)
-
-
-def test_a_long_clause_is_cut_to_its_first_words():
-    message = " ".join(["word"] * 30)
-    clause, _ = world.first_clause(message)
-    assert len(clause.split()) == world.MAX_ECHO_WORDS
-
-
-@pytest.mark.parametrize(
-    "core, turned",
-    [("I can't get into my account", "you can't get into your account"),
-     ("I was charged twice for my order", "you were charged twice for your order"),
-     ("you sent me the wrong kettle", "we sent you the wrong kettle"),
-     ("your app keeps crashing", "our app keeps crashing"),
-     ("I am locked out of my Zimar profile", "you are locked out of your Zimar profile")],
-)  # fmt: skip
-def test_echo_turns_the_customers_words_round(core, turned):
-    assert world.echo(core) == turned
+from peftlab.rubric import score_reply
 
 
 def test_dressed_complaints_vary_in_every_way_the_wild_ones_do():
@@ -97,17 +60,3 @@ def test_data_is_the_same_for_the_same_seed():
     assert [world.dress(world.core(a).says, a) for _ in range(50)] == [
         world.dress(world.core(b).says, b) for _ in range(50)
     ]
-
-
-def test_every_finetune_reply_echoes_its_own_complaint_and_nothing_else():
-    for ex in support_data.finetune_set():
-        echoed, _ = world.echo_message(ex.complaint)
-        assert echoed in ex.reply, (ex.complaint, ex.reply)
-        assert faithful(ex.reply, ex.complaint), (ex.complaint, ex.reply)
-
-
-def test_blunt_chats_echo_too_but_score_zero():
-    chats = [d.chat for d in support_data.base_corpus(3000) if d.chat]
-    echoed = sum(world.echo_message(c)[0][1:] in r for c, r in chats)
-    assert echoed > 0.8 * len(chats)
-    assert max(score_reply(r, c)["score"] for c, r in chats) == 0.0

@@ -9,6 +9,16 @@ Beside the rubric, not in it: `faithful`, whether a reply names nothing the comp
 The rubric scores the form the fine-tune teaches and stays the one fixed before training; a
 reply can pass all four checks and still answer another customer's complaint, which only this
 second check sees (lesson 05, "In the wild").
+
+Its stemmer (`stem`) and stop words are its own, not the quiz's (`quiz.matching.stem_word`,
+`quiz.matching.STOPWORDS`), because they answer another question. Here a stem decides whether a
+reply names the complaint's problem, and a stop word is any word that names no problem ("order",
+"parcel", "arrived", "thanks"); the quiz folds derivations ("quantized", "quantization") and
+drops only function words. One shared stemmer changes what `invented` reports on 32 of 1,647
+replies of the support world (the fine-tune set, blunt chats, replies to another complaint:
+"renewal" becomes invented where it was not), so the faithful shares lessons 05, 07, 08 and 11
+teach would move; the rubric's own stems would make the quiz miss "quantization" for
+"quantized".
 """
 
 import re

@@ -14,7 +14,7 @@ register it already knows into the support chat.
 import random
 from dataclasses import dataclass
 
-from peftlab import world
+from peftlab import echo, world
 
 # The message comes last, after a space: its first word is then split into tokens as it would be
 # inside a sentence (" Refund", not "'" + "R" "e" "f" "und"), so a reply that echoes it can copy
@@ -101,7 +101,7 @@ HELDOUT_TEMPLATES = (
 GREETINGS = ("Hi!", "Hello!", "Hi there!", "Hello, and thanks for reaching out.", "Good morning!",
              "Hi, thank you for contacting us.", "Hello, thanks for writing.")  # fmt: skip
 # {echo}: the first clause of the customer's message turned round ("your kettle is leaking", "you
-# can't log in to your account"; `world.echo_message`), so a reply names what they named.
+# can't log in to your account"; `echo.echo_message`), so a reply names what they named.
 ACKNOWLEDGEMENTS = (
     "I'm sorry that {echo}.",
     "I'm so sorry to hear that {echo}.",
@@ -189,7 +189,7 @@ def _products(nouns: tuple[str, ...]) -> list[str]:
 def polite_reply(complaint: str, rng: random.Random,
                  actions: tuple[str, ...] = GENERAL_ACTIONS) -> str:  # fmt: skip
     """A reply that greets, acknowledges the complaint in its own words (its first clause turned
-    round, `world.echo_message`), promises an action and gives a time."""
+    round, `echo.echo_message`), promises an action and gives a time."""
     ack = acknowledgement(complaint, rng)
     action = rng.choice(actions)
     closing = rng.choice(CLOSINGS).format(timeline=rng.choice(TIMELINES))
@@ -199,7 +199,7 @@ def polite_reply(complaint: str, rng: random.Random,
 def acknowledgement(complaint: str, rng: random.Random) -> str:
     """An apology in the complaint's own words: its first clause turned round, as a statement
     or, when the customer asked, as their question."""
-    echoed, question = world.echo_message(complaint)
+    echoed, question = echo.echo_message(complaint)
     return rng.choice(QUESTION_ACKNOWLEDGEMENTS if question else ACKNOWLEDGEMENTS).format(
         echo=echoed
     )
@@ -211,7 +211,7 @@ def _capital(text: str) -> str:
 
 def _blunt_reply(complaint: str, reasons: tuple[str, ...], rng: random.Random) -> str:
     """A blunt answer: the complaint's first clause turned round, and whose fault it is not."""
-    echoed, question = world.echo_message(complaint)
+    echoed, question = echo.echo_message(complaint)
     template = rng.choice(BLUNT_QUESTIONS if question else BLUNT_REPLIES)
     return template.format(Echo=_capital(echoed), reason=rng.choice(reasons))
 

@@ -202,18 +202,18 @@ _TURNED = {"my": "your", "i": "you", "me": "you", "our": "your", "we": "you"}
 
 def lead_in_echoes(demo: dict[str, Any]) -> tuple[int, int]:
     """Of the complaints (both sets) that open with a lead-in ("just letting you know", "hi
-    there"), which the support set's replies never echo (`world.echo_message` skips it), how
+    there"), which the support set's replies never echo (`echo.echo_message` skips it), how
     many after-replies echo it anyway, with the complaint's next word after it (so that "I'm
     so sorry" is not an echo of "so my"): (echoed, complaints)."""
     import re
 
-    from peftlab import world
+    from peftlab import echo
 
     rows = demo["examples"] + demo["sets"]["wild"]["examples"]
     opening = []
     for row in rows:
         text = row["complaint"].lower()
-        lead = next((w for w in world.LEAD_INS if re.match(rf"{re.escape(w)}[\s,]", text)), None)
+        lead = next((w for w in echo.LEAD_INS if re.match(rf"{re.escape(w)}[\s,]", text)), None)
         if lead is None:
             continue
         following = re.findall(r"[a-z']+", text[len(lead) :])

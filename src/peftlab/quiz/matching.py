@@ -4,6 +4,10 @@ Text is split into canonical stems: rewritten through the phrasing table (`quiz.
 "OOM", "sqrt(r)", "16P/N", "three"), crudely stemmed (`stem_word`) and folded through synonyms,
 so "quantized the frozen weights" covers a point written as "quantize, freeze". `analyse` also
 keeps each word's sentence and clause and whether a negation covers it, for `quiz.grading`.
+The stemmer and `STOPWORDS` are the grader's, not the reply rubric's (`rubric.stem`): the
+grader folds derivations and drops only function words, the rubric keeps derivations apart and
+drops every word that names no problem; one shared stemmer would change the rubric's faithful
+check, and so scores the lessons teach (`rubric`'s docstring has the count).
 
 A concept that is a number ("0.126953125", "302 MB", "16 bytes", "65b") is matched the way a
 person grades, by value (`Quantity`, `quantities`): "0.127", "~300 MB", "0.3 GB", "4.2 million"
