@@ -27,9 +27,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from peftlab import lessons
+    from peftlab import lessons, paths
     from peftlab.quiet import muted
 
+    paths.course_root()  # no checkout: say so now, before computing anything
     chosen = [lessons.module(n) for n in args.numbers] or [
         lessons.module(m) for m in lessons.MODULES
     ]
