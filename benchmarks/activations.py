@@ -26,28 +26,18 @@ import tempfile
 
 import torch
 import transformers
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from peftlab import activation_memory, finetune, measure, memory, quiet, seed_everything
+from peftlab import activation_counts, activation_memory, quiet
 from peftlab.atomic import atomic_write_text
-from peftlab.base_model import nf4_config
 
 MIB = 2**20
-SHAPES = {
-    "h1024 L4 a16": dict(hidden_size=1024, intermediate_size=2816, num_attention_heads=16,
-                         num_key_value_heads=16, num_hidden_layers=4, vocab_size=32000),
-    "h1024 L2 a16": dict(hidden_size=1024, intermediate_size=2816, num_attention_heads=16,
-                         num_key_value_heads=16, num_hidden_layers=2, vocab_size=32000),
-    "h2048 L2 a16 kv4": dict(hidden_size=2048, intermediate_size=5632, num_attention_heads=16,
-                             num_key_value_heads=4, num_hidden_layers=2, vocab_size=32000),
-}  # fmt: skip
+SHAPES = activation_counts.LARGE_SHAPES
 RUNS = {  # shape: (batch, seq) pairs
     "h1024 L4 a16": [(1, 1024)],
     "h1024 L2 a16": [(1, 2048)],
     "h2048 L2 a16 kv4": [(1, 1024)],
 }
 RECIPES = {"full bf16": ("full", "bf16"), "LoRA": ("lora", "mixed"), "QLoRA": ("qlora", "mixed")}
-TARGETS = ["q_proj", "v_proj"]
 
 
 def header() -> str:
@@ -65,46 +55,16 @@ def header() -> str:
     )
 
 
-def build(shape: str, attn: str, recipe: str, checkpointing: bool, folder: str):
-    method, _ = RECIPES[recipe]
-    if method == "qlora":
-        base = AutoModelForCausalLM.from_pretrained(
-            folder, quantization_config=nf4_config(), device_map="cpu", dtype=torch.bfloat16,
-            attn_implementation=attn,
-        )  # fmt: skip
-        return finetune.build_peft_model(
-            base, method="qlora", target_modules=TARGETS, gradient_checkpointing=checkpointing
-        )
-    base = AutoModelForCausalLM.from_pretrained(
-        folder, dtype=torch.bfloat16, attn_implementation=attn
-    )
-    if method == "lora":
-        return finetune.build_peft_model(
-            base, method="lora", target_modules=TARGETS, gradient_checkpointing=checkpointing
-        )
-    if checkpointing:
-        base.config.use_cache = False
-        base.activation_checkpointing_enable({"use_reentrant": False})
-    return base
-
-
 def child(args: argparse.Namespace) -> None:
     """Count and estimate one configuration; print JSON (each runs in its own process, so the
     allocator's high-water mark of one run does not carry into the next)."""
     shape, seq, attn, recipe, ckpt = args.child.split("|")
     seq, ckpt = int(seq), ckpt == "yes"
     method, precision = RECIPES[recipe]
-    model = build(shape, attn, recipe, ckpt, args.saved)
-    counted = measure.saved_activation_bytes(model, 1, seq)["total"]
-    config = LlamaConfig(**SHAPES[shape])
-    config._attn_implementation = attn
-    est = memory.estimate(
-        config, method=method, target_modules=None if method == "full" else TARGETS,
-        precision=precision, batch_size=1, seq_len=seq, gradient_checkpointing=ckpt,
-        attn_implementation=attn,
-    ).activations  # fmt: skip
-    korthikanti = activation_memory.korthikanti_bytes(config, 1, seq, ckpt)
-    print(json.dumps({"counted": counted, "estimate": est, "korthikanti": korthikanti}))
+    r = activation_counts.count(args.saved, shape, method, precision, attn, ckpt, 1, seq)
+    korthikanti = activation_memory.korthikanti_bytes(activation_counts.config(shape), 1, seq, ckpt)
+    print(json.dumps({"counted": r["counted"]["total"], "estimate": r["estimate"],
+                      "korthikanti": korthikanti}))  # fmt: skip
 
 
 def rows(quick: bool) -> list[list[str]]:
@@ -112,8 +72,7 @@ def rows(quick: bool) -> list[list[str]]:
     shapes = list(SHAPES)[:1] if quick else list(SHAPES)
     for shape in shapes:
         with tempfile.TemporaryDirectory() as folder:
-            seed_everything(0)
-            LlamaForCausalLM(LlamaConfig(**SHAPES[shape])).save_pretrained(folder)
+            activation_counts.save_random(shape, folder)
             for (batch, seq), attn, recipe, ckpt in itertools.product(
                 RUNS[shape], ("sdpa", "eager"), RECIPES, ("no", "yes")
             ):

@@ -32,6 +32,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "core": (
         "peftlab.presets",
         "peftlab.activation_memory",
+        "peftlab.activation_counts",
         "peftlab.memory",
         "peftlab.lora",
         "peftlab.nf4",

@@ -94,8 +94,9 @@ def test_methods_compare_like_with_like_and_name_the_cards_people_own():
     )
     table = lesson.methods_table()
     assert "RTX 4060 8 GB" in table and "RTX 3060 12 GB" in table
-    assert lesson.smallest_fit(16 * 10**9).startswith("T4 16 GB (fp16 compute")
-    assert lesson.smallest_fit(10**15) == "none of them (shard)"
+    assert lesson.card_cell(16 * 10**9).startswith("T4 16 GB (fp16 compute")
+    assert lesson.card_cell(10**15) == "none of them (shard)"
+    assert lesson.card_cell(20 * 2**30) == "24 GB consumer (RTX 3090/4090)"
 
 
 def test_activation_estimate_matches_the_counted_bytes():
@@ -109,3 +110,21 @@ def test_activation_estimate_matches_the_counted_bytes():
     # Korthikanti's GPT layer stores the scores; SDPA does not, eager does
     totals = lesson.activation_totals()
     assert totals["sdpa stored"] < totals["korthikanti stored"] < totals["eager stored"]
+
+
+def test_like_with_like_a_7b_model_fits_24_gb_with_lora_once_checkpointing_is_on():
+    """Lesson 05's memory claims (its table is built here): with checkpointing on both sides 16-bit LoRA of Llama-2-7B
+    fits a 24 GB card (so QLoRA is not what makes it fit); full fine-tuning fits neither way;
+    QLoRA needs less than LoRA, and checkpointing less than none, for every method."""
+    card = lesson.card_24gb()
+    memory_rows = lesson.training_memory_rows()
+    rows = {row["method"]: row for row in memory_rows if row["model"] == "llama-2-7b"}
+    assert rows["lora"]["checkpointed_fits"][card] and rows["qlora"]["checkpointed_fits"][card]
+    assert all(row["checkpointed_bytes"] < row["total_bytes"] for row in rows.values())
+    assert not rows["full"]["checkpointed_fits"][card]
+    for key in ("total_bytes", "checkpointed_bytes"):
+        assert rows["qlora"][key] < rows["lora"][key] < rows["full"][key]
+    verdict = lesson.memory_verdict(memory_rows)
+    assert "LoRA in 16 bits needs" in verdict and "and fits a 24 GB card" in verdict
+    table = lesson.training_memory_markdown(memory_rows)
+    assert "| llama-2-7b | 6,738.4 M | lora |" in table and "| no / no |" in table  # full

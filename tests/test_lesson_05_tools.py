@@ -54,15 +54,6 @@ def test_sweep_trains_one_fresh_model_per_point():
         lesson05.run_sweep((), (2,), complaints)
 
 
-def test_loss_curve_records_and_draws():
-    curve = lesson05.LossCurve()
-    for step, loss in [(5, 4.0), (10, 2.5), (15, 1.0)]:
-        curve(step, loss)
-    assert curve.steps == [5, 10, 15] and curve.losses == [4.0, 2.5, 1.0]
-    line = curve.figure().axes[0].lines[0]
-    assert list(line.get_xdata()) == [5, 10, 15] and list(line.get_ydata()) == [4.0, 2.5, 1.0]
-
-
 def test_criteria_bars_and_tables():
     summary = lesson05.rubric_by_criterion(_rows())
     ax = lesson05.criteria_bars(summary).axes[0]
@@ -82,24 +73,6 @@ def test_sweep_figure_and_table():
     assert len(ax.lines) == 2 and list(ax.lines[1].get_ydata()) == [0.2, 0.6]
     table = lesson05.sweep_markdown(points)
     assert table.count("\n") == 5 and "| 4 | 60 | 40 | 1.00 | 0.60 |" in table
-
-
-def test_like_with_like_a_7b_model_fits_24_gb_with_lora_once_checkpointing_is_on():
-    """The lesson's memory claims: with checkpointing on both sides 16-bit LoRA of Llama-2-7B
-    fits a 24 GB card (so QLoRA is not what makes it fit); full fine-tuning fits neither way;
-    QLoRA needs less than LoRA, and checkpointing less than none, for every method."""
-    card = lesson05.card_24gb()
-    memory_rows = lesson05.training_memory_rows()
-    rows = {row["method"]: row for row in memory_rows if row["model"] == "llama-2-7b"}
-    assert rows["lora"]["checkpointed_fits"][card] and rows["qlora"]["checkpointed_fits"][card]
-    assert all(row["checkpointed_bytes"] < row["total_bytes"] for row in rows.values())
-    assert not rows["full"]["checkpointed_fits"][card]
-    for key in ("total_bytes", "checkpointed_bytes"):
-        assert rows["qlora"][key] < rows["lora"][key] < rows["full"][key]
-    verdict = lesson05.memory_verdict(memory_rows)
-    assert "LoRA in 16 bits needs" in verdict and "and fits a 24 GB card" in verdict
-    table = lesson05.training_memory_markdown(memory_rows)
-    assert "| llama-2-7b | 6,738.4 M | lora |" in table and "| no / no |" in table  # full
 
 
 def test_heldout_complaints_are_held_out_from_the_finetune_set_not_from_pretraining():

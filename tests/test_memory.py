@@ -360,6 +360,21 @@ def test_fits():
     assert presets.fits(79 * 2**30)["H100 80 GB"] and not presets.fits(81 * 2**30)["H100 80 GB"]
 
 
+def test_smallest_gpu_is_the_first_card_that_holds_the_total():
+    """One answer to "which card do I need": the smallest listed that holds the bytes, the
+    boundary included (a card sold as N GB holds N GiB); None past the largest."""
+    assert presets.smallest_gpu(0) == "RTX 4060 8 GB"
+    assert presets.smallest_gpu(12 * 2**30) == "RTX 3060 12 GB"
+    assert presets.smallest_gpu(12 * 2**30 + 1) == "T4 16 GB"  # the first of the 16 GB cards
+    assert presets.smallest_gpu(80 * 2**30) == "A100 80 GB"
+    assert presets.smallest_gpu(80 * 2**30 + 1) is None
+    for total in (5 * 2**30, 20 * 2**30, 45 * 2**30):
+        gpu = presets.smallest_gpu(total)
+        assert presets.fits(total)[gpu]
+        smaller = list(presets.GPUS)[: list(presets.GPUS).index(gpu)]
+        assert not any(presets.fits(total)[g] for g in smaller)
+
+
 def test_preset_accepts_paths_and_configs(tmp_path):
     config = tiny_configs()["qwen2-biases"]
     config.save_pretrained(tmp_path)

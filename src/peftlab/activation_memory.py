@@ -202,15 +202,23 @@ def activation_terms(
     }
 
 
+def korthikanti_layer_bytes(config: Any, batch_size: int, seq_len: int) -> int:
+    """Korthikanti et al. (2022, table 2): s*b*h*(34 + 5*a*s/h) bytes per layer in 16-bit for a
+    GPT block (stored softmax, dropout masks, GeLU MLP)."""
+    h, a, _, _ = dims(preset(config))
+    s, b = seq_len, batch_size
+    return s * b * h * 34 + 5 * a * s * s * b
+
+
 def korthikanti_bytes(
     config: Any, batch_size: int, seq_len: int, gradient_checkpointing: bool = False
 ) -> int:
-    """Korthikanti et al. (2022, table 2): s*b*h*(34 + 5*a*s/h) bytes per layer in 16-bit for a
-    GPT block (stored softmax, dropout masks, GeLU MLP); with full recomputation 2*s*b*h per
-    layer plus one layer. Plus fp32 logits s*b*V*4. Kept to compare with `activation_bytes`."""
-    h, a, n_layers, vocab = dims(preset(config))
+    """Korthikanti et al.'s whole model: `korthikanti_layer_bytes` per layer, or with full
+    recomputation 2*s*b*h per layer plus one layer; plus fp32 logits s*b*V*4. Kept to compare
+    with `activation_bytes`."""
+    h, _, n_layers, vocab = dims(preset(config))
     s, b = seq_len, batch_size
-    per_layer = s * b * h * 34 + 5 * a * s * s * b
+    per_layer = korthikanti_layer_bytes(config, batch_size, seq_len)
     logits = s * b * vocab * FP32_BYTES
     if gradient_checkpointing:
         return n_layers * 2 * s * b * h + per_layer + logits

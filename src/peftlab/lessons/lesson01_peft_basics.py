@@ -13,7 +13,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from peftlab import activation_memory, memory, presets
+from peftlab import activation_counts, activation_memory, memory, presets, sharding
 from peftlab.lessons import cache
 from peftlab.tables import markdown_table
 
@@ -182,13 +182,13 @@ def bytes_per_param_table() -> str:
     return markdown_table(headers, rows)
 
 
-def smallest_fit(total_bytes: int) -> str:
-    """The first card of `presets.GPUS` (smallest first) that holds `total_bytes`; a card without
-    bf16 (`presets.NO_BF16`) is marked, since it trains with fp16 compute."""
-    fit = [gpu for gpu, ok in presets.fits(total_bytes).items() if ok]
-    if not fit:
+def card_cell(total_bytes: int) -> str:
+    """`presets.smallest_gpu` as the tables print it: a card without bf16 (`presets.NO_BF16`)
+    is marked, since it trains with fp16 compute; none listed means shard."""
+    gpu = presets.smallest_gpu(total_bytes)
+    if gpu is None:
         return "none of them (shard)"
-    return fit[0] + (" (fp16 compute: no bf16)" if fit[0] in presets.NO_BF16 else "")
+    return gpu + (" (fp16 compute: no bf16)" if gpu in presets.NO_BF16 else "")
 
 
 def methods_table(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any) -> str:
@@ -203,7 +203,7 @@ def methods_table(models: Sequence[str] = LESSON_MODELS, **estimate_kwargs: Any)
                 b = memory.estimate(
                     model, method=method, gradient_checkpointing=checkpointing, **estimate_kwargs
                 )
-                row += [gb(b.total), smallest_fit(b.total)]
+                row += [gb(b.total), card_cell(b.total)]
             rows.append(row)
     header = ["model", "method", "no checkpointing", "smallest card", "checkpointing"]
     return markdown_table([*header, "smallest card "], rows)
@@ -332,12 +332,14 @@ def range_verdict(
 def a100s_needed(model: str, card_gib: int, most: int = 1024, **estimate_kwargs: Any) -> int:
     """Fewest A100s of `card_gib` for full fine-tuning when ZeRO-3 shards weights, gradients and
     optimizer state over them and each keeps the activations of its own batch
-    (`memory.estimate(devices=n, sharding="zero3")`; no CUDA context)."""
-    for n in range(1, most + 1):
-        per_card = memory.estimate(model, devices=n, sharding="zero3", **estimate_kwargs)
-        if per_card.total <= card_gib * 2**30:
-            return n
-    raise ValueError(f"{model}: {most} cards of {card_gib} GiB are not enough; pass a larger most")
+    (`sharding.min_devices`; no CUDA context)."""
+    one_card = memory.estimate(model, **estimate_kwargs)
+    n = sharding.min_devices(one_card, "zero3", card_gib * 2**30, limit=most)
+    if n is None:
+        raise ValueError(
+            f"{model}: {most} cards of {card_gib} GiB are not enough; pass a larger most"
+        )
+    return n
 
 
 def _ranks(shares: Mapping[int, float], low: float, high: float) -> str:
@@ -554,13 +556,6 @@ def _mb(value: float) -> str:
     return f"{value / 1e6:,.1f}" if value else "-"
 
 
-def korthikanti_layer_bytes(model: str, batch_size: int, seq_len: int) -> int:
-    """Korthikanti et al.'s per-layer figure for a GPT block: s*b*h*(34 + 5as/h) bytes."""
-    config = memory.preset(model)
-    h, a, s, b = config.hidden_size, config.num_attention_heads, seq_len, batch_size
-    return s * b * h * 34 + 5 * a * s * s * b
-
-
 def activation_derivation_table(model: str = ACTIVATION_MODEL, **setting: Any) -> str:
     """One decoder layer's saved tensors term by term (`activation_memory.activation_terms`),
     SDPA beside eager attention, in MB, with Korthikanti et al.'s GPT-block figure for the same
@@ -575,7 +570,8 @@ def activation_derivation_table(model: str = ACTIVATION_MODEL, **setting: Any) -
     names = [n for n in order if sdpa.get(n) or eager.get(n)]
     rows = [[name, _mb(sdpa.get(name, 0)), _mb(eager.get(name, 0))] for name in names]
     rows.append(["one layer", _mb(sum(sdpa.values())), _mb(sum(eager.values()))])
-    gpt = korthikanti_layer_bytes(model, setting["batch_size"], setting["seq_len"])
+    b, s = setting["batch_size"], setting["seq_len"]
+    gpt = activation_memory.korthikanti_layer_bytes(model, b, s)
     rows.append(["Korthikanti's GPT layer, s·b·h·(34 + 5as/h)", _mb(gpt), _mb(gpt)])
     return markdown_table(["tensor kept for backward", "SDPA (MB)", "eager (MB)"], rows)
 
@@ -595,69 +591,29 @@ def activation_totals(model: str = ACTIVATION_MODEL, **setting: Any) -> dict[str
     return out
 
 
-# Small random Llamas whose activations are counted on the CPU (tests/test_activations_measured.py
-# counts the same shapes and more cases).
-COUNTED_SHAPES = {
-    "h128, 2 layers": dict(hidden_size=128, intermediate_size=352, num_attention_heads=4,
-                           num_key_value_heads=4, num_hidden_layers=2, vocab_size=512),
-    "h192, 3 layers, GQA": dict(hidden_size=192, intermediate_size=512, num_attention_heads=6,
-                                num_key_value_heads=2, num_hidden_layers=3, vocab_size=1024),
-}  # fmt: skip
+# The random Llamas whose activations are counted (`activation_counts.SHAPES`), the recipes, and
+# the batch: tests/test_activations_measured.py counts the same shapes and more cases.
 COUNTED_RECIPES = {"full (bf16)": ("full", "bf16"), "LoRA": ("lora", "mixed"),
                    "QLoRA": ("qlora", "mixed")}  # fmt: skip
 COUNTED_TOKENS = (2, 64)  # batch, sequence length
 
 
-def _counted_model(shape: str, attn: str, recipe: str, checkpointing: bool, folder: str) -> Any:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from peftlab import finetune
-    from peftlab.base_model import nf4_config
-
-    method, _ = COUNTED_RECIPES[recipe]
-    kwargs = dict(dtype=torch.bfloat16, attn_implementation=attn)
-    if method == "qlora":
-        kwargs.update(quantization_config=nf4_config(), device_map="cpu")
-    model = AutoModelForCausalLM.from_pretrained(folder, **kwargs)
-    if method == "full":
-        if checkpointing:
-            model.config.use_cache = False
-            model.activation_checkpointing_enable({"use_reentrant": False})
-        return model
-    return finetune.build_peft_model(
-        model, method=method, target_modules=["q_proj", "v_proj"],
-        gradient_checkpointing=checkpointing,
-    )  # fmt: skip
-
-
 def _count_activations() -> list[dict]:
     import tempfile
 
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from peftlab import measure, seed_everything
-    from peftlab.quiet import muted
-
     b, s = COUNTED_TOKENS
     rows = []
-    for shape, fields in COUNTED_SHAPES.items():
-        config = LlamaConfig(**fields)
-        with tempfile.TemporaryDirectory() as folder, muted():
-            seed_everything(0)
-            LlamaForCausalLM(config).save_pretrained(folder)
+    for shape in activation_counts.SHAPES:
+        with tempfile.TemporaryDirectory() as folder:
+            activation_counts.save_random(shape, folder)
             for attn in presets.ATTN_IMPLEMENTATIONS:
                 for recipe, (method, precision) in COUNTED_RECIPES.items():
                     for ckpt in (False, True):
-                        model = _counted_model(shape, attn, recipe, ckpt, folder)
-                        counted = measure.saved_activation_bytes(model, b, s)["total"]
-                        estimate = memory.estimate(
-                            config, method=method, precision=precision, batch_size=b,
-                            seq_len=s, gradient_checkpointing=ckpt, attn_implementation=attn,
-                            target_modules=None if method == "full" else ["q_proj", "v_proj"],
-                        ).activations  # fmt: skip
+                        r = activation_counts.count(folder, shape, method, precision, attn, ckpt,
+                                                    b, s)  # fmt: skip
                         rows.append(dict(shape=shape, attn=attn, recipe=recipe, ckpt=ckpt,
-                                         counted=counted, estimate=estimate))  # fmt: skip
+                                         counted=r["counted"]["total"],
+                                         estimate=r["estimate"]))  # fmt: skip
     return rows
 
 
@@ -772,11 +728,94 @@ def paper_table(figures: Mapping[str, Any] | None = None) -> str:
     return markdown_table(["the paper says", "calculator", "settings", "which accounting"], rows)
 
 
-def smallest_card(total_bytes: int) -> str:
-    """ "one N GB GPU" for the smallest capacity in `presets.GPUS` that holds `total_bytes` (a card
-    sold as N GB holds N GiB)."""
-    fit = [capacity for capacity in presets.GPUS.values() if total_bytes <= capacity]
-    return f"one {min(fit) // 2**30} GB GPU" if fit else "no single GPU listed"
+# --- Training memory of the course's models and Llama-2-7B (lesson 05 quotes it) ----------------
+MEMORY_CASES = (
+    ("peftlab-base", "lora"),
+    ("smollm2-135m", "lora"),
+    ("smollm2-135m", "qlora"),
+    ("llama-2-7b", "full"),
+    ("llama-2-7b", "lora"),
+    ("llama-2-7b", "qlora"),
+)
+
+
+def training_memory_rows(
+    cases: Sequence[tuple[str, str]] = MEMORY_CASES, r: int = 8, batch_size: int = 4,
+    seq_len: int = 512,
+) -> list[dict]:  # fmt: skip
+    """Training memory (`memory.estimate`, bytes) per (preset, method), without and with
+    gradient checkpointing (the same setting on every method, so they compare like with like),
+    and the GPUs each fits; what you need before pointing notebook 05 at a real model."""
+    rows = []
+    for name, method in cases:
+        config = memory.preset(name)
+        totals = {
+            checkpointing: memory.estimate(
+                config, method, r=r, batch_size=batch_size, seq_len=seq_len,
+                gradient_checkpointing=checkpointing,
+            ).total
+            for checkpointing in (False, True)
+        }  # fmt: skip
+        rows.append({"model": name, "method": method, "params": memory.count_params(config),
+                     "total_bytes": totals[False], "checkpointed_bytes": totals[True],
+                     "fits": presets.fits(totals[False]),
+                     "checkpointed_fits": presets.fits(totals[True])})  # fmt: skip
+    return rows
+
+
+def card_24gb() -> str:
+    """The name `presets.GPUS` gives a 24 GB consumer card."""
+    return next(gpu for gpu in presets.GPUS if "24 GB" in gpu)
+
+
+def memory_verdict(rows: Sequence[Mapping], model: str = "llama-2-7b") -> str:
+    """What the memory table says about one model, like with like: LoRA and QLoRA with the
+    same checkpointing setting, each against a 24 GB card."""
+    by_method = {row["method"]: row for row in rows if row["model"] == model}
+    card = card_24gb()
+
+    def gib(row, key):
+        return f"{row[key] / 2**30:.2f} GiB"
+
+    def verdict(row, fits):
+        return "fits" if row[fits][card] else "does not fit"
+
+    lora, qlora = by_method["lora"], by_method["qlora"]
+    smallest = presets.smallest_gpu(qlora["checkpointed_bytes"]) or "none"
+    return (
+        "With gradient checkpointing on both, LoRA in 16 bits needs "
+        f"{gib(lora, 'checkpointed_bytes')} and {verdict(lora, 'checkpointed_fits')} a 24 GB "
+        "card; QLoRA needs "
+        f"{gib(qlora, 'checkpointed_bytes')} (smallest card listed that holds it: "
+        f"{smallest}). Without checkpointing, LoRA needs "
+        f"{gib(lora, 'total_bytes')} and {verdict(lora, 'fits')} a 24 GB card; QLoRA needs "
+        f"{gib(qlora, 'total_bytes')} and {verdict(qlora, 'fits')}."
+    )
+
+
+def training_memory_markdown(rows: Sequence[dict]) -> str:
+    """`training_memory_rows` as a markdown table, in GiB (2**30 bytes): without and with
+    gradient checkpointing, and whether each fits a 24 GB card."""
+    card = card_24gb()
+    lines = [
+        "| model | parameters | method | no checkpointing (GiB) | gradient checkpointing (GiB) "
+        "| fits a 24 GB GPU (without / with) |",
+        "|---|---:|---|---:|---:|:---:|",
+    ]
+    yes = {True: "yes", False: "no"}
+    lines += [
+        f"| {r['model']} | {r['params'] / 1e6:,.1f} M | {r['method']} | "
+        f"{r['total_bytes'] / 2**30:.2f} | {r['checkpointed_bytes'] / 2**30:.2f} | "
+        f"{yes[r['fits'][card]]} / {yes[r['checkpointed_fits'][card]]} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def one_card_text(total_bytes: int) -> str:
+    """ "one N GB GPU" for `presets.smallest_gpu` (a card sold as N GB holds N GiB)."""
+    gpu = presets.smallest_gpu(total_bytes)
+    return f"one {presets.GPUS[gpu] // 2**30} GB GPU" if gpu else "no single GPU listed"
 
 
 def results() -> dict[str, Any]:
@@ -835,7 +874,9 @@ def quotes(estimates: Mapping[str, Any]) -> dict[str, str]:
         "activations sdpa checkpointed": gb(acts["sdpa checkpointed"]),
         "layer sdpa": f"{sum(layer.values()) / 1e6:,.1f} MB",
         "layer eager": f"{sum(layer_eager.values()) / 1e6:,.1f} MB",
-        "layer korthikanti": f"{korthikanti_layer_bytes(ACTIVATION_MODEL, 1, 512) / 1e6:,.1f} MB",
+        "layer korthikanti": (
+            f"{activation_memory.korthikanti_layer_bytes(ACTIVATION_MODEL, 1, 512) / 1e6:,.1f} MB"
+        ),
         "a s / h": f"{config.num_attention_heads * 512 / config.hidden_size:g}",
         "65b full 12 bytes": gb(paper["65b full 12 bytes"]),
         "65b full zero": gb(paper["65b full zero"]),
@@ -867,7 +908,7 @@ def quotes(estimates: Mapping[str, Any]) -> dict[str, str]:
         "24 GiB card in GB": gb(24 * 2**30),
         "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
         "interview: lora total": f"about {lora_c.total / GB:.0f} GB",
-        "interview: lora card": smallest_card(lora_c.total),
+        "interview: lora card": one_card_text(lora_c.total),
         "interview: qlora total": f"about {qlora_c.total / GB:.0f} GB",
         "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
         "interview: lora share": f"{100 * lora_qv / n:.2f}%",

@@ -279,10 +279,10 @@ def weight_memory_rows(names: Sequence[str] = ("llama-2-7b", "llama-2-70b")) -> 
                 weights_nf4=qlora.frozen_weights + qlora.quantization_constants,
                 full_total=full.total,
                 qlora_total=qlora.total,
-                smallest_gpu=lesson01.smallest_fit(qlora.total),
+                smallest_gpu=lesson01.card_cell(qlora.total),
                 paper_total=paper.total,
                 paper_floor=paper.gpu_floor,
-                paper_gpu=lesson01.smallest_fit(paper.total),
+                paper_gpu=lesson01.card_cell(paper.total),
             )
         )
     return rows

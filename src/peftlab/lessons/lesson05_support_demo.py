@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from peftlab import base_model, compare, finetune, rubric, support_data
 from peftlab.compare import score_rows  # noqa: F401  (the notebook's scored rows)
 from peftlab.generate import generate
+from peftlab.lessons import lesson01_peft_basics as lesson01
 from peftlab.rubric import CRITERIA, mean_score
 from peftlab.seed import seed_everything
 
@@ -255,81 +256,6 @@ def worst_markdown(rows: Sequence[dict], n: int = 6) -> str:
     return "\n".join(lines)
 
 
-MEMORY_CASES = (
-    ("peftlab-base", "lora"),
-    ("smollm2-135m", "lora"),
-    ("smollm2-135m", "qlora"),
-    ("llama-2-7b", "full"),
-    ("llama-2-7b", "lora"),
-    ("llama-2-7b", "qlora"),
-)
-
-
-def training_memory_rows(
-    cases: Sequence[tuple[str, str]] = MEMORY_CASES, r: int = 8, batch_size: int = 4,
-    seq_len: int = 512,
-) -> list[dict]:  # fmt: skip
-    """Training memory (`peftlab.memory.estimate`, bytes) per (preset, method), without and with
-    gradient checkpointing (the same setting on every method, so they compare like with like),
-    and the GPUs each fits; what you need before pointing the notebook at a real model."""
-    from peftlab import memory, presets
-
-    rows = []
-    for name, method in cases:
-        config = memory.preset(name)
-        totals = {
-            checkpointing: memory.estimate(
-                config, method, r=r, batch_size=batch_size, seq_len=seq_len,
-                gradient_checkpointing=checkpointing,
-            ).total
-            for checkpointing in (False, True)
-        }  # fmt: skip
-        rows.append({"model": name, "method": method, "params": memory.count_params(config),
-                     "total_bytes": totals[False], "checkpointed_bytes": totals[True],
-                     "fits": presets.fits(totals[False]),
-                     "checkpointed_fits": presets.fits(totals[True])})  # fmt: skip
-    return rows
-
-
-def card_24gb() -> str:
-    """The name `presets.GPUS` gives a 24 GB consumer card."""
-    from peftlab import presets
-
-    return next(gpu for gpu in presets.GPUS if "24 GB" in gpu)
-
-
-def smallest_card(fits: Mapping[str, bool]) -> str:
-    """The smallest GPU of `presets.GPUS` that `fits` says holds the run ("none" if none)."""
-    from peftlab import presets
-
-    holding = [gpu for gpu, ok in fits.items() if ok]
-    return min(holding, key=presets.GPUS.__getitem__) if holding else "none"
-
-
-def memory_verdict(rows: Sequence[Mapping], model: str = "llama-2-7b") -> str:
-    """What the memory table says about one model, like with like: LoRA and QLoRA with the
-    same checkpointing setting, each against a 24 GB card."""
-    by_method = {row["method"]: row for row in rows if row["model"] == model}
-    card = card_24gb()
-
-    def gib(row, key):
-        return f"{row[key] / 2**30:.2f} GiB"
-
-    def verdict(row, fits):
-        return "fits" if row[fits][card] else "does not fit"
-
-    lora, qlora = by_method["lora"], by_method["qlora"]
-    return (
-        "With gradient checkpointing on both, LoRA in 16 bits needs "
-        f"{gib(lora, 'checkpointed_bytes')} and {verdict(lora, 'checkpointed_fits')} a 24 GB "
-        "card; QLoRA needs "
-        f"{gib(qlora, 'checkpointed_bytes')} (smallest card listed that holds it: "
-        f"{smallest_card(qlora['checkpointed_fits'])}). Without checkpointing, LoRA needs "
-        f"{gib(lora, 'total_bytes')} and {verdict(lora, 'fits')} a 24 GB card; QLoRA needs "
-        f"{gib(qlora, 'total_bytes')} and {verdict(qlora, 'fits')}."
-    )
-
-
 def hyperparameters() -> dict:
     """The training settings the demos use, read from the code's defaults: `peftlab demo`
     (finetune.train_lora), notebook 05 (`results`), and lesson 02's hand-written loop."""
@@ -440,7 +366,8 @@ def results(
     if on_loss is not None and not seen:  # read back from the cache: replay the curve
         for step, loss in results["losses"]:
             on_loss(step, loss)
-    return results | {"memory": training_memory_rows(), "hyperparameters": hyperparameters()}
+    memory_rows = lesson01.training_memory_rows()
+    return results | {"memory": memory_rows, "hyperparameters": hyperparameters()}
 
 
 def _compute(name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -> dict:
@@ -481,8 +408,8 @@ def quotes(results: Mapping) -> dict[str, str]:
         "example": example_markdown(rows[0]),
         "criteria": criteria_markdown(rubric_by_criterion(rows), len(rows)),
         "sweep": sweep_markdown(results["sweep"]),
-        "memory": training_memory_markdown(results["memory"]),
-        "memory verdict": memory_verdict(results["memory"]),
+        "memory": lesson01.training_memory_markdown(results["memory"]),
+        "memory verdict": lesson01.memory_verdict(results["memory"]),
         "hyperparameters": hyperparameters_markdown(results["hyperparameters"]),
         "trainable share": share_sentence(results["trainable_params"], results["total_params"]),
         "hidden size": str(results["hidden_size"]),
@@ -515,44 +442,6 @@ def wild_numbers(rows: Sequence[dict], wild_rows: Sequence[dict]) -> dict[str, s
 SMALL = (6.0, 3.0)
 BEFORE_COLOR, AFTER_COLOR = "#8c959f", "#1f6feb"
 PASS, FAIL = "&#10003;", "&#10007;"
-
-
-class LossCurve:
-    """An `on_loss(step, loss)` callback that records the training loss and can draw it.
-
-    With `live=True` (in Jupyter) it redraws one displayed figure as the losses arrive; otherwise
-    it only records, and `figure()` draws the final curve.
-    """
-
-    def __init__(self, live: bool = False, title: str = "LoRA fine-tune: training loss") -> None:
-        self.steps: list[int] = []
-        self.losses: list[float] = []
-        self.title = title
-        self.live = live
-        self._handle = None
-
-    def __call__(self, step: int, loss: float) -> None:
-        self.steps.append(int(step))
-        self.losses.append(float(loss))
-        if self.live:
-            from IPython.display import display
-
-            fig = self.figure()
-            if self._handle is None:
-                self._handle = display(fig, display_id=True)
-            else:
-                self._handle.update(fig)
-
-    def figure(self) -> Figure:
-        """The loss against the optimizer step, so far."""
-        fig = Figure(figsize=SMALL, layout="constrained")
-        ax = fig.add_subplot()
-        ax.plot(self.steps, self.losses, marker="o", markersize=3, color=AFTER_COLOR)
-        ax.set_xlabel("optimizer step")
-        ax.set_ylabel("loss on reply tokens")
-        ax.set_title(self.title)
-        ax.grid(alpha=0.3)
-        return fig
 
 
 def criteria_bars(by_criterion: Mapping[str, Mapping[str, float]]) -> Figure:
@@ -648,25 +537,6 @@ def sweep_markdown(points: Sequence) -> str:
     lines += [
         f"| {p.r} | {p.steps} | {p.trainable_params:,} | {p.final_loss:.2f} | {p.score:.2f} |"
         for p in points
-    ]
-    return "\n".join(lines)
-
-
-def training_memory_markdown(rows: Sequence[dict]) -> str:
-    """`training_memory_rows` as a markdown table, in GiB (2**30 bytes): without and with
-    gradient checkpointing, and whether each fits a 24 GB card."""
-    card = card_24gb()
-    lines = [
-        "| model | parameters | method | no checkpointing (GiB) | gradient checkpointing (GiB) "
-        "| fits a 24 GB GPU (without / with) |",
-        "|---|---:|---|---:|---:|:---:|",
-    ]
-    yes = {True: "yes", False: "no"}
-    lines += [
-        f"| {r['model']} | {r['params'] / 1e6:,.1f} M | {r['method']} | "
-        f"{r['total_bytes'] / 2**30:.2f} | {r['checkpointed_bytes'] / 2**30:.2f} | "
-        f"{yes[r['fits'][card]]} / {yes[r['checkpointed_fits'][card]]} |"
-        for r in rows
     ]
     return "\n".join(lines)
 
