@@ -155,18 +155,18 @@ def prefix_greedy(
     forward_args = inspect.signature(lm.forward).parameters
     cache_arg = "cache" if "cache" in forward_args else "past_key_values"
     prompts = chat_prompts(tokenizer, complaints, context_length(lm) - max_new_tokens - virtual)
-    eos = torch.tensor(_eos_ids(lm, tokenizer))
+    eos = torch.tensor(_eos_ids(lm, tokenizer), device=lm.device)
     tokenizer.padding_side = "left"
     replies: list[str] = []
     for i in range(0, len(prompts), batch_size):
         batch = tokenizer(prompts[i : i + batch_size], return_tensors="pt", padding=True,
-                          add_special_tokens=False)  # fmt: skip
+                          add_special_tokens=False).to(lm.device)  # fmt: skip
         ids, mask = batch["input_ids"], batch["attention_mask"]
         rows = ids.shape[0]
         mask = torch.cat([mask.new_ones(rows, virtual), mask], dim=1)  # (B, p + T)
         positions = virtual + (batch["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # (B, T)
         cache = model.get_prompt(rows)
-        done = torch.zeros(rows, dtype=torch.bool)
+        done = torch.zeros(rows, dtype=torch.bool, device=lm.device)
         new: list[torch.Tensor] = []
         for _ in range(max_new_tokens):
             out = lm(input_ids=ids, attention_mask=mask, position_ids=positions,
