@@ -15,6 +15,10 @@ Every lesson module has the same shape (copy lesson05's to start lesson 07):
 Lesson modules import the core modules (`memory`, `lora`, `nf4`, `merging`, `finetune`, ...),
 never `widgets`, `cli` or `commands`. `peftlab lessons` checks (or, with `--write`, rewrites) the
 regions of every lesson from its module.
+
+The README quotes lessons too, in regions named after the lesson and its quote
+(`<!-- computed: lesson 11: measures -->`): each lesson's check and rewrite covers its own
+README regions, so the front door is checked by the same mechanism as the lessons.
 """
 
 from __future__ import annotations
@@ -47,6 +51,53 @@ def module(name: str) -> ModuleType:
     return importlib.import_module(f"peftlab.lessons.{found[0]}")
 
 
+README = "README.md"
+
+
+def readme_prefix(lesson: ModuleType) -> str:
+    """How the README names a region quoting `lesson`: "lesson 11: " before the quote's name."""
+    return f"lesson {lesson.LESSON[:2]}: "
+
+
+_MARKER = re.compile(r"<!-- computed: (?P<name>[^>]+?) -->")
+_ANY_LESSON = re.compile(r"lesson \d\d: ")
+
+
+def _own(name: str) -> bool:
+    """A region a lesson's check is about: its own (another lesson's README regions keep their
+    prefix, and are left alone)."""
+    return not _ANY_LESSON.match(name)
+
+
+def _readme_as_lesson(text: str, lesson: ModuleType) -> str:
+    """The README with the lesson's regions under the names its quotes use."""
+    prefix = readme_prefix(lesson)
+    return _MARKER.sub(lambda m: m.group().replace(prefix, "", 1), text)
+
+
+def _lesson_as_readme(text: str, lesson: ModuleType) -> str:
+    prefix = readme_prefix(lesson)
+    return _MARKER.sub(
+        lambda m: m.group() if not _own(m["name"]) else f"<!-- computed: {prefix}{m['name']} -->",
+        text,
+    )
+
+
+def readme_lessons() -> list[str]:
+    """The lesson numbers the README quotes; ValueError for a region that names no lesson."""
+    names = prose.regions(prose.read(paths.course_root() / README))
+    numbers = {m.removeprefix("lesson")[:2] for m in MODULES}
+    found = []
+    for name in names:
+        match = re.fullmatch(r"lesson (\d\d): .+", name)
+        if not match or match[1] not in numbers:
+            raise ValueError(
+                f"README region {name!r}: name a lesson and its quote, e.g. 'lesson 11: measures'"
+            )
+        found.append(match[1])
+    return sorted(set(found))
+
+
 def documents(lesson: ModuleType) -> dict[str, Path]:
     """The files whose prose the lesson's regions live in: its markdown and its notebook."""
     return {
@@ -56,21 +107,30 @@ def documents(lesson: ModuleType) -> dict[str, Path]:
 
 
 def differences(lesson: ModuleType, results: Any) -> list[str]:
-    """Where the lesson's committed prose differs from what its module computes now."""
+    """Where the lesson's committed prose, and the README's regions quoting it, differ from
+    what its module computes now. A quote only the README holds counts as held."""
     texts = {name: prose.read(path) for name, path in documents(lesson).items()}
-    return prose.differences(texts, lesson.quotes(results), lesson.TOLERANCE)
+    readme = paths.course_root() / README
+    if readme.is_file():  # (a copy of lessons/ and notebooks/ alone has none: the CLI's tests)
+        texts[README] = _readme_as_lesson(prose.read(readme), lesson)
+    return prose.differences(texts, lesson.quotes(results), lesson.TOLERANCE, only=_own)
 
 
 def write(lesson: ModuleType, results: Any) -> list[Path]:
-    """Rewrite the lesson's regions from its module; the files that changed. Every file is
-    rendered before any is written, so an error leaves them all as they were. A notebook whose
-    regions changed must be re-executed for its outputs to follow."""
+    """Rewrite the lesson's regions (and its README regions) from its module; the files that
+    changed. Every file is rendered before any is written, so an error leaves them all as they
+    were. A notebook whose regions changed must be re-executed for its outputs to follow."""
     from peftlab.atomic import atomic_write_text
 
     quotes = lesson.quotes(results)
     new = {
         path: prose.rendered(path, quotes, lesson.TOLERANCE) for path in documents(lesson).values()
     }
+    readme = paths.course_root() / README
+    if readme.is_file():
+        text = _readme_as_lesson(readme.read_text(encoding="utf-8"), lesson)
+        text = prose.render(text, quotes, lesson.TOLERANCE, only=_own)
+        new[readme] = _lesson_as_readme(text, lesson)
     changed = [path for path, text in new.items() if text != path.read_text(encoding="utf-8")]
     for path in changed:
         atomic_write_text(path, new[path])

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,12 @@ _REGION = re.compile(r"<!-- computed: (?P<name>[^>]+?) -->(?P<body>.*?)<!-- /com
 _STRAY = re.compile(r"<!-- (?:computed: [^>]*|/computed) -->")
 
 Tolerance = float | Mapping[str, float]
+Selected = Callable[[str], bool]  # which regions of a text a check or a rewrite is about
+
+
+def _every(name: str) -> bool:
+    return True
+
 
 # A line whose first text is a marker and that holds more than markers
 # (after any indentation and blockquote marks).
@@ -129,18 +135,24 @@ def _body(value: str) -> str:
 
 
 def render(
-    text: str, quotes: Mapping[str, str], tolerance: Mapping[str, Tolerance] | None = None
+    text: str,
+    quotes: Mapping[str, str],
+    tolerance: Mapping[str, Tolerance] | None = None,
+    only: Selected = _every,
 ) -> str:
     """The text with every region holding what the code computes (`quotes[name]`), except a
     region whose figures are within its tolerance: it keeps them, so a rewrite on another CPU
-    changes only what is really off."""
-    unknown = sorted(set(regions(text)) - set(quotes))
+    changes only what is really off. Regions `only` does not select (another lesson's, in the
+    README) are left as they are."""
+    unknown = sorted(name for name in regions(text) if only(name) and name not in quotes)
     if unknown:
         raise ValueError(f"regions with no computed value: {unknown}")
     tolerance = tolerance or {}
 
     def fill(match: re.Match) -> str:
         name, body = match.group("name"), match.group("body").strip()
+        if not only(name):
+            return match.group()
         quote = quotes[name].strip()
         if name in tolerance and body and not _within(quote, body, tolerance[name]):
             quote = body
@@ -162,11 +174,13 @@ def differences(
     texts: Mapping[str, str],
     quotes: Mapping[str, str],
     tolerance: Mapping[str, Tolerance] | None = None,
+    only: Selected = _every,
 ) -> list[str]:
     """What in `texts` (document name -> text) differs from `quotes`; empty when all is current.
 
     Every region must be known to `quotes`, every quote must be held by some region, and every
-    region must hold its quote (exactly, or within `tolerance[name]`).
+    region must hold its quote (exactly, or within `tolerance[name]`). Regions `only` does not
+    select are someone else's (another lesson's, in the README): not compared.
     """
     tolerance = tolerance or {}
     found: dict[str, list[tuple[str, str]]] = {}
@@ -178,7 +192,8 @@ def differences(
             off.append(f"{document}: {err}")
             continue
         for name, bodies in held.items():
-            found.setdefault(name, []).extend((document, body) for body in bodies)
+            if only(name):
+                found.setdefault(name, []).extend((document, body) for body in bodies)
         off += [
             f"{document}: line {n} starts with a region marker, which ends its paragraph when "
             "rendered (`peftlab lessons --write` mends it)"
