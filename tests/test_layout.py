@@ -66,6 +66,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.worker_processes",
         "peftlab.peft_family",
         "peftlab.forgetting",
+        "peftlab.preferences",
+        "peftlab.grpo",
     ),
     # One module per lesson (results, quotes, figures, tables) and the prose mechanism.
     "lessons": ("peftlab.lessons",),

@@ -51,6 +51,7 @@ from peftlab.sharding import per_device
 NF4_BLOCKSIZE = 64
 DOUBLE_QUANT_BLOCKSIZE = 256
 NF4_BYTES_PER_PARAM = 0.5
+REFERENCES = ("none", "separate", "adapter-off")  # where DPO's reference model lives
 
 TERMS = (
     "frozen_weights",
@@ -169,8 +170,17 @@ def estimate(
     prepare_kbit: bool = True,
     devices: int = 1,
     sharding: str = "ddp",
+    reference: str = "none",
 ) -> Breakdown:
     """Bytes needed to train `config` with `method`, term by term (see Breakdown).
+
+    `reference` is for preference tuning (DPO), which scores every batch under a frozen
+    reference model too: "none" (SFT, or reference log-probs computed beforehand), "separate"
+    (a second, frozen copy of the starting model beside the policy: its weights as the policy's
+    frozen base holds them, or Ψ * w for full fine-tuning, added to `frozen_weights`) or
+    "adapter-off" (LoRA and QLoRA: the policy with its adapter switched off is the reference, 0
+    bytes more; what TRL's DPOTrainer does for a peft model). `batch_size` counts sequences: a
+    DPO pair is two.
 
     With `devices` > 1, the bytes each of that many data-parallel devices holds under
     `sharding` ("ddp", "zero1", "zero2", "zero3", "fsdp"; `sharding.per_device`): `batch_size`
@@ -217,6 +227,12 @@ def estimate(
     check_choice("precision", precision, PRECISIONS)
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_choice("accounting", accounting, ACCOUNTINGS)
+    check_choice("reference", reference, REFERENCES)
+    if reference == "adapter-off" and method == "full":
+        raise ValueError(
+            "reference='adapter-off': a full fine-tune has no adapter to switch off; use "
+            "reference='separate' (or 'none' with precomputed reference log-probs)"
+        )
     if optimizer_precision is not None:
         check_choice("optimizer_precision", optimizer_precision, OPTIMIZER_PRECISIONS)
     check_sharding(devices, sharding)
@@ -242,7 +258,7 @@ def estimate(
         state_bytes = HALF_BYTES if precision == "bf16" else FP32_BYTES
         states = trainable * _optimizer_bytes(optimizer, optimizer_precision, state_bytes)
         one_device = Breakdown(
-            frozen_weights=0,
+            frozen_weights=total_params * w if reference == "separate" else 0,
             trainable_weights=trainable * w,
             gradients=trainable * grad_bytes,
             optimizer_states=states,
@@ -266,6 +282,8 @@ def estimate(
             t.count * quant_constant_bytes(t.d_in * t.d_out, double_quant) for t in quantized
         )
     states = trainable * _optimizer_bytes(optimizer, optimizer_precision, adapter_dtype_bytes)
+    if reference == "separate":  # the same frozen base again, quantization constants and all
+        frozen, constants = 2 * frozen, 2 * constants
     one_device = Breakdown(
         frozen_weights=frozen,
         trainable_weights=trainable * adapter_dtype_bytes,
