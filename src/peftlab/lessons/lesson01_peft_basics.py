@@ -17,6 +17,114 @@ from peftlab import activation_counts, activation_memory, memory, presets, shard
 from peftlab.lessons import cache
 from peftlab.tables import markdown_table
 
+LESSON = "01-peft-basics.md"
+NOTEBOOK = "01_full_ft_vs_peft.ipynb"
+TRAINS = False
+TOLERANCE: dict = {}  # arithmetic: every figure is exact on every CPU
+
+
+def results() -> dict[str, Any]:
+    """The estimates the lesson's prose quotes (arithmetic), the QLoRA paper's figures, and the
+    activation bytes counted on small random Llamas (a few seconds, cached)."""
+    return {
+        "full": memory.estimate("llama-2-7b", gradient_checkpointing=False),
+        "hf": memory.estimate("llama-2-7b", accounting="hf", gradient_checkpointing=False),
+        "lora": memory.estimate("llama-2-7b", method="lora", gradient_checkpointing=False),
+        "qlora": memory.estimate("llama-2-7b", method="qlora", gradient_checkpointing=False),
+        "full checkpointed": memory.estimate("llama-2-7b", gradient_checkpointing=True),
+        "lora checkpointed": memory.estimate(
+            "llama-2-7b", method="lora", gradient_checkpointing=True
+        ),
+        "qlora checkpointed": memory.estimate(
+            "llama-2-7b", method="qlora", gradient_checkpointing=True
+        ),
+        "70b qlora checkpointed": memory.estimate(
+            "llama-2-70b", method="qlora", gradient_checkpointing=True
+        ),
+        "paper": paper_figures(),
+        "counted activations": counted_activations(),
+    }
+
+
+def quotes(estimates: Mapping[str, Any]) -> dict[str, str]:
+    """Every table and number the lesson and its notebook quote, by region name."""
+    n = memory.count_params("llama-2-7b")
+    full, hf, lora, qlora = (estimates[k] for k in ("full", "hf", "lora", "qlora"))
+    full_c, lora_c, qlora_c = (estimates[f"{k} checkpointed"] for k in ("full", "lora", "qlora"))
+    paper = estimates["paper"]
+    recipe, peft = paper["65b qlora recipe"], paper["65b qlora peft"]
+    counted = estimates["counted activations"]
+    worst = max(abs(r["estimate"] - r["counted"]) for r in counted)
+    acts = activation_totals()
+    layer = activation_memory.activation_terms(ACTIVATION_MODEL, **ACTIVATION_SETTING)["layer"]
+    layer_eager = activation_memory.activation_terms(
+        ACTIVATION_MODEL, attn_implementation="eager", **ACTIVATION_SETTING
+    )["layer"]
+    config = memory.preset(ACTIVATION_MODEL)
+    lora_qv = memory.lora_params("llama-2-7b", 8, ["q_proj", "v_proj"])
+    return {
+        "bytes per parameter": bytes_per_param_table(),
+        "rule of thumb": seed_rule_table(),
+        "methods": methods_table(),
+        "ranks": lora_rank_table(),
+        "peft methods": peft_methods_table(),
+        "claims": claims_table(),
+        "activation derivation": activation_derivation_table(),
+        "counted activations": counted_activations_table(counted),
+        "counted activations: worst": f"{worst:,} bytes",
+        "counted activations: cases": f"{len(counted)}",
+        "paper figures": paper_table(paper),
+        "activations eager": gb(acts["eager stored"]),
+        "activations korthikanti": gb(acts["korthikanti stored"]),
+        "activations sdpa checkpointed": gb(acts["sdpa checkpointed"]),
+        "layer sdpa": f"{sum(layer.values()) / 1e6:,.1f} MB",
+        "layer eager": f"{sum(layer_eager.values()) / 1e6:,.1f} MB",
+        "layer korthikanti": (
+            f"{activation_memory.korthikanti_layer_bytes(ACTIVATION_MODEL, 1, 512) / 1e6:,.1f} MB"
+        ),
+        "a s / h": f"{config.num_attention_heads * 512 / config.hidden_size:g}",
+        "65b full 12 bytes": gb(paper["65b full 12 bytes"]),
+        "65b full zero": gb(paper["65b full zero"]),
+        "65b qlora recipe": gb(recipe.total),
+        "65b qlora recipe gib": f"{recipe.total / 2**30:.1f} GiB",
+        "65b qlora recipe floor": gb(recipe.gpu_floor),
+        "65b qlora peft": gb(peft.total),
+        "65b qlora peft gib": f"{peft.total / 2**30:.1f} GiB",
+        "qlora paper recipe": f"`{settings_text(QLORA_PAPER_RECIPE)}`",
+        "full 16-bit recipe": f"`{settings_text(FULL_16BIT)}`",
+        "48 GiB card in GB": gb(48 * 2**30),
+        "full total checkpointed": gb(full_c.total),
+        "lora total checkpointed": gb(lora_c.total),
+        "qlora total checkpointed": gb(qlora_c.total),
+        "llama-2-7b parameters": f"{n:,}",
+        "llama-2-7b 16-bit weights": gb(2 * n),
+        "full zero before activations": gb(full.total - full.activations),
+        "full hf before activations": gb(hf.total - hf.activations),
+        "activations batch 1 x 512": gb(full.activations),
+        "full total": gb(full.total),
+        "lora total": gb(lora.total),
+        "qlora total": gb(qlora.total),
+        "qlora base": gb(qlora.frozen_weights + qlora.quantization_constants),
+        "full / lora": f"{full.total / lora.total:.1f}x",
+        "full / qlora": f"{full.total / qlora.total:.0f}x",
+        "lora r=8 q,v trainable": f"{lora_qv:,}",
+        "lora r=8 q,v share": f"{100 * lora_qv / n:.3f}%",
+        "70b qlora checkpointed": gb(estimates["70b qlora checkpointed"].total),
+        "24 GiB card in GB": gb(24 * 2**30),
+        "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
+        "interview: lora total": f"about {lora_c.total / GB:.0f} GB",
+        "interview: lora card": one_card_text(lora_c.total),
+        "interview: qlora total": f"about {qlora_c.total / GB:.0f} GB",
+        "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
+        "interview: lora share": f"{100 * lora_qv / n:.2f}%",
+        "notebook: full": f"full ≈ {full.total / GB:.0f} GB",
+        "notebook: lora": f"LoRA ≈ {lora.total / GB:.0f} GB",
+        "notebook: qlora": f"QLoRA ≈ {qlora.total / GB:.0f} GB",
+        "notebook: checkpointed": f"full ≈ {full_c.total / GB:.0f} GB, LoRA ≈ "
+        f"{lora_c.total / GB:.0f} GB, QLoRA ≈ {qlora_c.total / GB:.0f} GB",
+    }
+
+
 GB = 1e9
 SMALL = (5.5, 3.2)
 TERM_COLORS = {
@@ -32,10 +140,6 @@ TERM_COLORS = {
 CARD_LINES_GIB = (24, 48, 80)
 LESSON_MODELS = ("llama-2-7b", "llama-2-13b", "llama-2-70b")
 LESSON_RANKS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-LESSON = "01-peft-basics.md"
-NOTEBOOK = "01_full_ft_vs_peft.ipynb"
-TRAINS = False
-TOLERANCE: dict = {}  # arithmetic: every figure is exact on every CPU
 
 
 def stack_bars(ax: Any, breakdowns: Mapping[str, memory.Breakdown]) -> None:
@@ -349,16 +453,11 @@ def _ranks(shares: Mapping[int, float], low: float, high: float) -> str:
     return f"r = {inside[0]}" if len(inside) == 1 else f"r = {inside[0]}-{inside[-1]}"
 
 
-def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
-    """One row per quantitative claim of the course outline: the claim, the computed figure, the
-    setting it depends on, and a verdict (holds / holds only for ... / wrong)."""
-    from peft import PrefixTuningConfig, TaskType
-
+def _claim_four_to_six(model: str) -> list[list[str]]:
+    """The outline: "Total: ~4-6x model size in GPU memory" (model size: the 16-bit weights)."""
     n = memory.count_params(model)
     weights_16bit = 2 * n
     rows = []
-
-    # "Total: ~4-6x model size in GPU memory" (model size: the 16-bit weights)
     settings = {
         "mixed-precision AdamW (ZeRO)": dict(),
         "mixed-precision AdamW (Hugging Face)": dict(accounting="hf"),
@@ -379,8 +478,12 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             range_verdict(ratios, 4, 6),
         ]
     )
+    return rows
 
-    # The outline's table: 1-2 / 2-4 / 8+ A100s for 7B / 13B / 70B
+
+def _claim_a100s(model: str) -> list[list[str]]:
+    """The outline's table: 1-2 / 2-4 / 8+ A100s for 7B / 13B / 70B (the model is each row's)."""
+    rows = []
     for nominal, preset_name, fewest, most in SEED_A100S:
         needed = {gib: a100s_needed(preset_name, gib) for gib in A100_GIB}
         total = memory.estimate(preset_name).total
@@ -399,8 +502,12 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
                 ),
             ]
         )
+    return rows
 
-    # TL;DR: "fine-tune a 7B model on 1 GPU instead of 2-4"
+
+def _claim_one_gpu(model: str) -> list[list[str]]:
+    """The outline: TL;DR: "fine-tune a 7B model on 1 GPU instead of 2-4"."""
+    rows = []
     full_cards = {gib: a100s_needed(model, gib) for gib in A100_GIB}
     peft_fits = {
         m: memory.estimate(model, method=m, gradient_checkpointing=False).total
@@ -419,8 +526,12 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             "holds" if ok else "holds only in part: see the figures",
         ]
     )
+    return rows
 
-    # "This cuts GPU memory by 5-10x"
+
+def _claim_memory_cut(model: str) -> list[list[str]]:
+    """The outline: "This cuts GPU memory by 5-10x"."""
+    rows = []
     cuts = {}
     small = dict(batch_size=1, seq_len=512, gradient_checkpointing=False)
     for setting, kwargs in (
@@ -439,8 +550,13 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             range_verdict(cuts, 5, 10),
         ]
     )
+    return rows
 
-    # "PEFT trains ~0.1-1% of the parameters"
+
+def _claim_trainable_share(model: str) -> list[list[str]]:
+    """The outline: "PEFT trains ~0.1-1% of the parameters"."""
+    n = memory.count_params(model)
+    rows = []
     shares = {
         label: {r: 100 * memory.lora_params(model, r, targets) / n for r in LESSON_RANKS}
         for label, targets in (
@@ -459,8 +575,12 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             + f" (ranks tried: {', '.join(map(str, LESSON_RANKS))})",
         ]
     )
+    return rows
 
-    # "LoRA adds small low-rank matrices to attention layers"
+
+def _claim_attention(model: str) -> list[list[str]]:
+    """The outline: "LoRA adds small low-rank matrices to attention layers"."""
+    rows = []
     default = list(memory.default_targets(model))
     attention_only = all(t in ATTENTION_PROJECTIONS for t in default)
     every = memory.lora_params(model, 8, "all-linear")
@@ -477,8 +597,12 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             + "the default targets; not for all-linear, which also adapts the MLP",
         ]
     )
+    return rows
 
-    # "7B on a single consumer GPU" (with QLoRA)
+
+def _claim_consumer_gpu(model: str) -> list[list[str]]:
+    """The outline: "7B on a single consumer GPU" (with QLoRA)."""
+    rows = []
     totals = {
         m: memory.estimate(model, method=m, gradient_checkpointing=False).total
         for m in ("lora", "qlora")
@@ -501,8 +625,14 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
             verdict,
         ]
     )
+    return rows
 
-    # "Prefix tuning: lighter than LoRA"
+
+def _claim_prefix(model: str) -> list[list[str]]:
+    """The outline: "Prefix tuning: lighter than LoRA"."""
+    from peft import PrefixTuningConfig, TaskType
+
+    rows = []
     tokens = 20
     prefix = memory.peft_trainable(
         model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=tokens)
@@ -539,6 +669,24 @@ def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
         ]
     )
     return rows
+
+
+CLAIMS = (
+    _claim_four_to_six,
+    _claim_a100s,
+    _claim_one_gpu,
+    _claim_memory_cut,
+    _claim_trainable_share,
+    _claim_attention,
+    _claim_consumer_gpu,
+    _claim_prefix,
+)
+
+
+def claims_rows(model: str = CLAIM_MODEL) -> list[list[str]]:
+    """One row per quantitative claim of the course outline: the claim, the computed figure, the
+    setting it depends on, and a verdict (holds / holds only for ... / wrong)."""
+    return [row for claim in CLAIMS for row in claim(model)]
 
 
 def claims_table(model: str = CLAIM_MODEL) -> str:
@@ -816,105 +964,3 @@ def one_card_text(total_bytes: int) -> str:
     """ "one N GB GPU" for `presets.smallest_gpu` (a card sold as N GB holds N GiB)."""
     gpu = presets.smallest_gpu(total_bytes)
     return f"one {presets.GPUS[gpu] // 2**30} GB GPU" if gpu else "no single GPU listed"
-
-
-def results() -> dict[str, Any]:
-    """The estimates the lesson's prose quotes (arithmetic), the QLoRA paper's figures, and the
-    activation bytes counted on small random Llamas (a few seconds, cached)."""
-    return {
-        "full": memory.estimate("llama-2-7b", gradient_checkpointing=False),
-        "hf": memory.estimate("llama-2-7b", accounting="hf", gradient_checkpointing=False),
-        "lora": memory.estimate("llama-2-7b", method="lora", gradient_checkpointing=False),
-        "qlora": memory.estimate("llama-2-7b", method="qlora", gradient_checkpointing=False),
-        "full checkpointed": memory.estimate("llama-2-7b", gradient_checkpointing=True),
-        "lora checkpointed": memory.estimate(
-            "llama-2-7b", method="lora", gradient_checkpointing=True
-        ),
-        "qlora checkpointed": memory.estimate(
-            "llama-2-7b", method="qlora", gradient_checkpointing=True
-        ),
-        "70b qlora checkpointed": memory.estimate(
-            "llama-2-70b", method="qlora", gradient_checkpointing=True
-        ),
-        "paper": paper_figures(),
-        "counted activations": counted_activations(),
-    }
-
-
-def quotes(estimates: Mapping[str, Any]) -> dict[str, str]:
-    """Every table and number the lesson and its notebook quote, by region name."""
-    n = memory.count_params("llama-2-7b")
-    full, hf, lora, qlora = (estimates[k] for k in ("full", "hf", "lora", "qlora"))
-    full_c, lora_c, qlora_c = (estimates[f"{k} checkpointed"] for k in ("full", "lora", "qlora"))
-    paper = estimates["paper"]
-    recipe, peft = paper["65b qlora recipe"], paper["65b qlora peft"]
-    counted = estimates["counted activations"]
-    worst = max(abs(r["estimate"] - r["counted"]) for r in counted)
-    acts = activation_totals()
-    layer = activation_memory.activation_terms(ACTIVATION_MODEL, **ACTIVATION_SETTING)["layer"]
-    layer_eager = activation_memory.activation_terms(
-        ACTIVATION_MODEL, attn_implementation="eager", **ACTIVATION_SETTING
-    )["layer"]
-    config = memory.preset(ACTIVATION_MODEL)
-    lora_qv = memory.lora_params("llama-2-7b", 8, ["q_proj", "v_proj"])
-    return {
-        "bytes per parameter": bytes_per_param_table(),
-        "rule of thumb": seed_rule_table(),
-        "methods": methods_table(),
-        "ranks": lora_rank_table(),
-        "peft methods": peft_methods_table(),
-        "claims": claims_table(),
-        "activation derivation": activation_derivation_table(),
-        "counted activations": counted_activations_table(counted),
-        "counted activations: worst": f"{worst:,} bytes",
-        "counted activations: cases": f"{len(counted)}",
-        "paper figures": paper_table(paper),
-        "activations eager": gb(acts["eager stored"]),
-        "activations korthikanti": gb(acts["korthikanti stored"]),
-        "activations sdpa checkpointed": gb(acts["sdpa checkpointed"]),
-        "layer sdpa": f"{sum(layer.values()) / 1e6:,.1f} MB",
-        "layer eager": f"{sum(layer_eager.values()) / 1e6:,.1f} MB",
-        "layer korthikanti": (
-            f"{activation_memory.korthikanti_layer_bytes(ACTIVATION_MODEL, 1, 512) / 1e6:,.1f} MB"
-        ),
-        "a s / h": f"{config.num_attention_heads * 512 / config.hidden_size:g}",
-        "65b full 12 bytes": gb(paper["65b full 12 bytes"]),
-        "65b full zero": gb(paper["65b full zero"]),
-        "65b qlora recipe": gb(recipe.total),
-        "65b qlora recipe gib": f"{recipe.total / 2**30:.1f} GiB",
-        "65b qlora recipe floor": gb(recipe.gpu_floor),
-        "65b qlora peft": gb(peft.total),
-        "65b qlora peft gib": f"{peft.total / 2**30:.1f} GiB",
-        "qlora paper recipe": f"`{settings_text(QLORA_PAPER_RECIPE)}`",
-        "full 16-bit recipe": f"`{settings_text(FULL_16BIT)}`",
-        "48 GiB card in GB": gb(48 * 2**30),
-        "full total checkpointed": gb(full_c.total),
-        "lora total checkpointed": gb(lora_c.total),
-        "qlora total checkpointed": gb(qlora_c.total),
-        "llama-2-7b parameters": f"{n:,}",
-        "llama-2-7b 16-bit weights": gb(2 * n),
-        "full zero before activations": gb(full.total - full.activations),
-        "full hf before activations": gb(hf.total - hf.activations),
-        "activations batch 1 x 512": gb(full.activations),
-        "full total": gb(full.total),
-        "lora total": gb(lora.total),
-        "qlora total": gb(qlora.total),
-        "qlora base": gb(qlora.frozen_weights + qlora.quantization_constants),
-        "full / lora": f"{full.total / lora.total:.1f}x",
-        "full / qlora": f"{full.total / qlora.total:.0f}x",
-        "lora r=8 q,v trainable": f"{lora_qv:,}",
-        "lora r=8 q,v share": f"{100 * lora_qv / n:.3f}%",
-        "70b qlora checkpointed": gb(estimates["70b qlora checkpointed"].total),
-        "24 GiB card in GB": gb(24 * 2**30),
-        "interview: full": f"about {(full.total - full.activations) / GB:.0f} GB",
-        "interview: lora total": f"about {lora_c.total / GB:.0f} GB",
-        "interview: lora card": one_card_text(lora_c.total),
-        "interview: qlora total": f"about {qlora_c.total / GB:.0f} GB",
-        "interview: lora trainable": f"about {lora_qv / 1e6:.1f} million",
-        "interview: lora share": f"{100 * lora_qv / n:.2f}%",
-        "notebook: full": f"full ≈ {full.total / GB:.0f} GB",
-        "notebook: lora": f"LoRA ≈ {lora.total / GB:.0f} GB",
-        "notebook: qlora": f"QLoRA ≈ {qlora.total / GB:.0f} GB",
-        "notebook: checkpointed": f"full ≈ {full_c.total / GB:.0f} GB, LoRA ≈ "
-        f"{lora_c.total / GB:.0f} GB, QLoRA ≈ {qlora_c.total / GB:.0f} GB",
-    }

@@ -27,6 +27,118 @@ RANDOM_MODEL = "tiny-random-llama"
 LESSON_BLOCKSIZES = (32, 64, 128, 256, 1024, 4096)
 
 
+LESSON = "03-qlora.md"
+NOTEBOOK = "03_qlora.ipynb"
+TRAINS = False
+TOLERANCE: dict = {}  # the lesson's figures are fp32 arithmetic and byte counts: exact
+
+
+def results(name: str = LESSON_MODEL) -> dict:
+    """The lesson's weights (the decoder's linear layers of `name`, and of RANDOM_MODEL for the
+    normal baseline, built on one thread so they repeat) and the footprint of `name` loaded four
+    ways."""
+    import tempfile
+
+    with one_thread(), tempfile.TemporaryDirectory() as scratch:
+        weights = lesson_weights(name)
+        random_weights = lesson_weights(RANDOM_MODEL)
+        footprint = footprint_rows(model_folder(name, scratch))
+    return {
+        "name": name,
+        "weights": weights,
+        "random weights": random_weights,
+        "footprint": footprint,
+    }
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 03 and notebook 03 quote, by region name."""
+    weights = results["weights"]
+    errors = {row["method"]: row["error"] for row in error_rows(weights)}
+    nf4_err = errors["NF4"]
+    small, large = weight_memory_rows()
+    n7 = quantized_weights("llama-2-7b")
+    paper = lesson01.paper_figures()
+    bits, dq_bits = nf4.bits_per_parameter(64), nf4.bits_per_parameter(64, double_quant=True)
+    saving_bits = bits - dq_bits
+    blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
+    trained, random = code_comparison_rows(
+        {
+            f"trained ({results['name']})": weights,
+            f"random N(0, 0.02²) ({RANDOM_MODEL})": (results["random weights"]),
+        }
+    )
+    return {
+        "code comparison": code_comparison_table([trained, random]),
+        "trained kurtosis": f"{trained['kurtosis']:.2f}",
+        "heaviest tails": " and ".join(
+            f"`{name.removeprefix('model.')}` ({k:.2f})" for name, k in heaviest_tails(weights, 2)
+        ),
+        "nf4 lowest in": f"{trained['nf4_lowest']} of {trained['layers']} layers",
+        "nf4 verdict": (
+            "NF4 keeps its lead"
+            if trained["nf4_lowest"] == trained["layers"]
+            else "NF4 does not win everywhere"
+        ),
+        "margin vs normal": margin_words(trained, random),
+        "random int4/nf4 mse": f"{random['int4_over_nf4']:.2f}x",
+        "random fp4/nf4 mse": f"{random['fp4_over_nf4']:.2f}x",
+        "memory": weight_memory_table(weight_memory_rows()),
+        "levels": levels_table(),
+        "errors": error_table(error_rows(weights)),
+        "blocksizes": blocksize_table(blocksize_rows(weights)),
+        "bits": bits_table(),
+        "footprint": footprint_table(results["footprint"]),
+        "model": f"`{results['name']}`",
+        "linear layers": f"{len(weights)} linear layers",
+        "weights": f"{sum(w.numel() for w in weights.values()):,} weights",
+        "int4/nf4 mse": f"{errors['INT4'].mse / nf4_err.mse:.2f}x",
+        "fp4/nf4 mse": f"{errors['FP4'].mse / nf4_err.mse:.2f}x",
+        "int4/nf4 max": f"{errors['INT4'].max_error / nf4_err.max_error:.2f}x",
+        "dq/plain mse": f"{errors['NF4 + double quant'].mse / nf4_err.mse:.4f}",
+        "nf4 relative error": f"{100 * error_rows(weights)[0]['rms_ratio']:.1f}%",
+        "error at 32": f"{100 * blocks[32]['rms_ratio']:.2f}%",
+        "error at 64": f"{100 * blocks[64]['rms_ratio']:.2f}%",
+        "error at 4096": f"{100 * blocks[4096]['rms_ratio']:.2f}%",
+        "7b 16-bit weights": f"{small['weights_16bit'] / 1e9:.1f} GB",
+        "7b nf4 weights": f"{small['weights_nf4'] / 1e9:.1f} GB",
+        "7b qlora": f"{small['qlora_total'] / 1e9:.1f} GB",
+        "7b full": f"{small['full_total'] / 1e9:.0f} GB",
+        "70b 16-bit weights": f"{large['weights_16bit'] / 1e9:.1f} GB",
+        "70b nf4 weights": f"{large['weights_nf4'] / 1e9:.1f} GB",
+        "70b qlora": f"{large['qlora_total'] / 1e9:.1f} GB",
+        "70b gpu": large["smallest_gpu"],
+        "7b gpu": small["smallest_gpu"],
+        "70b qlora paper": f"{large['paper_total'] / 1e9:.1f} GB",
+        "70b qlora paper floor": f"{large['paper_floor'] / 1e9:.1f} GB",
+        "70b gpu paper": large["paper_gpu"],
+        "70b qlora gib": f"{large['qlora_total'] / 2**30:.1f} GiB",
+        "48 GiB card in GB": f"{48 * 2**30 / 1e9:.1f} GB",
+        "7b quantized weights": f"{n7:,}",
+        "paper figures": lesson01.paper_table(paper),
+        "qlora paper recipe": f"`{lesson01.settings_text(lesson01.QLORA_PAPER_RECIPE)}`",
+        "full 16-bit recipe": f"`{lesson01.settings_text(lesson01.FULL_16BIT)}`",
+        "65b full 12 bytes": f"{paper['65b full 12 bytes'] / 1e9:.1f} GB",
+        "65b qlora recipe": f"{paper['65b qlora recipe'].total / 1e9:.1f} GB",
+        "65b qlora peft": f"{paper['65b qlora peft'].total / 1e9:.1f} GB",
+        "7b nf4 linears": f"{paper['7b nf4 linears'] / 1e6:,.0f} MB",
+        "7b constants dq": f"{paper['7b constants dq'] / 1e6:,.0f} MB",
+        "7b constants plain": f"{paper['7b constants plain'] / 1e6:,.0f} MB",
+        "7b embed head bf16": f"{2 * paper['7b embed head'] / 1e6:,.0f} MB",
+        "7b embed head fp32": f"{4 * paper['7b embed head'] / 1e6:,.0f} MB",
+        "7b base largest": f"{paper['7b base peft plain'] / 1e6:,.0f} MB",
+        "7b base smallest": f"{paper['7b base paper script'] / 1e6:,.0f} MB",
+        "7b paper gap": f"{(5048e6 - paper['7b base peft plain']) / 1e6:,.0f} MB",
+        "7b dq saving": f"{saving_bits * n7 / 8 / 1e6:,.0f} MB",
+        # notebook 03's prose: bits per weight with blocks of 64, plain and double-quantized
+        "notebook: plain bits": f"{bits:.1f} bits",
+        "notebook: dq bits": f"{dq_bits:.3f} bits",
+        "notebook: dq bits, rounded": f"{dq_bits:.2f} bits",
+        "notebook: dq constants": f"{dq_bits - 4:.3f} bits",
+        "notebook: dq saving": f"{bits - dq_bits:.3f} bits",
+    }
+
+
 def lesson_model(name: str = LESSON_MODEL) -> nn.Module:
     """The fp32 model the lesson measures: a `peftlab.memory` preset is built with random
     weights (seed 0); any other name is loaded with `peftlab.base_model.load` (the embedded
@@ -393,118 +505,6 @@ def plot_blocksize_tradeoff(rows: Sequence[Mapping]) -> Figure:
     right.set_title("Smaller blocks: more constants")
     fig.tight_layout()
     return fig
-
-
-LESSON = "03-qlora.md"
-NOTEBOOK = "03_qlora.ipynb"
-TRAINS = False
-TOLERANCE: dict = {}  # the lesson's figures are fp32 arithmetic and byte counts: exact
-
-
-def results(name: str = LESSON_MODEL) -> dict:
-    """The lesson's weights (the decoder's linear layers of `name`, and of RANDOM_MODEL for the
-    normal baseline, built on one thread so they repeat) and the footprint of `name` loaded four
-    ways."""
-    import tempfile
-
-    with one_thread(), tempfile.TemporaryDirectory() as scratch:
-        weights = lesson_weights(name)
-        random_weights = lesson_weights(RANDOM_MODEL)
-        footprint = footprint_rows(model_folder(name, scratch))
-    return {
-        "name": name,
-        "weights": weights,
-        "random weights": random_weights,
-        "footprint": footprint,
-    }
-
-
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every table and number lesson 03 and notebook 03 quote, by region name."""
-    weights = results["weights"]
-    errors = {row["method"]: row["error"] for row in error_rows(weights)}
-    nf4_err = errors["NF4"]
-    small, large = weight_memory_rows()
-    n7 = quantized_weights("llama-2-7b")
-    paper = lesson01.paper_figures()
-    bits, dq_bits = nf4.bits_per_parameter(64), nf4.bits_per_parameter(64, double_quant=True)
-    saving_bits = bits - dq_bits
-    blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
-    trained, random = code_comparison_rows(
-        {
-            f"trained ({results['name']})": weights,
-            f"random N(0, 0.02²) ({RANDOM_MODEL})": (results["random weights"]),
-        }
-    )
-    return {
-        "code comparison": code_comparison_table([trained, random]),
-        "trained kurtosis": f"{trained['kurtosis']:.2f}",
-        "heaviest tails": " and ".join(
-            f"`{name.removeprefix('model.')}` ({k:.2f})" for name, k in heaviest_tails(weights, 2)
-        ),
-        "nf4 lowest in": f"{trained['nf4_lowest']} of {trained['layers']} layers",
-        "nf4 verdict": (
-            "NF4 keeps its lead"
-            if trained["nf4_lowest"] == trained["layers"]
-            else "NF4 does not win everywhere"
-        ),
-        "margin vs normal": margin_words(trained, random),
-        "random int4/nf4 mse": f"{random['int4_over_nf4']:.2f}x",
-        "random fp4/nf4 mse": f"{random['fp4_over_nf4']:.2f}x",
-        "memory": weight_memory_table(weight_memory_rows()),
-        "levels": levels_table(),
-        "errors": error_table(error_rows(weights)),
-        "blocksizes": blocksize_table(blocksize_rows(weights)),
-        "bits": bits_table(),
-        "footprint": footprint_table(results["footprint"]),
-        "model": f"`{results['name']}`",
-        "linear layers": f"{len(weights)} linear layers",
-        "weights": f"{sum(w.numel() for w in weights.values()):,} weights",
-        "int4/nf4 mse": f"{errors['INT4'].mse / nf4_err.mse:.2f}x",
-        "fp4/nf4 mse": f"{errors['FP4'].mse / nf4_err.mse:.2f}x",
-        "int4/nf4 max": f"{errors['INT4'].max_error / nf4_err.max_error:.2f}x",
-        "dq/plain mse": f"{errors['NF4 + double quant'].mse / nf4_err.mse:.4f}",
-        "nf4 relative error": f"{100 * error_rows(weights)[0]['rms_ratio']:.1f}%",
-        "error at 32": f"{100 * blocks[32]['rms_ratio']:.2f}%",
-        "error at 64": f"{100 * blocks[64]['rms_ratio']:.2f}%",
-        "error at 4096": f"{100 * blocks[4096]['rms_ratio']:.2f}%",
-        "7b 16-bit weights": f"{small['weights_16bit'] / 1e9:.1f} GB",
-        "7b nf4 weights": f"{small['weights_nf4'] / 1e9:.1f} GB",
-        "7b qlora": f"{small['qlora_total'] / 1e9:.1f} GB",
-        "7b full": f"{small['full_total'] / 1e9:.0f} GB",
-        "70b 16-bit weights": f"{large['weights_16bit'] / 1e9:.1f} GB",
-        "70b nf4 weights": f"{large['weights_nf4'] / 1e9:.1f} GB",
-        "70b qlora": f"{large['qlora_total'] / 1e9:.1f} GB",
-        "70b gpu": large["smallest_gpu"],
-        "7b gpu": small["smallest_gpu"],
-        "70b qlora paper": f"{large['paper_total'] / 1e9:.1f} GB",
-        "70b qlora paper floor": f"{large['paper_floor'] / 1e9:.1f} GB",
-        "70b gpu paper": large["paper_gpu"],
-        "70b qlora gib": f"{large['qlora_total'] / 2**30:.1f} GiB",
-        "48 GiB card in GB": f"{48 * 2**30 / 1e9:.1f} GB",
-        "7b quantized weights": f"{n7:,}",
-        "paper figures": lesson01.paper_table(paper),
-        "qlora paper recipe": f"`{lesson01.settings_text(lesson01.QLORA_PAPER_RECIPE)}`",
-        "full 16-bit recipe": f"`{lesson01.settings_text(lesson01.FULL_16BIT)}`",
-        "65b full 12 bytes": f"{paper['65b full 12 bytes'] / 1e9:.1f} GB",
-        "65b qlora recipe": f"{paper['65b qlora recipe'].total / 1e9:.1f} GB",
-        "65b qlora peft": f"{paper['65b qlora peft'].total / 1e9:.1f} GB",
-        "7b nf4 linears": f"{paper['7b nf4 linears'] / 1e6:,.0f} MB",
-        "7b constants dq": f"{paper['7b constants dq'] / 1e6:,.0f} MB",
-        "7b constants plain": f"{paper['7b constants plain'] / 1e6:,.0f} MB",
-        "7b embed head bf16": f"{2 * paper['7b embed head'] / 1e6:,.0f} MB",
-        "7b embed head fp32": f"{4 * paper['7b embed head'] / 1e6:,.0f} MB",
-        "7b base largest": f"{paper['7b base peft plain'] / 1e6:,.0f} MB",
-        "7b base smallest": f"{paper['7b base paper script'] / 1e6:,.0f} MB",
-        "7b paper gap": f"{(5048e6 - paper['7b base peft plain']) / 1e6:,.0f} MB",
-        "7b dq saving": f"{saving_bits * n7 / 8 / 1e6:,.0f} MB",
-        # notebook 03's prose: bits per weight with blocks of 64, plain and double-quantized
-        "notebook: plain bits": f"{bits:.1f} bits",
-        "notebook: dq bits": f"{dq_bits:.3f} bits",
-        "notebook: dq bits, rounded": f"{dq_bits:.2f} bits",
-        "notebook: dq constants": f"{dq_bits - 4:.3f} bits",
-        "notebook: dq saving": f"{bits - dq_bits:.3f} bits",
-    }
 
 
 def footprint_rows(folder: str | os.PathLike) -> list[dict]:

@@ -24,6 +24,74 @@ from peftlab.lessons import lesson01_peft_basics as lesson01
 from peftlab.rubric import CRITERIA, mean_score
 from peftlab.seed import seed_everything
 
+LESSON = "05-customer-support-demo.md"
+NOTEBOOK = "05_customer_support_demo.ipynb"
+TRAINS = True
+TOLERANCE: dict = {}  # fp32 training and greedy replies: the figures repeat on every CPU
+
+
+def results(
+    name: str | None = None,
+    *,
+    seed: int = 0,
+    steps: int = 100,
+    n_heldout: int = 12,
+    sweep_ranks: Sequence[int] = (1, 8),
+    sweep_steps: Sequence[int] = (20, 50),
+    sweep_n: int = 6,
+    on_loss: Callable[[int, float], None] | None = None,
+) -> dict:
+    """Everything lesson 05 and notebook 05 compute: the data, the fine-tune (LoRA r=8, alpha
+    16, `steps` steps of 16 chats, its adapter saved), the before/after on the lesson's complaint
+    and `n_heldout` held-out ones, the same two models on the wild set
+    (`support_data.wild_complaints`, its facts counted by `wild_facts`), the sweep over
+    `sweep_ranks` x `sweep_steps` scored on the first `sweep_n` held-out complaints, and the
+    memory table.
+
+    Cached (`lessons.cache`): the notebook and the lesson test share one run. `on_loss(step,
+    loss)` sees the fine-tune's losses as they come in, or all at once when they are read back.
+    """
+    from peftlab.lessons.cache import cached
+
+    seen: list[int] = []
+
+    def record(step: int, loss: float) -> None:
+        seen.append(step)
+        on_loss(step, loss)
+
+    sweep = {"ranks": tuple(sweep_ranks), "steps": tuple(sweep_steps), "n": sweep_n}
+    wild = tuple(support_data.wild_complaints())  # in the key: the file is not package source
+    results = cached(
+        "lesson05", _compute, files=True, live={"on_loss": record if on_loss else None},
+        name=name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep, wild=wild,
+    )  # fmt: skip
+    if on_loss is not None and not seen:  # read back from the cache: replay the curve
+        for step, loss in results["losses"]:
+            on_loss(step, loss)
+    memory_rows = lesson01.training_memory_rows()
+    return results | {"memory": memory_rows, "hyperparameters": hyperparameters()}
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table lesson 05 quotes, by region name."""
+    rows = results["rows"]
+    return {
+        "data": data_markdown(results["data"]),
+        "example": example_markdown(rows[0]),
+        "criteria": criteria_markdown(rubric_by_criterion(rows), len(rows)),
+        "sweep": sweep_markdown(results["sweep"]),
+        "memory": lesson01.training_memory_markdown(results["memory"]),
+        "memory verdict": lesson01.memory_verdict(results["memory"]),
+        "hyperparameters": hyperparameters_markdown(results["hyperparameters"]),
+        "trainable share": share_sentence(results["trainable_params"], results["total_params"]),
+        "hidden size": str(results["hidden_size"]),
+        "wild data": wild_markdown(results["wild"]),
+        "sets": sets_markdown({"held-out": rows, "in the wild": results["wild_rows"]}),
+        "wild worst": worst_markdown(results["wild_rows"]),
+        **wild_numbers(rows, results["wild_rows"]),
+    }
+
+
 SIDES = ("before", "after")
 
 
@@ -322,54 +390,6 @@ def hyperparameters_markdown(settings: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-LESSON = "05-customer-support-demo.md"
-NOTEBOOK = "05_customer_support_demo.ipynb"
-TRAINS = True
-TOLERANCE: dict = {}  # fp32 training and greedy replies: the figures repeat on every CPU
-
-
-def results(
-    name: str | None = None,
-    *,
-    seed: int = 0,
-    steps: int = 100,
-    n_heldout: int = 12,
-    sweep_ranks: Sequence[int] = (1, 8),
-    sweep_steps: Sequence[int] = (20, 50),
-    sweep_n: int = 6,
-    on_loss: Callable[[int, float], None] | None = None,
-) -> dict:
-    """Everything lesson 05 and notebook 05 compute: the data, the fine-tune (LoRA r=8, alpha
-    16, `steps` steps of 16 chats, its adapter saved), the before/after on the lesson's complaint
-    and `n_heldout` held-out ones, the same two models on the wild set
-    (`support_data.wild_complaints`, its facts counted by `wild_facts`), the sweep over
-    `sweep_ranks` x `sweep_steps` scored on the first `sweep_n` held-out complaints, and the
-    memory table.
-
-    Cached (`lessons.cache`): the notebook and the lesson test share one run. `on_loss(step,
-    loss)` sees the fine-tune's losses as they come in, or all at once when they are read back.
-    """
-    from peftlab.lessons.cache import cached
-
-    seen: list[int] = []
-
-    def record(step: int, loss: float) -> None:
-        seen.append(step)
-        on_loss(step, loss)
-
-    sweep = {"ranks": tuple(sweep_ranks), "steps": tuple(sweep_steps), "n": sweep_n}
-    wild = tuple(support_data.wild_complaints())  # in the key: the file is not package source
-    results = cached(
-        "lesson05", _compute, files=True, live={"on_loss": record if on_loss else None},
-        name=name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep, wild=wild,
-    )  # fmt: skip
-    if on_loss is not None and not seen:  # read back from the cache: replay the curve
-        for step, loss in results["losses"]:
-            on_loss(step, loss)
-    memory_rows = lesson01.training_memory_rows()
-    return results | {"memory": memory_rows, "hyperparameters": hyperparameters()}
-
-
 def _compute(name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -> dict:
     seed_everything(seed)  # as notebook 05 does first: the LoRA init draws from this generator
     heldout = [
@@ -398,26 +418,6 @@ def _compute(name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -
         "hidden_size": base.config.hidden_size,
         "train_seconds": run.train_seconds,
     }  # fmt: skip
-
-
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every table lesson 05 quotes, by region name."""
-    rows = results["rows"]
-    return {
-        "data": data_markdown(results["data"]),
-        "example": example_markdown(rows[0]),
-        "criteria": criteria_markdown(rubric_by_criterion(rows), len(rows)),
-        "sweep": sweep_markdown(results["sweep"]),
-        "memory": lesson01.training_memory_markdown(results["memory"]),
-        "memory verdict": lesson01.memory_verdict(results["memory"]),
-        "hyperparameters": hyperparameters_markdown(results["hyperparameters"]),
-        "trainable share": share_sentence(results["trainable_params"], results["total_params"]),
-        "hidden size": str(results["hidden_size"]),
-        "wild data": wild_markdown(results["wild"]),
-        "sets": sets_markdown({"held-out": rows, "in the wild": results["wild_rows"]}),
-        "wild worst": worst_markdown(results["wild_rows"]),
-        **wild_numbers(rows, results["wild_rows"]),
-    }
 
 
 def wild_numbers(rows: Sequence[dict], wild_rows: Sequence[dict]) -> dict[str, str]:

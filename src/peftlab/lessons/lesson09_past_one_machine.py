@@ -30,16 +30,8 @@ from peftlab.quiet import muted
 from peftlab.seed import one_thread
 from peftlab.tables import markdown_table
 
-LESSON = "09-past-one-machine.md"
-NOTEBOOK = "09_past_one_machine.ipynb"
-TRAINS = True
 # The losses of the fine-tune depend, in their last digits, on the CPU's float32 kernels.
 LOSS_DIGITS = 0.002
-TOLERANCE = {
-    "ddp loss first": LOSS_DIGITS,
-    "ddp loss last": LOSS_DIGITS,
-    "ddp table": {"loss, 1 process": LOSS_DIGITS, "loss, 2 processes": LOSS_DIGITS},
-}
 DDP_NOISE = 1e-5  # float32 rounding of a sum taken in another order
 
 GB = 1e9
@@ -81,6 +73,102 @@ DDP_ARGS = ("--steps", "6", "--global-batch-size", "8", "--examples", "48")
 LESSON_STEPS = 60
 N_ROWS = 6
 ROW_ADAPTERS = ("polite", "terse", serving.BASE, "polite", "terse", serving.BASE)
+
+
+LESSON = "09-past-one-machine.md"
+NOTEBOOK = "09_past_one_machine.ipynb"
+TRAINS = True
+TOLERANCE = {
+    "ddp loss first": LOSS_DIGITS,
+    "ddp loss last": LOSS_DIGITS,
+    "ddp table": {"loss, 1 process": LOSS_DIGITS, "loss, 2 processes": LOSS_DIGITS},
+}
+
+
+# --- runs -------------------------------------------------------------------------------------
+def results(*, steps: int = LESSON_STEPS, seed: int = 0) -> dict:
+    """Everything lesson 09 and notebook 09 show: the arithmetic, the fine-tune run on one and
+    on two processes, and two adapters served from one base. The runs take about a minute the
+    first time, then come from `lessons.cache`."""
+    from peftlab.lessons.cache import cached
+
+    runs = cached("lesson09", _compute, files=True, steps=steps, seed=seed)
+    return {
+        "zero": zero_rows(), "big": big_rows(), "big_full": big_full(),
+        "min_devices": big_min_devices(), "min_devices_gb": big_min_devices(BIG_CARD_GIB * GB),
+        "big_gathered": big_gathered(), "min_real": big_min_devices_real(),
+        "qlora": qlora_rows(), "qlora_full": qlora_big(), "qlora_layer": qlora_layer_bytes(),
+        "parallel": parallel_figures(), **runs,
+    }  # fmt: skip
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every number and table lesson 09 quotes, by region name."""
+    big = {r["strategy"]: r for r in results["big"]}
+    full, q = results["big_full"], results["qlora_full"]
+    qrows = {(r["strategy"], r["devices"]): r["bytes"] for r in results["qlora"]}
+    fsdp2 = qrows[("fsdp", 2)]
+    need = results["min_devices"]
+    card = BIG_CARD_GIB * GIB
+    zero3_at_min = sharding.per_device(full, need["zero3"], "zero3").total
+    qlora_gathered = sharding.gathered_bytes(results["qlora_layer"])
+    real_share = sharding.per_device(full, results["min_real"], "zero3").total
+    par = results["parallel"]
+    [single], ranks = results["ddp_one"], results["ddp_two"]
+    sizes, swap = results["memory"], results["swap"]
+    seven_b = memory.preset("llama-2-7b")
+    seven_b_share = memory.lora_params(seven_b, 8) / memory.count_params(seven_b)
+    zero_gap = max(abs(r["gb"] - r["paper"]) / r["paper"] for r in results["zero"])
+    same = sum(m == o for m, o in zip(results["mixed"], results["own"], strict=True))
+    return {
+        "zero table": zero_table(results["zero"]),
+        "zero largest gap": f"{zero_gap:.1%}",
+        "big table": big_table(results["big"]),
+        "big params": f"{memory.count_params(memory.preset(BIG_MODEL)) / 1e9:.1f}B",
+        "big states": f"{sharding.model_states(full) / GB:,.0f} GB",
+        "big activations": f"{full.activations / GB:.1f} GB",
+        "big weights": f"{2 * memory.count_params(memory.preset(BIG_MODEL)) / GB:.0f} GB",
+        "qlora base": f"{(q.frozen_weights + q.quantization_constants) / GB:.1f} GB",
+        "7b adapter share": f"{seven_b_share:.2%}",
+        "zero per stage": ", ".join(f"{r['gb']:.1f}" for r in results["zero"]) + " GB",
+        "ddp examples": str(sum(len(b) for r in ranks for b in r["batches"])),
+        "big zero3 16": f"{big['zero3'][16] / GB:.1f} GB",
+        "big zero3 8": f"{big['zero3'][8] / GB:.1f} GB",
+        "min zero3": str(need["zero3"]),
+        "min zero2": str(need["zero2"]) if need["zero2"] else "none",
+        "min zero1": str(need["zero1"]) if need["zero1"] else "none",
+        "qlora table": qlora_table(results["qlora"]),
+        "qlora one": f"{qrows[('ddp', 1)] / GB:.1f} GB",
+        "qlora fsdp": f"{fsdp2 / GB:.1f} GB",
+        "qlora headroom": f"{(QLORA_CARD_GIB * GIB - fsdp2 - qlora_gathered) / GB:.1f} GB",
+        "qlora layer": f"{results['qlora_layer'] / GB:.2f} GB",
+        "qlora gathered": f"{qlora_gathered / GB:.1f} GB",
+        "min zero3 gb": str(results["min_devices_gb"]["zero3"]),
+        "zero3 14 spare": f"{(card - zero3_at_min) / GB:.1f} GB",
+        "big layer": f"{2 * layer_params() / GB:.2f} GB",
+        "big gathered": f"{results['big_gathered'] / GB:.1f} GB",
+        "min zero3 real": str(results["min_real"]),
+        "min real spare": f"{(card - real_share - results['big_gathered']) / GB:.1f} GB",
+        "big zero3 16 spare": f"{(card - big['zero3'][16] - results['big_gathered']) / GB:.1f} GB",
+        "tp weights": f"{par['tp weights'] / GB:.1f} GB",
+        "pp bubble": f"{par['pp bubble']:.0%}",
+        "cp activations": f"{par['cp activations'] / GB:.1f} GB",
+        "cp activations per gpu": f"{par['cp activations per gpu'] / GB:.1f} GB",
+        "ddp table": ddp_table(results),
+        "ddp gap": below(ddp_max_difference(results), DDP_NOISE),
+        "ddp tolerance": f"{ddp.LOSS_TOLERANCE:.0e}".replace("e-0", "e-"),
+        "ddp loss first": f"{single['losses'][0][1]:.4f}",
+        "ddp loss last": f"{single['losses'][-1][1]:.4f}",
+        "ddp steps": str(len(single["losses"])),
+        "ddp writers": str(sum(r["wrote_adapter"] for r in ranks)),
+        "serving memory": serving_memory_table(sizes),
+        "serving same": f"{same} of {len(results['mixed'])}",
+        "serving saving": f"{sizes['merged_bytes'] / sizes['shared_bytes']:.2f}x",
+        "adapter share": f"{sizes['adapter_bytes'] / sizes['adapters'] / sizes['base_bytes']:.1%}",
+        "swap bytes": f"{swap['with'] - swap['before']:,} bytes",
+        "swap freed": "yes" if swap["after"] == swap["before"] else "no",
+        "adapter steps": str(results["steps"]),
+    }
 
 
 # --- arithmetic -------------------------------------------------------------------------------
@@ -275,23 +363,6 @@ def paths_configs() -> list[Path]:
     return sorted((paths.course_root() / "configs").glob("*.yaml"))
 
 
-# --- runs -------------------------------------------------------------------------------------
-def results(*, steps: int = LESSON_STEPS, seed: int = 0) -> dict:
-    """Everything lesson 09 and notebook 09 show: the arithmetic, the fine-tune run on one and
-    on two processes, and two adapters served from one base. The runs take about a minute the
-    first time, then come from `lessons.cache`."""
-    from peftlab.lessons.cache import cached
-
-    runs = cached("lesson09", _compute, files=True, steps=steps, seed=seed)
-    return {
-        "zero": zero_rows(), "big": big_rows(), "big_full": big_full(),
-        "min_devices": big_min_devices(), "min_devices_gb": big_min_devices(BIG_CARD_GIB * GB),
-        "big_gathered": big_gathered(), "min_real": big_min_devices_real(),
-        "qlora": qlora_rows(), "qlora_full": qlora_big(), "qlora_layer": qlora_layer_bytes(),
-        "parallel": parallel_figures(), **runs,
-    }  # fmt: skip
-
-
 def _compute(steps: int, seed: int, scratch: Path) -> dict:
     one = ddp.run(scratch / "ddp-1", 1, DDP_ARGS)
     two = ddp.run(scratch / "ddp-2", 2, DDP_ARGS)
@@ -336,72 +407,3 @@ def ddp_table(results: Mapping) -> str:
     header = ("step", "process 0 trained on", "process 1 trained on", "loss, 1 process",
               "loss, 2 processes")  # fmt: skip
     return markdown_table(header, rows, ("---:", "---", "---", "---:", "---:"))
-
-
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every number and table lesson 09 quotes, by region name."""
-    big = {r["strategy"]: r for r in results["big"]}
-    full, q = results["big_full"], results["qlora_full"]
-    qrows = {(r["strategy"], r["devices"]): r["bytes"] for r in results["qlora"]}
-    fsdp2 = qrows[("fsdp", 2)]
-    need = results["min_devices"]
-    card = BIG_CARD_GIB * GIB
-    zero3_at_min = sharding.per_device(full, need["zero3"], "zero3").total
-    qlora_gathered = sharding.gathered_bytes(results["qlora_layer"])
-    real_share = sharding.per_device(full, results["min_real"], "zero3").total
-    par = results["parallel"]
-    [single], ranks = results["ddp_one"], results["ddp_two"]
-    sizes, swap = results["memory"], results["swap"]
-    seven_b = memory.preset("llama-2-7b")
-    seven_b_share = memory.lora_params(seven_b, 8) / memory.count_params(seven_b)
-    zero_gap = max(abs(r["gb"] - r["paper"]) / r["paper"] for r in results["zero"])
-    same = sum(m == o for m, o in zip(results["mixed"], results["own"], strict=True))
-    return {
-        "zero table": zero_table(results["zero"]),
-        "zero largest gap": f"{zero_gap:.1%}",
-        "big table": big_table(results["big"]),
-        "big params": f"{memory.count_params(memory.preset(BIG_MODEL)) / 1e9:.1f}B",
-        "big states": f"{sharding.model_states(full) / GB:,.0f} GB",
-        "big activations": f"{full.activations / GB:.1f} GB",
-        "big weights": f"{2 * memory.count_params(memory.preset(BIG_MODEL)) / GB:.0f} GB",
-        "qlora base": f"{(q.frozen_weights + q.quantization_constants) / GB:.1f} GB",
-        "7b adapter share": f"{seven_b_share:.2%}",
-        "zero per stage": ", ".join(f"{r['gb']:.1f}" for r in results["zero"]) + " GB",
-        "ddp examples": str(sum(len(b) for r in ranks for b in r["batches"])),
-        "big zero3 16": f"{big['zero3'][16] / GB:.1f} GB",
-        "big zero3 8": f"{big['zero3'][8] / GB:.1f} GB",
-        "min zero3": str(need["zero3"]),
-        "min zero2": str(need["zero2"]) if need["zero2"] else "none",
-        "min zero1": str(need["zero1"]) if need["zero1"] else "none",
-        "qlora table": qlora_table(results["qlora"]),
-        "qlora one": f"{qrows[('ddp', 1)] / GB:.1f} GB",
-        "qlora fsdp": f"{fsdp2 / GB:.1f} GB",
-        "qlora headroom": f"{(QLORA_CARD_GIB * GIB - fsdp2 - qlora_gathered) / GB:.1f} GB",
-        "qlora layer": f"{results['qlora_layer'] / GB:.2f} GB",
-        "qlora gathered": f"{qlora_gathered / GB:.1f} GB",
-        "min zero3 gb": str(results["min_devices_gb"]["zero3"]),
-        "zero3 14 spare": f"{(card - zero3_at_min) / GB:.1f} GB",
-        "big layer": f"{2 * layer_params() / GB:.2f} GB",
-        "big gathered": f"{results['big_gathered'] / GB:.1f} GB",
-        "min zero3 real": str(results["min_real"]),
-        "min real spare": f"{(card - real_share - results['big_gathered']) / GB:.1f} GB",
-        "big zero3 16 spare": f"{(card - big['zero3'][16] - results['big_gathered']) / GB:.1f} GB",
-        "tp weights": f"{par['tp weights'] / GB:.1f} GB",
-        "pp bubble": f"{par['pp bubble']:.0%}",
-        "cp activations": f"{par['cp activations'] / GB:.1f} GB",
-        "cp activations per gpu": f"{par['cp activations per gpu'] / GB:.1f} GB",
-        "ddp table": ddp_table(results),
-        "ddp gap": below(ddp_max_difference(results), DDP_NOISE),
-        "ddp tolerance": f"{ddp.LOSS_TOLERANCE:.0e}".replace("e-0", "e-"),
-        "ddp loss first": f"{single['losses'][0][1]:.4f}",
-        "ddp loss last": f"{single['losses'][-1][1]:.4f}",
-        "ddp steps": str(len(single["losses"])),
-        "ddp writers": str(sum(r["wrote_adapter"] for r in ranks)),
-        "serving memory": serving_memory_table(sizes),
-        "serving same": f"{same} of {len(results['mixed'])}",
-        "serving saving": f"{sizes['merged_bytes'] / sizes['shared_bytes']:.2f}x",
-        "adapter share": f"{sizes['adapter_bytes'] / sizes['adapters'] / sizes['base_bytes']:.1%}",
-        "swap bytes": f"{swap['with'] - swap['before']:,} bytes",
-        "swap freed": "yes" if swap["after"] == swap["before"] else "no",
-        "adapter steps": str(results["steps"]),
-    }
