@@ -4,6 +4,8 @@ Each lesson module computes its results and the texts its prose quotes (`peftlab
 committed markdown and notebook hold those texts in `<!-- computed: ... -->` regions
 (`peftlab.lessons.prose`). This command recomputes the results and compares, or rewrites the
 regions. Exit code 1 when a lesson is stale, 2 for a lesson number that does not exist.
+
+`peftlab lessons new NN NAME` scaffolds lesson NN instead (`commands.scaffold`).
 """
 
 import argparse
@@ -15,10 +17,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "lessons",
         help="check that each lesson's quoted numbers and tables match its code (--write: fix)",
         description="Recompute each lesson's results and compare the numbers and tables its "
-        "prose quotes with them; exit 1 if any lesson is stale.",
+        "prose (and the README's regions quoting it) quotes with them; exit 1 if any lesson is "
+        "stale. `peftlab lessons new NN NAME` writes a new lesson's markdown, notebook, module "
+        "and test, and its README row, instead.",
     )
     p.add_argument(
-        "numbers", nargs="*", metavar="NN", help="lesson numbers such as 01 03 (default: all)"
+        "numbers",
+        nargs="*",
+        metavar="NN",
+        help="lesson numbers such as 01 03 (default: all); or: new NN NAME",
     )
     p.add_argument(
         "--write", action="store_true", help="rewrite the stale regions from the code instead"
@@ -30,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from peftlab import lessons, paths
     from peftlab.quiet import muted
 
-    paths.course_root()  # no checkout: say so now, before computing anything
+    root = paths.course_root()  # no checkout: say so now, before computing anything
+    if args.numbers[:1] == ["new"]:
+        return _new(root, args.numbers[1:], args.write)
     chosen = [lessons.module(n) for n in args.numbers] or [
         lessons.module(m) for m in lessons.MODULES
     ]
@@ -58,6 +67,21 @@ def run(args: argparse.Namespace) -> int:
     if stale and not args.write:
         print("run `peftlab lessons --write` to rewrite the stale regions from the code")
     return 1 if stale else 0
+
+
+def _new(root: Path, words: list[str], write: bool) -> int:
+    from peftlab.commands.scaffold import scaffold
+
+    if write or len(words) != 2:
+        raise ValueError("usage: peftlab lessons new NN NAME, e.g. peftlab lessons new 12 dpo")
+    number, name = words
+    for path in scaffold(root, number, name):
+        print(f"wrote {_shown(path)}")
+    print(
+        f"next: write the lesson, add a quiz topic (docs/ARCHITECTURE.md, 'Adding lesson NN'), "
+        f"then `peftlab lessons {number}` and re-execute the notebook"
+    )
+    return 0
 
 
 def _shown(path: Path) -> str:

@@ -71,7 +71,8 @@ def _question(bank, qid: str):
         if q.id == qid:
             return q
     close = difflib.get_close_matches(qid, [q.id for q in bank], n=3)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see the ids in src/peftlab/quiz/questions"
+    where = "; the ids are in the package's quiz/questions/<topic>.yaml"
+    hint = f"; did you mean {', '.join(close)}?" if close else where
     raise ValueError(f"unknown question id {qid!r}{hint}")
 
 
