@@ -14,18 +14,18 @@ def test_published_figures_still_hold():
 
 
 def test_nf4_beats_int4_and_fp4_on_the_trained_weights():
-    """Issue 14, item 13: the comparison runs on the embedded model's trained weights. Pinned at
-    a precision every CPU's kernels reach: the weights are loaded, not computed, and
-    quantization is elementwise; only the sums' order may differ."""
+    """Issue 14, item 13: the comparison runs on the embedded model's trained weights; the
+    ratios and kurtoses themselves are the lesson's computed regions, checked exactly."""
     results = lesson.results()
     assert results["name"] == "peftlab-base" == lesson.LESSON_MODEL
     trained, random = lesson.code_comparison_rows(
         {"trained": results["weights"], "random": results["random weights"]}
     )
     assert trained["nf4_lowest"] == trained["layers"] == 28
-    assert round(trained["int4_over_nf4"], 2) == 1.37 and round(trained["fp4_over_nf4"], 2) == 1.76
-    assert round(random["int4_over_nf4"], 2) == 1.37 and round(random["fp4_over_nf4"], 2) == 1.76
-    assert round(trained["kurtosis"], 2) == 3.39 and round(random["kurtosis"], 1) == 3.0
+    for rows in (trained, random):  # NF4's error is the lowest, then INT4's, then FP4's
+        assert 1 < rows["int4_over_nf4"] < rows["fp4_over_nf4"]
+    # trained weights have heavier tails than the normal distribution NF4 assumes (kurtosis 3)
+    assert abs(random["kurtosis"] - 3) < 0.1 < trained["kurtosis"] - 3
     text = (paths.lessons_dir() / lesson.LESSON).read_text(encoding="utf-8")
     assert "INT4 34.34, FP4 (E2M1) 31.07, NF4 with\ndouble quantization 27.41" in text  # QLoRA t. 2
 

@@ -76,11 +76,11 @@ def test_in_the_wild_the_form_holds_and_the_content_falls_short(results):
     assert min(by_criterion[c] for c in ("greeting", "action", "timeline")) >= 0.9
     assert wild["before"] <= 0.30
     assert wild["after"] < held["after"]
-    # the first world's model acknowledged 27%, then 60%, then 85% (README)
-    assert 0.85 < wild["acknowledges_after"] < held["acknowledges_after"]
+    # most replies name the customer's own problem, fewer than on the held-out set; earlier
+    # worlds' figures are in docs/embedded-model.md, this one's in the lesson's regions
+    assert 0.5 < wild["acknowledges_after"] < held["acknowledges_after"]
     assert wild["distinct_after"] >= 0.9
-    # ... and was faithful to 2%, then 38%, then 73%
-    assert 0.8 < wild["faithful_after"] < 0.95 <= held["faithful_after"]
+    assert 0.5 < wild["faithful_after"] < held["faithful_after"]  # some invent, more than held-out
     facts = results["wild"]
     assert facts["complaints"] >= 80
     assert facts["shared_corpus"] == facts["shared_finetune"] == facts["sentences_in_corpus"] == 0

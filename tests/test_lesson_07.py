@@ -97,7 +97,7 @@ def test_what_the_lesson_concludes(methods):
     assert max(methods["rsLoRA"].lr_val_losses.values()) > lesson.DIVERGED
     rise = {name: max(m.lr_val_losses.values()) / min(m.lr_val_losses.values())
             for name, m in methods.items()}  # fmt: skip
-    assert rise["PiSSA"] > 4 > 3 > rise["LoRA"]
+    assert rise["PiSSA"] > 2 * rise["LoRA"]
     assert max(methods["PiSSA"].lr_val_losses.values()) > lesson.DIVERGED
     assert max(lora.lr_val_losses.values()) < lesson.DIVERGED
     # full fine-tuning: every weight trained, gradients and optimizer states for all of them
@@ -153,6 +153,6 @@ def test_toy_cost_ratios_are_not_the_7b_ones(methods):
     """Full fine-tuning's memory over LoRA's, measured on the toy model (activations dominate),
     is far below what lesson 01's calculator gives at 7B (weights and optimizer states dominate)."""
     toy = methods["full fine-tuning"].memory_bytes / methods["LoRA"].memory_bytes
-    assert 1 < toy < 2.5
+    assert toy > 1
     assert lesson.seven_b_memory_ratio(False) > 2 * toy
     assert lesson.seven_b_memory_ratio(True) > lesson.seven_b_memory_ratio(False)

@@ -58,8 +58,7 @@ def test_each_best_rate_is_inside_its_grid(results):
 
 def test_lora_wants_a_higher_rate_than_full_fine_tuning(results):
     grid, vertex = lesson.lr_ratio(results)
-    assert grid >= 3 and vertex > 2
-    assert 3 < vertex < 15  # the published 10x on the grid, somewhat less between (lesson)
+    assert grid >= 3 and vertex > 2  # the ratio itself is the lesson's computed region
 
 
 def test_lora_does_not_learn_less_and_forget_less_in_these_runs(results):
