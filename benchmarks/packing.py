@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/packing.py [--quick] [--out FILE] [--batch 16] [--threads N]
 
 Each batch is timed forward + backward through the embedded model with LoRA on every linear
-layer: once right-padded to its longest example (`finetune.pad_batch`), once flattened into one
+layer: once right-padded to its longest example (`tuning.pad_batch`), once flattened into one
 row (`packing.packed_batch`). Tokens per second counts real tokens only, so the padded run pays
 for its pad tokens. Two data sets: the shipped examples/support.jsonl (replies of similar length,
 little padding) and the same support chats with every fourth one a long multi-turn chat (the
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from peftlab import base_model, finetune, own_data, packing, support_data
+from peftlab import base_model, chat_records, finetune, packing, support_data
 from peftlab.atomic import atomic_write_text
 from peftlab.quiet import muted
 from peftlab.seed import seed_everything
@@ -31,7 +31,7 @@ from peftlab.seed import seed_everything
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "support.jsonl"
 
 
-def mixed_records(n: int = 64) -> list[own_data.Record]:
+def mixed_records(n: int = 64) -> list[chat_records.Record]:
     """Support chats where every fourth is a long conversation (six earlier turns)."""
     records = []
     for i, ex in enumerate(support_data.finetune_set(n, seed=2)):
@@ -39,7 +39,7 @@ def mixed_records(n: int = 64) -> list[own_data.Record]:
                  {"role": "assistant", "content": ex.reply}]  # fmt: skip
         if i % 4 == 0:
             turns = turns * 4
-        records.append(own_data.Record(tuple(turns)))
+        records.append(chat_records.Record(tuple(turns)))
     return records
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         model = finetune.build_peft_model(model, r=8, alpha=16, target_modules="all-linear")
     repeats = 1 if args.quick else 5
     sets = {
-        "examples/support.jsonl": own_data.read_jsonl(EXAMPLES),
+        "examples/support.jsonl": chat_records.read_jsonl(EXAMPLES),
         "support + long chats": mixed_records(),
     }
     lines = [
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, records in sets.items():
-        features = own_data.encode(tokenizer, records, own_data.context_length(model))
+        features = chat_records.encode(tokenizer, records, chat_records.context_length(model))
         runs = {
             pack: packing.tokens_per_second(
                 model, features, tokenizer.pad_token_id, packing=pack,

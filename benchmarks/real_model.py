@@ -49,7 +49,7 @@ def _peak_mb(device: str) -> float:
 def child(setting: dict) -> dict:
     import torch
 
-    from peftlab import base_model, compare, finetune, support_data
+    from peftlab import base_model, compare, finetune, support_data, tuning
     from peftlab.generate import generate
 
     device = setting["device"]
@@ -61,8 +61,8 @@ def child(setting: dict) -> dict:
     precision = setting["precision"]
     if "batch" in setting:
         examples = support_data.finetune_set()[: setting["batch"]]
-        features = [finetune.tokenize_example(tokenizer, e) for e in examples]
-        batch = finetune.pad_batch(features, tokenizer.pad_token_id)
+        features = [tuning.tokenize_example(tokenizer, e) for e in examples]
+        batch = tuning.pad_batch(features, tokenizer.pad_token_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         optimizer = torch.optim.AdamW([p for p in wrapped.parameters() if p.requires_grad], 2e-3)
         wrapped.train()

@@ -7,36 +7,13 @@ import torch
 from peft import PeftModel
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from peftlab import base_model, compare, finetune, support_data
-from peftlab.finetune import IGNORE_INDEX
+from peftlab import base_model, compare, finetune, support_data, tuning
+from peftlab.tuning import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
     return AutoTokenizer.from_pretrained(base_model.EMBEDDED_PATH)
-
-
-def test_loss_is_on_reply_tokens_only(tokenizer):
-    example = support_data.finetune_set()[0]
-    features = finetune.tokenize_example(tokenizer, example)
-    labels, ids = features["labels"], features["input_ids"]
-    n_prompt = labels.count(IGNORE_INDEX)
-    assert labels[:n_prompt] == [IGNORE_INDEX] * n_prompt
-    assert labels[n_prompt:] == ids[n_prompt:]
-    reply = tokenizer.decode(ids[n_prompt:], skip_special_tokens=True).strip()
-    assert reply == example.reply
-    prompt = tokenizer.decode(ids[:n_prompt])
-    assert prompt.endswith("<|im_start|>assistant\n") and example.complaint in prompt
-    assert ids[-2:] == tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
-
-
-def test_pad_batch_masks_padding_from_attention_and_loss():
-    batch = finetune.pad_batch(
-        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}], 0
-    )
-    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
-    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
 
 
 @pytest.mark.parametrize(
@@ -153,8 +130,8 @@ def test_device_and_precision_resolve_on_the_cpu(monkeypatch):
 def test_reply_loss_equals_the_models_loss_on_the_embedded_model():
     model, tokenizer = base_model.load()
     wrapped = finetune.build_peft_model(model, target_modules="all-linear")
-    features = [finetune.tokenize_example(tokenizer, e) for e in support_data.finetune_set()[:6]]
-    batch = finetune.pad_batch(features, tokenizer.pad_token_id)
+    features = [tuning.tokenize_example(tokenizer, e) for e in support_data.finetune_set()[:6]]
+    batch = tuning.pad_batch(features, tokenizer.pad_token_id)
     with torch.no_grad():
         assert torch.allclose(wrapped(**batch).loss, finetune.reply_loss(wrapped, batch), atol=1e-6)
     batch["labels"][:] = IGNORE_INDEX

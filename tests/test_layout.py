@@ -47,6 +47,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.compare",
         "peftlab.tuning",
         "peftlab.finetune",
+        "peftlab.chat_records",
         "peftlab.own_data",
         "peftlab.packing",
         "peftlab.lora_train",

@@ -2,8 +2,8 @@
 
 import pytest
 
-from peftlab.finetune import IGNORE_INDEX
 from peftlab.lessons import lesson10_own_data as lesson
+from peftlab.tuning import IGNORE_INDEX
 
 pytestmark = pytest.mark.slow  # results() trains three small adapters (then cached)
 

@@ -4,7 +4,7 @@ bytes held, QLoRA reaching the same tone, merging exact in fp32, the adapter's s
 
 import pytest
 
-from peftlab import compare, memory, models
+from peftlab import compare, memory, models, tuning
 from peftlab.lessons import lesson11_real_model as lesson
 
 pytestmark = pytest.mark.slow
@@ -31,7 +31,7 @@ def test_the_demo_meets_its_targets_on_both_sets(results, name):
 
 
 def test_the_demo_is_the_models_recipe(results):
-    demo, plan = results["demo"], compare.recipe("smollm2")
+    demo, plan = results["demo"], tuning.recipe("smollm2")
     assert demo["model"] == "smollm2" and demo["steps"] == plan.steps
     assert demo["trainable_params"] == memory.lora_params(
         memory.preset("smollm2-135m"), 8, "all-linear"

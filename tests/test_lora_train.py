@@ -8,10 +8,9 @@ import re
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaForCausalLM
 
 from peftlab import base_model, lora, lora_train, seed_everything, support_data
-from peftlab.finetune import IGNORE_INDEX
 from peftlab.generate import generate
 from peftlab.lessons import lesson02_lora as lesson02
 from peftlab.rubric import mean_score
@@ -25,30 +24,6 @@ def tiny():
     tokenizer = base_model.train_tokenizer(texts, vocab_size=320)
     seed_everything(0)
     return LlamaForCausalLM(base_model.model_config(tokenizer, hidden=64, layers=2)), tokenizer
-
-
-def test_reply_loss_equals_transformers_loss_with_masked_labels():
-    seed_everything(0)
-    config = LlamaConfig(
-        vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=2,
-    )  # fmt: skip
-    model = LlamaForCausalLM(config).eval()
-    ids = torch.randint(0, 50, (3, 9))
-    labels = ids.clone()
-    labels[:, :4] = IGNORE_INDEX
-    labels[2, 7:] = IGNORE_INDEX
-    out = model(input_ids=ids, labels=labels)
-    torch.testing.assert_close(lora_train.reply_loss(out.logits, labels), out.loss)
-
-
-def test_batches_cover_every_example_once_per_epoch_in_a_seeded_order():
-    first = lora_train.shuffled_batches(10, 4, seed=3)
-    epoch = [next(first) for _ in range(3)]
-    assert [len(b) for b in epoch] == [4, 4, 2]
-    assert sorted(i for b in epoch for i in b) == list(range(10))
-    again = lora_train.shuffled_batches(10, 4, seed=3)
-    assert [next(again) for _ in range(3)] == epoch
 
 
 @pytest.mark.parametrize(
@@ -65,7 +40,7 @@ def test_bad_training_settings_name_the_value(kwargs, message, tiny):
     args = {"examples": support_data.finetune_set(8), "steps": 2, "batch_size": 2}
     args |= {"learning_rate": 1e-3} | kwargs
     with pytest.raises(ValueError, match=re.escape(message)):
-        lora_train.fit(model, tokenizer, **args)
+        lora_train.fit_by_hand(model, tokenizer, **args)
 
 
 def test_same_loop_trains_our_lora_and_peft_lora_identically(tiny):
@@ -78,7 +53,7 @@ def test_same_loop_trains_our_lora_and_peft_lora_identically(tiny):
     seed_everything(settings["seed"])
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])
     peft_model = get_peft_model(copy.deepcopy(model), config)
-    theirs = lora_train.fit(peft_model, tokenizer, examples, **settings)
+    theirs = lora_train.fit_by_hand(peft_model, tokenizer, examples, **settings)
     assert ours.trainable_params == theirs.trainable_params
     ours_losses = [loss for _, loss in ours.losses]
     assert ours_losses == pytest.approx([loss for _, loss in theirs.losses], abs=1e-4)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from peftlab import base_model, finetune, own_data, support_data
+from peftlab import base_model, chat_records, own_data, support_data, tuning
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ CHAT = json.dumps(
 
 def test_both_formats_read_to_chats(tmp_path):
     path = write(tmp_path, PAIR, "", CHAT)
-    pair, chat = own_data.read_jsonl(path)
+    pair, chat = chat_records.read_jsonl(path)
     assert pair.messages == (
         {"role": "user", "content": "My order is late."},
         {"role": "assistant", "content": "Hi! Sorry, I will check."},
@@ -53,7 +53,7 @@ def test_both_formats_read_to_chats(tmp_path):
 def test_bad_lines_name_the_file_and_line(tmp_path, lines, message):
     path = write(tmp_path, *lines)
     with pytest.raises(ValueError) as info:
-        own_data.read_jsonl(path)
+        chat_records.read_jsonl(path)
     assert str(info.value).startswith(str(path))
     assert message in str(info.value)
     assert "\n" not in str(info.value)
@@ -61,21 +61,21 @@ def test_bad_lines_name_the_file_and_line(tmp_path, lines, message):
 
 def test_shipped_examples_are_twenty_valid_records():
     for name in ("support.jsonl", "support-chat.jsonl"):
-        records = own_data.read_jsonl(f"examples/{name}")
+        records = chat_records.read_jsonl(f"examples/{name}")
         assert len(records) == 20
 
 
 def test_a_pair_tokenizes_as_the_demo_does(tokenizer):
     example = support_data.finetune_set(seed=0)[0]
-    record = own_data.from_pair(support_data.format_prompt(example.complaint), example.reply)
-    assert own_data.tokenize_messages(tokenizer, record.messages) == finetune.tokenize_example(
+    record = chat_records.from_pair(support_data.format_prompt(example.complaint), example.reply)
+    assert chat_records.tokenize_messages(tokenizer, record.messages) == tuning.tokenize_example(
         tokenizer, example
     )
 
 
 def test_labels_keep_the_reply_and_its_end_of_turn_only(tokenizer):
-    record = own_data.from_pair("Where is my kettle?", "Hi! It ships today.")
-    f = own_data.tokenize_messages(tokenizer, record.messages)
+    record = chat_records.from_pair("Where is my kettle?", "Hi! It ships today.")
+    f = chat_records.tokenize_messages(tokenizer, record.messages)
     trained = [t for t, label in zip(f["input_ids"], f["labels"], strict=True) if label != -100]
     assert tokenizer.decode(trained) == "Hi! It ships today.<|im_end|>\n"
     prompt = tokenizer.apply_chat_template(
@@ -85,20 +85,20 @@ def test_labels_keep_the_reply_and_its_end_of_turn_only(tokenizer):
 
 
 def test_without_eos_the_end_of_turn_is_masked(tokenizer):
-    record = own_data.from_pair("Where is my kettle?", "Hi! It ships today.")
-    with_eos = own_data.tokenize_messages(tokenizer, record.messages)
-    without = own_data.tokenize_messages(tokenizer, record.messages, eos=False)
+    record = chat_records.from_pair("Where is my kettle?", "Hi! It ships today.")
+    with_eos = chat_records.tokenize_messages(tokenizer, record.messages)
+    without = chat_records.tokenize_messages(tokenizer, record.messages, eos=False)
     assert without["input_ids"] == with_eos["input_ids"]
     eos = tokenizer.eos_token_id
     assert eos in with_eos["labels"] and eos not in without["labels"]
 
 
 def test_training_on_all_tokens_labels_everything(tokenizer):
-    record = own_data.from_pair("Where is my kettle?", "Hi! It ships today.")
-    f = own_data.tokenize_messages(tokenizer, record.messages, train_on="all")
+    record = chat_records.from_pair("Where is my kettle?", "Hi! It ships today.")
+    f = chat_records.tokenize_messages(tokenizer, record.messages, train_on="all")
     assert f["labels"] == f["input_ids"]
     with pytest.raises(ValueError, match="train_on"):
-        own_data.tokenize_messages(tokenizer, record.messages, train_on="prompt")
+        chat_records.tokenize_messages(tokenizer, record.messages, train_on="prompt")
 
 
 def test_every_assistant_turn_of_a_chat_is_trained(tokenizer):
@@ -108,7 +108,7 @@ def test_every_assistant_turn_of_a_chat_is_trained(tokenizer):
         {"role": "user", "content": "Number 12."},
         {"role": "assistant", "content": "It ships today."},
     ]
-    f = own_data.tokenize_messages(tokenizer, messages)
+    f = chat_records.tokenize_messages(tokenizer, messages)
     assert tokenizer.decode(f["input_ids"]) == tokenizer.apply_chat_template(
         messages, tokenize=False
     )
@@ -118,27 +118,27 @@ def test_every_assistant_turn_of_a_chat_is_trained(tokenizer):
 
 
 def test_long_examples_are_cut_with_one_warning(tokenizer):
-    short = own_data.from_pair("Hi", "Hello!")
-    long = own_data.from_pair("late " * 300, "Sorry!")
+    short = chat_records.from_pair("Hi", "Hello!")
+    long = chat_records.from_pair("late " * 300, "Sorry!")
     with pytest.warns(UserWarning, match="2 of 3 examples are longer") as record:
-        features = own_data.encode(tokenizer, [long, short, long], 256)
+        features = chat_records.encode(tokenizer, [long, short, long], 256)
     assert len(record) == 1
     assert [len(f["input_ids"]) for f in features][::2] == [256, 256]
     assert all(len(f["labels"]) == len(f["input_ids"]) for f in features)
 
 
 def test_split_holds_out_a_seeded_share():
-    records = [own_data.from_pair(f"p{i}", f"c{i}", i) for i in range(20)]
-    train, val = own_data.split(records, 0.2, seed=0)
+    records = [chat_records.from_pair(f"p{i}", f"c{i}", i) for i in range(20)]
+    train, val = tuning.hold_out_fraction(records, 0.2, seed=0)
     assert (len(train), len(val)) == (16, 4)
     assert sorted(r.line for r in train + val) == list(range(20))
-    assert own_data.split(records, 0.2, seed=0) == (train, val)
-    assert own_data.split(records, None) == (records, [])
+    assert tuning.hold_out_fraction(records, 0.2, seed=0) == (train, val)
+    assert tuning.hold_out_fraction(records, None) == (records, [])
     for bad in (0, -0.1, 0.6):
         with pytest.raises(ValueError, match=r"\(0, 0.5\]"):
-            own_data.split(records, bad)
+            tuning.hold_out_fraction(records, bad)
     with pytest.raises(ValueError, match="none to train on"):
-        own_data.split(records[:1], 0.5)
+        tuning.hold_out_fraction(records[:1], 0.5)
 
 
 def test_many_steps_over_a_tiny_file_warn():

@@ -4,16 +4,16 @@ import pytest
 import torch
 from transformers import DataCollatorWithFlattening
 
-from peftlab import base_model, finetune, own_data, packing
-from peftlab.finetune import IGNORE_INDEX
+from peftlab import base_model, chat_records, finetune, packing, tuning
 from peftlab.seed import seed_everything
+from peftlab.tuning import IGNORE_INDEX
 
 
 @pytest.fixture(scope="module")
 def model_and_features():
     model, tokenizer = base_model.load()
-    records = own_data.read_jsonl("examples/support.jsonl")
-    return model, tokenizer, own_data.encode(tokenizer, records, 256)
+    records = chat_records.read_jsonl("examples/support.jsonl")
+    return model, tokenizer, chat_records.encode(tokenizer, records, 256)
 
 
 def test_a_packed_batch_is_one_row_with_restarting_positions(model_and_features):
@@ -42,7 +42,7 @@ def test_packed_gradients_equal_padded_gradients(model_and_features):
     model, _ = base_model.load()
     wrapped = finetune.build_peft_model(model, r=4, alpha=8, target_modules="all-linear")
     grads = []
-    for batch in (finetune.pad_batch(features[:6], tokenizer.pad_token_id),
+    for batch in (tuning.pad_batch(features[:6], tokenizer.pad_token_id),
                   packing.packed_batch(features[:6])):  # fmt: skip
         wrapped.zero_grad()
         wrapped(**batch).loss.backward()
@@ -88,9 +88,10 @@ def test_training_packed_follows_the_padded_run(model_and_features):
         seed_everything(0)
         model, _ = base_model.load()
         wrapped = finetune.build_peft_model(model, r=8, alpha=16, target_modules="all-linear")
-        losses, _ = own_data.fit(
-            wrapped, tokenizer, features, steps=4, batch_size=10, learning_rate=3e-3, seed=0,
-            packing=pack,
-        )  # fmt: skip
+        collate = (packing.flattening_collator() if pack
+                   else lambda f: tuning.pad_batch(f, tokenizer.pad_token_id))  # fmt: skip
+        losses, _ = finetune.trainer_fit(
+            wrapped, features, collate, steps=4, batch_size=10, learning_rate=3e-3, seed=0
+        )
         runs.append([loss for _, loss in losses])
     assert runs[1] == pytest.approx(runs[0], rel=1e-3)

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from peftlab import activation_memory, compare, finetune, memory, sharding, support_data
+from peftlab import activation_memory, finetune, memory, sharding, support_data, tuning
 from peftlab.lessons import lesson03_qlora as lesson03
 from peftlab.lessons import lesson09_past_one_machine as lesson09
 from peftlab.nf4 import NF4_CODE
@@ -148,7 +148,7 @@ def _truth() -> dict[str, float]:
     lora64 = _lora("llama-2-7b", 64, "all-linear")
     lora_all = _lora("llama-2-7b", 8, "all-linear")
     sdpa_layer = sum(activation_memory.activation_terms(cfg, b, s)["layer"].values())
-    toy_demo = compare.recipe("embedded")  # the embedded model's demo, which the bank describes
+    toy_demo = tuning.recipe("embedded")  # the embedded model's demo, which the bank describes
     demo_lr = inspect.signature(finetune.train_lora).parameters["learning_rate"].default
     demo_batch = inspect.signature(finetune.train_lora).parameters["batch_size"].default
     assert (toy_demo.learning_rate, toy_demo.batch_size) == (demo_lr, demo_batch)

@@ -8,7 +8,7 @@ The demo's full run (both sets, the acceptance targets) is lesson 11's: tests/te
 import pytest
 import torch
 
-from peftlab import base_model, compare, finetune, models, support_data
+from peftlab import base_model, compare, finetune, models, support_data, tuning
 from peftlab.generate import generate
 from peftlab.rubric import mean_score
 
@@ -24,7 +24,7 @@ def fetched():
 
 def short_run(seed: int) -> tuple[list[str], list[str]]:
     """Replies before and after 6 LoRA steps of 8, as the demo's recipe runs them."""
-    plan = compare.recipe("smollm2")
+    plan = tuning.recipe("smollm2")
     precision = finetune.resolve_precision(plan.precision)
     torch.manual_seed(seed)
     model, tokenizer = base_model.load("smollm2")
@@ -60,8 +60,8 @@ def test_reply_loss_equals_the_models_own_loss_on_the_real_model():
     model, tokenizer = base_model.load("smollm2")
     wrapped = finetune.build_peft_model(model, target_modules="all-linear")
     examples = support_data.finetune_set()[:4]
-    batch = finetune.pad_batch(
-        [finetune.tokenize_example(tokenizer, e) for e in examples], tokenizer.pad_token_id
+    batch = tuning.pad_batch(
+        [tuning.tokenize_example(tokenizer, e) for e in examples], tokenizer.pad_token_id
     )
     with torch.no_grad():
         full = wrapped(**batch).loss

@@ -3,10 +3,10 @@
 import pytest
 from transformers import TrainerCallback
 
-from peftlab import base_model, finetune, own_data
+from peftlab import base_model, chat_records, finetune, own_data, tuning
 from peftlab.seed import seed_everything
 
-RECORDS = own_data.read_jsonl("examples/support.jsonl")[:8]
+RECORDS = chat_records.read_jsonl("examples/support.jsonl")[:8]
 
 
 class _Losses(TrainerCallback):
@@ -30,7 +30,7 @@ def trl_trainer(tmp_path, steps=3):
 
 def test_trl_tokenizes_and_masks_as_we_do(tmp_path):
     trainer, tokenizer = trl_trainer(tmp_path)
-    ours = own_data.encode(tokenizer, RECORDS, 256)
+    ours = chat_records.encode(tokenizer, RECORDS, 256)
     rows = list(trainer.train_dataset)
     assert len(rows) == len(ours)
     for row, feature in zip(rows, ours, strict=True):
@@ -39,7 +39,7 @@ def test_trl_tokenizes_and_masks_as_we_do(tmp_path):
 
 
 def test_trl_rows_put_the_last_reply_in_the_completion():
-    chat = own_data.Record(
+    chat = chat_records.Record(
         (
             {"role": "user", "content": "a"},
             {"role": "assistant", "content": "b"},
@@ -62,10 +62,11 @@ def test_first_steps_lose_the_same(tmp_path):
     seed_everything(0)
     model, tokenizer = base_model.load()
     wrapped = finetune.build_peft_model(model, r=8, alpha=16, target_modules="all-linear")
-    features = own_data.encode(tokenizer, RECORDS, 256)
-    ours, _ = own_data.fit(
-        wrapped, tokenizer, features, steps=3, batch_size=len(RECORDS), learning_rate=3e-3, seed=0
-    )
+    features = chat_records.encode(tokenizer, RECORDS, 256)
+    ours, _ = finetune.trainer_fit(
+        wrapped, features, lambda f: tuning.pad_batch(f, tokenizer.pad_token_id),
+        steps=3, batch_size=len(RECORDS), learning_rate=3e-3, seed=0,
+    )  # fmt: skip
     assert [s for s, _ in recorder.losses] == [s for s, _ in ours] == [1, 2, 3]
     # step 1 is the same batch through the same initial weights; step 3 follows an update
     for (_, theirs), (_, mine) in zip(recorder.losses, ours, strict=True):

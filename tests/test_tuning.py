@@ -32,6 +32,30 @@ def test_hold_out_fraction_is_seeded_and_keeps_the_order():
         tuning.hold_out_fraction(list(range(20)), 0.9)
 
 
+def test_loss_is_on_reply_tokens_only(toy):
+    _, tokenizer, _ = toy
+    example = support_data.finetune_set()[0]
+    features = tuning.tokenize_example(tokenizer, example)
+    labels, ids = features["labels"], features["input_ids"]
+    n_prompt = labels.count(tuning.IGNORE_INDEX)
+    assert labels[:n_prompt] == [tuning.IGNORE_INDEX] * n_prompt
+    assert labels[n_prompt:] == ids[n_prompt:]
+    reply = tokenizer.decode(ids[n_prompt:], skip_special_tokens=True).strip()
+    assert reply == example.reply
+    prompt = tokenizer.decode(ids[:n_prompt])
+    assert prompt.endswith("<|im_start|>assistant\n") and example.complaint in prompt
+    assert ids[-2:] == tokenizer("<|im_end|>\n", add_special_tokens=False)["input_ids"]
+
+
+def test_pad_batch_masks_padding_from_attention_and_loss():
+    batch = tuning.pad_batch(
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}], 0
+    )
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [8, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+
+
 def test_batches_cover_each_epoch_once_and_repeat_for_a_seed():
     batches = tuning.batch_indices(10, 4, steps=5, seed=0)  # two epochs of 10, in batches of 4
     flat = [i for b in batches for i in b]
@@ -41,13 +65,33 @@ def test_batches_cover_each_epoch_once_and_repeat_for_a_seed():
     assert batches != tuning.batch_indices(10, 4, steps=5, seed=1)
 
 
-def test_next_token_loss_equals_the_models_own_loss(toy):
+def test_next_token_loss_equals_transformers_loss_with_masked_labels():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=50, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2,
+    )  # fmt: skip
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 50, (3, 9))
+    labels = ids.clone()
+    labels[:, :4] = tuning.IGNORE_INDEX
+    labels[2, 7:] = tuning.IGNORE_INDEX
+    out = model(input_ids=ids, labels=labels)
+    torch.testing.assert_close(tuning.next_token_loss(out.logits, labels), out.loss)
+    assert tuning.causal_lm_loss(model, {"input_ids": ids, "labels": labels}) == out.loss
+
+
+def test_mean_loss_weighs_every_reply_token_alike(toy):
     model, tokenizer, rows = toy
-    batch = tuning.pad_batch(rows[:4], tokenizer.pad_token_id)
-    with torch.no_grad():
-        out = model(**batch)
-    assert torch.allclose(tuning.next_token_loss(out.logits, batch["labels"]), out.loss,
-                          atol=1e-5)  # fmt: skip
+    pad = tokenizer.pad_token_id
+    one_batch = tuning.mean_loss(model, rows[:6], pad, batch_size=6)
+    assert tuning.mean_loss(model, rows[:6], pad, batch_size=4) == pytest.approx(one_batch, 1e-5)
+    singles = [tuning.mean_loss(model, [r], pad) for r in rows[:6]]
+    counts = [sum(label != tuning.IGNORE_INDEX for label in r["labels"]) for r in rows[:6]]
+    weighted = sum(x * n for x, n in zip(singles, counts, strict=True)) / sum(counts)
+    assert one_batch == pytest.approx(weighted, 1e-5)
 
 
 def test_fit_lowers_the_loss_calls_the_hook_and_takes_any_loss(toy):

@@ -16,56 +16,11 @@ from peftlab import base_model, finetune, support_data
 from peftlab.generate import generate
 from peftlab.rubric import invented, mean_score, score_reply
 from peftlab.seed import seed_everything
+from peftlab.tuning import DEFAULT_STEPS, recipe
 
 __all__ = [
     "score_rows", "before_after", "Comparison", "MEASURES", "measures", "worst", "default_sets",
 ]  # fmt: skip
-
-DEFAULT_STEPS = 150
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """How the demo fine-tunes and evaluates one model: the same code, sized to the model.
-
-    `sample`: how many complaints of each set the demo answers by default (an evenly spaced,
-    fixed sample, `sample_of`; None: all of them). `precision` and `reply_logits_only` are
-    `finetune.train_lora`'s levers; generation runs in the same precision.
-    """
-
-    steps: int = DEFAULT_STEPS
-    batch_size: int = 16
-    learning_rate: float = 3e-3
-    target_modules: str | None = None  # None: peft's default for the architecture (q, v)
-    precision: str = "fp32"
-    reply_logits_only: bool = False
-    gradient_checkpointing: bool | None = None  # None: train_lora's default (on for QLoRA only)
-    sample: int | None = None
-
-
-RECIPES = {
-    # the toy: every linear layer, 150 steps, everything in fp32 (the lessons' numbers)
-    base_model.EMBEDDED_NAME: Recipe(target_modules="all-linear"),
-    # SmolLM2-135M-Instruct: 135M parameters on two cores. 40 steps of 8 learn the tone; bf16
-    # where the CPU has it; the output layer (49,152 words) on reply tokens only; gradient
-    # checkpointing keeps the peak under 3 GB for a quarter more time per step; 24 complaints
-    # of each set (benchmarks/real_model.py measures each lever)
-    "smollm2": Recipe(
-        steps=40,
-        batch_size=8,
-        learning_rate=2e-3,
-        target_modules="all-linear",
-        precision="auto",
-        reply_logits_only=True,
-        gradient_checkpointing=True,
-        sample=24,
-    ),  # fmt: skip
-}
-
-
-def recipe(model_name: str | None = None) -> Recipe:
-    """The demo's recipe for a model (`RECIPES`; any other model: 150 steps on q and v, fp32)."""
-    return RECIPES.get(base_model.canonical_name(model_name), Recipe())
 
 
 def sample_of(texts: Sequence[str], n: int | None) -> list[str]:
@@ -269,7 +224,7 @@ def before_after(
 
 def demo_targets(model_name: str | None, method: str = "lora") -> str | None:
     """Which layers get LoRA: every linear layer for QLoRA (the paper's recipe), for the tiny
-    embedded model and for SmolLM2 (`RECIPES`); peft's default for the architecture otherwise
+    embedded model and for SmolLM2 (`tuning.RECIPES`); peft's default for the architecture otherwise
     (q_proj, v_proj on Llama).
 
     q and v alone do learn the tone on the embedded model (notebook 02), but more slowly per

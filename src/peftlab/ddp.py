@@ -83,7 +83,7 @@ def fsdp_qlora_config():
 def _recorder(model, tokenizer, examples):
     """A forward pre-hook on the input embeddings that notes which examples each training
     forward pass saw (rows matched by their tokens, right padding removed)."""
-    from peftlab.finetune import tokenize_example
+    from peftlab.tuning import tokenize_example
 
     index = {
         tuple(tokenize_example(tokenizer, ex)["input_ids"]): i for i, ex in enumerate(examples)
@@ -105,7 +105,7 @@ def _recorder(model, tokenizer, examples):
     return seen, handle
 
 
-def train(
+def train_this_process(
     out: str | os.PathLike,
     *,
     steps: int = DEFAULTS["steps"],
@@ -240,7 +240,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        record = train(
+        record = train_this_process(
             args.out, steps=args.steps, global_batch_size=args.global_batch_size,
             examples=args.examples, r=args.r, learning_rate=args.learning_rate, seed=args.seed,
             model_name=args.model,

@@ -6,6 +6,8 @@ adapter saved in peft's format. Only the model is small.
 """
 
 import os
+import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -19,9 +21,9 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from peftlab.atomic import atomic_dir
 from peftlab.quiet import known_warnings
-from peftlab.support_data import Example, render_chat
+from peftlab.support_data import Example
+from peftlab.tuning import IGNORE_INDEX, pad_batch, tokenize_example
 
-IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
 TRAIN_METHODS = ("lora", "qlora")  # what train_lora trains; memory.METHODS adds "full"
 
 
@@ -35,36 +37,6 @@ class TrainResult:
     total_params: int
     train_seconds: float
     losses: list[tuple[int, float]] = field(default_factory=list)
-
-
-def tokenize_example(tokenizer, example: Example, max_length: int = 256) -> dict[str, list[int]]:
-    """Token ids of the whole chat, with labels masked to IGNORE_INDEX on the prompt part."""
-    prompt = render_chat(tokenizer, example.complaint)
-    full = render_chat(tokenizer, example.complaint, example.reply)
-    if not full.startswith(prompt):
-        raise ValueError("the chat template does not render the prompt as a prefix of the chat")
-    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-    reply_ids = tokenizer(full[len(prompt) :], add_special_tokens=False)["input_ids"]
-    input_ids = (prompt_ids + reply_ids)[:max_length]
-    labels = ([IGNORE_INDEX] * len(prompt_ids) + reply_ids)[:max_length]
-    return {"input_ids": input_ids, "labels": labels}
-
-
-def pad_batch(features: list[dict[str, list[int]]], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch; padding is masked out of attention and of the loss."""
-    width = max(len(f["input_ids"]) for f in features)
-
-    def padded(key: str, value: int) -> torch.Tensor:
-        return torch.tensor([f[key] + [value] * (width - len(f[key])) for f in features])
-
-    input_ids = padded("input_ids", pad_token_id)
-    lengths = torch.tensor([len(f["input_ids"]) for f in features])
-    attention_mask = (torch.arange(width)[None, :] < lengths[:, None]).long()
-    return {
-        "input_ids": input_ids,
-        "attention_mask": attention_mask,
-        "labels": padded("labels", IGNORE_INDEX),
-    }
 
 
 def reply_loss(
@@ -252,6 +224,55 @@ def trainer_settings(
     )
 
 
+def trainer_fit(
+    model,
+    dataset: Sequence[dict],
+    collate: Callable[[list], dict],
+    *,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    seed: int,
+    output_dir: str | os.PathLike | None = None,
+    progress: bool = False,
+    on_loss: Callable[[int, float], None] | None = None,
+    trainer_class: type[Trainer] = Trainer,
+    **arguments,
+) -> tuple[list[tuple[int, float]], float]:
+    """Train `model` on `dataset` (tokenized rows, batched by `collate`) with transformers'
+    Trainer and the course's settings (`trainer_settings`; `arguments` adds TrainingArguments,
+    e.g. the device's). Checkpoints would go to `output_dir` (none are saved; None: a temporary
+    folder, removed after). Logs no dicts, shows a progress bar with the loss when `progress`,
+    and leaves the model in eval mode. Returns (logged (step, loss) pairs, seconds)."""
+    scratch = None
+    if output_dir is None:
+        output_dir = scratch = tempfile.mkdtemp(prefix="peftlab-trainer-")
+    recorder = _LossRecorder(on_loss)
+    try:
+        args = TrainingArguments(
+            output_dir=str(output_dir),
+            **trainer_settings(steps, batch_size, learning_rate, seed, progress),
+            remove_unused_columns=False,
+            **arguments,
+        )
+        trainer = trainer_class(
+            model=model, args=args, train_dataset=list(dataset), data_collator=collate,
+            callbacks=[recorder],
+        )  # fmt: skip
+        trainer.remove_callback(PrinterCallback)  # it would print log dicts into --json output
+        trainer.remove_callback(ProgressCallback)
+        if progress:
+            trainer.add_callback(_QuietProgress())
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    model.eval()
+    return recorder.losses, seconds
+
+
 def train_lora(
     model,
     tokenizer,
@@ -298,31 +319,16 @@ def train_lora(
     )  # fmt: skip
     trainable, total = wrapped.get_nb_trainable_parameters()
     dataset = [tokenize_example(tokenizer, ex) for ex in examples]
-    recorder = _LossRecorder(on_loss)
-    args = TrainingArguments(
-        output_dir=str(Path(runs_dir) / ".trainer"),
-        **trainer_settings(steps, batch_size, learning_rate, seed, progress),
-        remove_unused_columns=False,
+    losses, seconds = trainer_fit(
+        wrapped, dataset, lambda feats: pad_batch(feats, tokenizer.pad_token_id),
+        steps=steps, batch_size=batch_size, learning_rate=learning_rate, seed=seed,
+        output_dir=Path(runs_dir) / ".trainer", progress=progress, on_loss=on_loss,
+        trainer_class=_ReplyLossTrainer if reply_logits_only else Trainer,
         **_device_arguments(resolve_precision(precision, place), place),
-    )
-    trainer = (_ReplyLossTrainer if reply_logits_only else Trainer)(
-        model=wrapped,
-        args=args,
-        train_dataset=dataset,
-        data_collator=lambda feats: pad_batch(feats, tokenizer.pad_token_id),
-        callbacks=[recorder],
-    )
-    trainer.remove_callback(PrinterCallback)  # it would print log dicts into --json output
-    trainer.remove_callback(ProgressCallback)
-    if progress:
-        trainer.add_callback(_QuietProgress())
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    wrapped.eval()
+    )  # fmt: skip
     adapter_dir = None
     if run_name is not None:
         adapter_dir = Path(runs_dir) / run_name / "adapter"
         with atomic_dir(adapter_dir) as tmp:
             wrapped.save_pretrained(tmp)
-    return TrainResult(wrapped, adapter_dir, trainable, total, seconds, recorder.losses)
+    return TrainResult(wrapped, adapter_dir, trainable, total, seconds, losses)

@@ -1,25 +1,27 @@
 """LoRA fine-tuning written out by hand: plain PyTorch, no Trainer, no peft.
 
 The loop a learner can write on a whiteboard: wrap layers with `add_lora`, hand only A and B to
-AdamW, then repeat batch -> forward -> loss on the reply tokens -> backward -> step. Tokenizing
-and batching are `peftlab.finetune`'s, so this path and the peft + Trainer path see the same data.
+AdamW, then repeat batch -> forward -> loss on the reply tokens -> backward -> step. It is
+written out on purpose (lesson 02's subject); everywhere else the course runs the same loop once,
+in `tuning.fit`. Tokenizing, batching and the loss are the kit's (`tuning.tokenize_example`,
+`tuning.shuffled_batches`, `tuning.next_token_loss`), so this path, the kit's and the peft +
+Trainer path see the same data and count the same loss.
 """
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from peftlab.finetune import IGNORE_INDEX, pad_batch, tokenize_example
 from peftlab.generate import generate
 from peftlab.lora import add_lora, count_trainable, lora_layers
 from peftlab.rubric import mean_score
 from peftlab.schedule import warmup_cosine
 from peftlab.seed import seed_everything
 from peftlab.support_data import Example, heldout_complaints
+from peftlab.tuning import next_token_loss, pad_batch, shuffled_batches, tokenize_example
 
 DEFAULT_TARGETS = ("q_proj", "v_proj")  # peft's default for Llama
 
@@ -35,23 +37,6 @@ class ScratchResult:
     losses: list[tuple[int, float]] = field(default_factory=list)
 
 
-def reply_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy of predicting token t+1 from tokens up to t, counted on reply tokens
-    only: the prompt and the padding carry IGNORE_INDEX labels."""
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX
-    )
-
-
-def shuffled_batches(n: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Indices of examples, batch by batch, in a new seeded order every epoch."""
-    generator = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(n, generator=generator).tolist()
-        for start in range(0, n, batch_size):
-            yield order[start : start + batch_size]
-
-
 def _check(steps: int, batch_size: int, learning_rate: float, examples: Sequence) -> None:
     if isinstance(steps, bool) or not isinstance(steps, int) or steps <= 0:
         raise ValueError(
@@ -65,7 +50,7 @@ def _check(steps: int, batch_size: int, learning_rate: float, examples: Sequence
         raise ValueError("examples=[]: pass at least one complaint/reply pair to train on")
 
 
-def fit(
+def fit_by_hand(
     model: nn.Module,
     tokenizer,
     examples: Sequence[Example],
@@ -76,7 +61,7 @@ def fit(
     seed: int = 0,
     on_loss: Callable[[int, float], None] | None = None,
 ) -> ScratchResult:
-    """Train whatever parameters of `model` require gradients; the loop itself."""
+    """Train whatever parameters of `model` require gradients; the loop itself, written out."""
     _check(steps, batch_size, learning_rate, examples)
     seed_everything(seed)
     dataset = [tokenize_example(tokenizer, ex) for ex in examples]
@@ -93,7 +78,7 @@ def fit(
     for step in range(1, steps + 1):
         batch = pad_batch([dataset[i] for i in next(batches)], tokenizer.pad_token_id)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss = reply_loss(logits, batch["labels"])
+        loss = next_token_loss(logits, batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, max_norm=1.0)
         optimizer.step()
@@ -127,7 +112,7 @@ def train_lora_from_scratch(
     targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     seed_everything(seed)
     add_lora(model, targets, r=r, alpha=alpha, dropout=dropout)
-    return fit(
+    return fit_by_hand(
         model,
         tokenizer,
         examples,
@@ -153,7 +138,7 @@ def train_full(
     """Full fine-tune with the same loop: every weight trains. The yardstick LoRA is measured by;
     its default rate is a third of LoRA's, since moving every weight moves the model further."""
     model.requires_grad_(True)
-    return fit(
+    return fit_by_hand(
         model,
         tokenizer,
         examples,

@@ -1,25 +1,15 @@
-"""Fine-tuning on your own data: JSONL in TRL's two formats, what the model sees, and training.
+"""Fine-tuning on your own data: an adapter trained on your chats, and the same through TRL.
 
-A data file has one JSON object per line, in either of the formats TRL and most tools read:
-
-    {"prompt": "My order is late.", "completion": "Hi! Sorry about that..."}
-    {"messages": [{"role": "user", "content": ...}, {"role": "assistant", "content": ...}]}
-
-Each record becomes a chat, the tokenizer's chat template turns it into text, and the labels
-keep only the assistant's tokens (the reply and its end-of-turn token); everything else is
-masked to -100, which the loss skips. `read_jsonl` checks a file line by line and names the line
-of the first problem; `train` fine-tunes an adapter with peft and transformers' `Trainer`
-(`finetune.build_peft_model`, the same recipe as the demo) and writes it, with its config and
-metrics, in one atomic step.
+The chats come from `chat_records` (JSONL read, checked, templated and masked). `train_adapter`
+holds a validation fraction back (`tuning.hold_out_fraction`), fine-tunes an adapter with peft
+and transformers' `Trainer` (`finetune.build_peft_model` and `finetune.trainer_fit`, the same
+recipe as the demo) and writes it, with its config and metrics, in one atomic step.
+`sft_trainer` is the same fine-tune through TRL's `SFTTrainer`.
 """
 
 import json
 import math
 import os
-import random
-import shutil
-import tempfile
-import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,229 +17,15 @@ from pathlib import Path
 
 import torch
 
+from peftlab import tuning
 from peftlab.atomic import atomic_dir
-from peftlab.finetune import (
-    IGNORE_INDEX,
-    TRAIN_METHODS,
-    build_peft_model,
-    pad_batch,
-    trainer_settings,
-)
+from peftlab.chat_records import TRAIN_ON, Record, context_length, encode
+from peftlab.finetune import TRAIN_METHODS, build_peft_model, trainer_fit, trainer_settings
+from peftlab.packing import flattening_collator
 
-ROLES = ("system", "user", "assistant")
 CONFIG_FILE = "train_config.json"  # beside the adapter: how it was trained
 METRICS_FILE = "metrics.json"  # beside the adapter: losses and timings
-TRAIN_ON = ("reply", "all")
 MAX_EPOCHS_BEFORE_WARNING = 50  # more passes than this over a small file memorises it
-
-
-@dataclass(frozen=True)
-class Record:
-    """One training chat and the line of the file it came from."""
-
-    messages: tuple[dict[str, str], ...]
-    line: int = 0
-
-
-def from_pair(prompt: str, completion: str, line: int = 0) -> Record:
-    """A prompt/completion pair as a two-turn chat: the user's prompt, the assistant's reply."""
-    return Record(
-        ({"role": "user", "content": prompt}, {"role": "assistant", "content": completion}), line
-    )
-
-
-def _record(obj, where: str, line: int) -> Record:
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: a {type(obj).__name__}, not a JSON object; {_FORMATS}")
-    if "messages" in obj:
-        messages = obj["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise ValueError(f'{where}: "messages" must be a non-empty list of {{role, content}}')
-        for i, m in enumerate(messages):
-            if not isinstance(m, dict) or not isinstance(m.get("content"), str):
-                raise ValueError(f'{where}: messages[{i}] needs a "role" and a string "content"')
-            if m.get("role") not in ROLES:
-                raise ValueError(
-                    f"{where}: unknown role {m.get('role')!r} in messages[{i}]; "
-                    f"use one of {', '.join(ROLES)}"
-                )
-        replies = [m for m in messages if m["role"] == "assistant"]
-        if not replies or not all(m["content"].strip() for m in replies):
-            raise ValueError(
-                f"{where}: empty completion: every record needs a non-empty assistant message "
-                "(the reply the model learns)"
-            )
-        turns = tuple({"role": m["role"], "content": m["content"]} for m in messages)
-        return Record(turns, line)
-    if "prompt" in obj and "completion" in obj:
-        prompt, completion = obj["prompt"], obj["completion"]
-        if not isinstance(prompt, str) or not isinstance(completion, str):
-            raise ValueError(f'{where}: "prompt" and "completion" must be strings')
-        if not prompt.strip():
-            raise ValueError(f"{where}: empty prompt; give the text the model answers")
-        if not completion.strip():
-            raise ValueError(f"{where}: empty completion; give the reply the model should learn")
-        return from_pair(prompt, completion, line)
-    raise ValueError(f"{where}: neither format (keys {sorted(obj)}); {_FORMATS}")
-
-
-_FORMATS = (
-    'write {"prompt": ..., "completion": ...} or {"messages": [{"role": ..., "content": ...}]}'
-)
-
-
-def read_jsonl(path: str | os.PathLike) -> list[Record]:
-    """The records of a JSONL file; blank lines are skipped. A bad line raises ValueError
-    naming the file and the line (malformed JSON, neither format, unknown role, empty reply)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file; give a JSONL file, one JSON object per line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not UTF-8 text ({exc.reason})") from exc
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{number}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(
-                f"{where}: malformed JSON ({exc.msg} at column {exc.colno}); "
-                "each line must be one JSON object"
-            ) from exc
-        records.append(_record(obj, where, number))
-    if not records:
-        raise ValueError(f"{path}:1: the file is empty; {_FORMATS}, one per line")
-    return records
-
-
-def tokenize_messages(
-    tokenizer,
-    messages: Sequence[dict[str, str]],
-    *,
-    train_on: str = "reply",
-    eos: bool = True,
-) -> dict[str, list[int]]:
-    """Token ids of the chat as the chat template writes it, and labels.
-
-    `train_on="reply"`: only the assistant turns are trained (their text and the template's
-    end-of-turn after it); everything else is IGNORE_INDEX. `train_on="all"`: every token.
-    `eos=False` masks the end-of-turn after each reply too: the mistake that leaves a model
-    which never learns to stop. The text is cut where each turn starts, and each piece is
-    tokenized on its own, so a label lines up with exactly the token it belongs to.
-    """
-    if train_on not in TRAIN_ON:
-        raise ValueError(f"train_on={train_on!r}: choose one of {', '.join(TRAIN_ON)}")
-    messages = list(messages)
-    pieces: list[tuple[str, bool]] = []  # (text, trained)
-    done = ""
-    for i, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        before = tokenizer.apply_chat_template(
-            messages[:i], tokenize=False, add_generation_prompt=True
-        )
-        after = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
-        if not before.startswith(done) or not after.startswith(before):
-            raise ValueError("the chat template does not render each turn as a prefix of the next")
-        pieces.append((before[len(done) :], False))
-        reply = after[len(before) :]
-        content = message["content"]
-        if not eos and reply.startswith(content):
-            pieces += [(content, True), (reply[len(content) :], False)]
-        else:
-            pieces.append((reply, True))
-        done = after
-    full = tokenizer.apply_chat_template(messages, tokenize=False)
-    if not full.startswith(done):
-        raise ValueError("the chat template does not render each turn as a prefix of the next")
-    pieces.append((full[len(done) :], False))
-    input_ids: list[int] = []
-    labels: list[int] = []
-    for text, trained in pieces:
-        if not text:
-            continue
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-        input_ids += ids
-        labels += ids if (trained or train_on == "all") else [IGNORE_INDEX] * len(ids)
-    return {"input_ids": input_ids, "labels": labels}
-
-
-def context_length(model) -> int:
-    """The longest sequence the model takes (its position embeddings)."""
-    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-
-
-def encode(
-    tokenizer,
-    records: Sequence[Record],
-    max_length: int,
-    *,
-    train_on: str = "reply",
-    eos: bool = True,
-    what: str = "examples",
-) -> list[dict[str, list[int]]]:
-    """Every record tokenized (`tokenize_messages`); those longer than `max_length` tokens are
-    cut to it, with one warning that counts them."""
-    features = [
-        tokenize_messages(tokenizer, r.messages, train_on=train_on, eos=eos) for r in records
-    ]
-    long = [f for f in features if len(f["input_ids"]) > max_length]
-    if long:
-        warnings.warn(
-            f"{len(long)} of {len(features)} {what} are longer than the model's context "
-            f"({max_length} tokens) and were truncated to it",
-            stacklevel=2,
-        )
-    return [{k: v[:max_length] for k, v in f.items()} for f in features]
-
-
-def split(
-    records: Sequence[Record], val_fraction: float | None, seed: int = 0
-) -> tuple[list[Record], list[Record]]:
-    """(train, validation): a seeded shuffle, then `val_fraction` of the records held out."""
-    records = list(records)
-    if val_fraction is None:
-        return records, []
-    if not 0 < val_fraction <= 0.5:
-        raise ValueError(
-            f"--val-fraction {val_fraction}: must be in (0, 0.5], e.g. 0.1 holds out a tenth"
-        )
-    n_val = max(1, round(len(records) * val_fraction))
-    if n_val >= len(records):
-        raise ValueError(
-            f"--val-fraction {val_fraction}: {len(records)} record(s) leave none to train on; "
-            "add records or drop --val-fraction"
-        )
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    val = sorted(order[:n_val])
-    train = sorted(order[n_val:])
-    return [records[i] for i in train], [records[i] for i in val]
-
-
-@torch.no_grad()
-def mean_loss(model, features: Sequence[dict[str, list[int]]], pad_token_id: int,
-              batch_size: int = 16) -> float:  # fmt: skip
-    """Cross-entropy per trained token over `features` (every token weighs the same)."""
-    was_training = model.training
-    model.eval()
-    total, count = 0.0, 0
-    for i in range(0, len(features), batch_size):
-        batch = pad_batch(list(features[i : i + batch_size]), pad_token_id)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        labels = batch["labels"][:, 1:]
-        losses = torch.nn.functional.cross_entropy(
-            logits[:, :-1].float().flatten(0, 1), labels.flatten(),
-            ignore_index=IGNORE_INDEX, reduction="sum",
-        )  # fmt: skip
-        total += float(losses)
-        count += int((labels != IGNORE_INDEX).sum())
-    model.train(was_training)
-    return total / max(count, 1)
 
 
 @dataclass
@@ -332,81 +108,7 @@ def plan_steps(config: TrainConfig, n_train: int) -> int:
     return steps
 
 
-def _trainer_callbacks(progress: bool, on_loss):
-    from transformers import TrainerCallback
-    from transformers.trainer_callback import ProgressCallback
-
-    class Losses(TrainerCallback):
-        def __init__(self):
-            self.losses: list[tuple[int, float]] = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if logs and "loss" in logs:
-                self.losses.append((state.global_step, float(logs["loss"])))
-                if on_loss:
-                    on_loss(state.global_step, float(logs["loss"]))
-
-    class Bar(ProgressCallback):  # the progress bar with the loss beside it, no log dicts
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if self.training_bar is not None and logs and "loss" in logs:
-                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.3f}")
-
-    return Losses(), (Bar() if progress else None)
-
-
-def fit(
-    model,
-    tokenizer,
-    train_features: Sequence[dict[str, list[int]]],
-    *,
-    steps: int,
-    batch_size: int,
-    learning_rate: float,
-    seed: int,
-    packing: bool = False,
-    progress: bool = False,
-    on_loss: Callable[[int, float], None] | None = None,
-) -> tuple[list[tuple[int, float]], float]:
-    """Train a peft model with transformers' Trainer on tokenized features, the demo's
-    schedule (cosine, 10% warm-up). `packing=True` puts each batch in one row with
-    `DataCollatorWithFlattening` (no padding; `position_ids` restart at every example, which
-    keeps examples from attending to each other). Returns (logged losses, seconds)."""
-    from transformers import Trainer, TrainingArguments
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    from peftlab.packing import flattening_collator
-
-    recorder, bar = _trainer_callbacks(progress, on_loss)
-    scratch = tempfile.mkdtemp(prefix="peftlab-trainer-")
-    try:
-        args = TrainingArguments(
-            output_dir=scratch,
-            **trainer_settings(steps, batch_size, learning_rate, seed, progress),
-            remove_unused_columns=False,
-        )
-        collate = (
-            flattening_collator()
-            if packing
-            else (lambda feats: pad_batch(feats, tokenizer.pad_token_id))
-        )
-        trainer = Trainer(
-            model=model, args=args, train_dataset=list(train_features),
-            data_collator=collate, callbacks=[recorder],
-        )  # fmt: skip
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-        if bar is not None:
-            trainer.add_callback(bar)
-        start = time.perf_counter()
-        trainer.train()
-        seconds = time.perf_counter() - start
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    model.eval()
-    return recorder.losses, seconds
-
-
-def train(
+def train_adapter(
     records: Sequence[Record],
     config: TrainConfig,
     *,
@@ -423,12 +125,13 @@ def train(
     check_config(config)
     if not records:
         raise ValueError("no records to train on")
-    train_records, val_records = split(records, config.val_fraction, config.seed)
+    train_records, val_records = tuning.hold_out_fraction(records, config.val_fraction, config.seed)
     steps = plan_steps(config, len(train_records))
     batch_size = min(config.batch_size, len(train_records))
     seed_everything(config.seed)
     quant = base_model.nf4_config() if config.method == "qlora" else None
     model, tokenizer = base_model.load(config.model, quantization_config=quant)
+    pad = tokenizer.pad_token_id
     if config.method == "qlora":
         model.train()  # bitsandbytes' CPU repacking on eval forwards; see compare.before_after
     max_length = context_length(model)
@@ -446,14 +149,14 @@ def train(
     metrics: dict = {"train_records": len(train_records), "val_records": len(val_records),
                      "steps": steps, "batch_size": batch_size}  # fmt: skip
     if val_features:
-        metrics["val_loss_before"] = mean_loss(wrapped, val_features, tokenizer.pad_token_id)
-    losses, seconds = fit(
-        wrapped, tokenizer, train_features, steps=steps, batch_size=batch_size,
-        learning_rate=config.learning_rate, seed=config.seed, packing=config.packing,
-        progress=progress, on_loss=on_loss,
+        metrics["val_loss_before"] = tuning.mean_loss(wrapped, val_features, pad, batch_size=16)
+    collate = flattening_collator() if config.packing else (lambda f: tuning.pad_batch(f, pad))
+    losses, seconds = trainer_fit(
+        wrapped, train_features, collate, steps=steps, batch_size=batch_size,
+        learning_rate=config.learning_rate, seed=config.seed, progress=progress, on_loss=on_loss,
     )  # fmt: skip
     if val_features:
-        metrics["val_loss"] = mean_loss(wrapped, val_features, tokenizer.pad_token_id)
+        metrics["val_loss"] = tuning.mean_loss(wrapped, val_features, pad, batch_size=16)
     metrics.update(
         trainable_params=trainable, total_params=total, train_seconds=round(seconds, 2),
         final_train_loss=losses[-1][1] if losses else None, losses=losses,

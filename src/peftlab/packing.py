@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from peftlab.finetune import IGNORE_INDEX, pad_batch
+from peftlab.tuning import IGNORE_INDEX, pad_batch
 
 
 def flattening_collator():

@@ -69,9 +69,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(
             f"--val-fraction {args.val_fraction}: must be in (0, 0.5], e.g. 0.1 holds out a tenth"
         )
-    from peftlab import own_data  # heavy imports only once the arguments are good
+    from peftlab import chat_records, own_data  # heavy imports only once the arguments are good
 
-    records = own_data.read_jsonl(args.data)
+    records = chat_records.read_jsonl(args.data)
     config = own_data.TrainConfig(
         data=str(args.data),
         model=args.model,
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     warnings.simplefilter("default", UserWarning)  # each warning once, as one line
     warnings.showwarning = _one_line_warning
     out = args.out or Path("runs") / "train" / args.data.stem
-    result = own_data.train(records, config, out=out, progress=not args.json)
+    result = own_data.train_adapter(records, config, out=out, progress=not args.json)
     m = result.metrics
     if args.json:
         print(json.dumps({"adapter": str(out), "config": vars(result.config), "metrics": m}))

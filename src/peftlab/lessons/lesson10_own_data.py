@@ -1,9 +1,9 @@
 """Lesson 10, fine-tuning on your own data (notebook 10, lessons/10-your-own-data.md).
 
 What the model is trained on: one record of examples/support.jsonl through the chat template,
-its tokens and labels; then three small runs on that file (`own_data.train`) that differ only in
-the labels: the reply and its end-of-turn token (the default), the reply without the end-of-turn
-token, and every token. Runs are cached (`lessons.cache`); the rest is computed at once.
+its tokens and labels; then three small runs on that file (`own_data.train_adapter`) that differ
+only in the labels: the reply and its end-of-turn token (the default), the reply without the
+end-of-turn token, and every token. Runs are cached (`lessons.cache`); the rest is computed at once.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from peftlab import base_model, own_data, packing, paths, support_data
-from peftlab.finetune import IGNORE_INDEX
+from peftlab import base_model, chat_records, own_data, packing, paths, support_data, tuning
 from peftlab.lessons.cache import cached
 from peftlab.rubric import mean_score
 from peftlab.seed import one_thread, seed_everything
 from peftlab.tables import markdown_table
+from peftlab.tuning import IGNORE_INDEX
 
 LESSON = "10-your-own-data.md"
 NOTEBOOK = "10_your_own_data.ipynb"
@@ -45,19 +45,19 @@ def data_path() -> Path:
     return paths.course_root() / DATA
 
 
-def records() -> list[own_data.Record]:
-    return own_data.read_jsonl(data_path())
+def records() -> list[chat_records.Record]:
+    return chat_records.read_jsonl(data_path())
 
 
 def _runs(steps: int, n_heldout: int) -> dict:
     recs = records()
     complaints = support_data.heldout_complaints(n_heldout)
-    _, val_records = own_data.split(recs, VAL_FRACTION, seed=0)
+    _, val_records = tuning.hold_out_fraction(recs, VAL_FRACTION, seed=0)
     rows = {}
     with one_thread():
         seed_everything(0)
         model, tokenizer = base_model.load()
-        val = own_data.encode(tokenizer, val_records, own_data.context_length(model))
+        val = chat_records.encode(tokenizer, val_records, chat_records.context_length(model))
         gen = own_data.reply_lengths(model, tokenizer, complaints, MAX_NEW_TOKENS)
         rows["base model, no fine-tune"] = _row(model, tokenizer, val, gen, complaints)
         for name, (train_on, eos) in RUNS.items():
@@ -65,7 +65,7 @@ def _runs(steps: int, n_heldout: int) -> dict:
                 data=DATA, model=None, steps=steps, val_fraction=VAL_FRACTION,
                 train_on=train_on, eos=eos,
             )  # fmt: skip
-            run = own_data.train(recs, config)
+            run = own_data.train_adapter(recs, config)
             gen = own_data.reply_lengths(run.model, tokenizer, complaints, MAX_NEW_TOKENS)
             rows[name] = _row(run.model, tokenizer, val, gen, complaints)
     return rows
@@ -73,7 +73,7 @@ def _runs(steps: int, n_heldout: int) -> dict:
 
 def _row(model, tokenizer, val, gen, complaints) -> dict:
     return {
-        "val_loss": own_data.mean_loss(model, val, tokenizer.pad_token_id),
+        "val_loss": tuning.mean_loss(model, val, tokenizer.pad_token_id, batch_size=16),
         "rubric": mean_score([g["reply"] for g in gen], complaints),
         "reply_tokens": sum(g["tokens"] for g in gen) / len(gen),
         "ended": sum(g["ended"] for g in gen),
@@ -87,8 +87,8 @@ def results(steps: int = STEPS, n_heldout: int = N_HELDOUT) -> dict:
     model, tokenizer = base_model.load()
     recs = records()
     record = recs[0]
-    feature = own_data.tokenize_messages(tokenizer, record.messages)
-    features = own_data.encode(tokenizer, recs, own_data.context_length(model))
+    feature = chat_records.tokenize_messages(tokenizer, record.messages)
+    features = chat_records.encode(tokenizer, recs, chat_records.context_length(model))
     padded, packed = packing.padded_and_packed_loss(model, features[:4], tokenizer.pad_token_id)
     return {
         "n_records": len(recs),
