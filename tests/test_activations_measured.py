@@ -96,3 +96,10 @@ def test_weights_autograd_saves_are_not_counted_as_activations():
         config(SMALL, "sdpa"), BATCH, SEQ, method="lora", r=R, target_modules=TARGETS
     )
     assert abs(est - counted["total"]) <= 0.01 * counted["total"]
+
+
+def test_bad_shape_or_method_is_refused(saved):
+    with pytest.raises(ValueError, match="unknown; choose one of"):
+        activation_counts.config("h96-tiny")
+    with pytest.raises(ValueError, match="method='dpo'"):
+        activation_counts.build(saved[SMALL], "dpo")
