@@ -6,6 +6,7 @@ A subcommand module exposes `add_parser(subparsers)` and `run(args) -> int`. Bad
 
 import argparse
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"peftlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader stopped early (`peftlab quiz --progress | head`)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 0
 
 
 if __name__ == "__main__":
