@@ -2,7 +2,8 @@
 
 A copy of the checkout (its package, lessons, notebooks, tests and README) gets a lesson 98;
 then the prose, rendering, notebook, layout and README tests run in that copy, on its own
-package (PYTHONPATH), with the new lesson's own test. The checkout itself is never written.
+package (PYTHONPATH), with the new lesson's own test, and nbval executes its notebook. The
+checkout itself is never written.
 """
 
 import os
@@ -68,10 +69,11 @@ def test_the_scaffolded_lesson_passes_the_courses_checks(scaffolded):
         "tests/test_notebook.py::test_every_notebook_opens_with_its_title_then_setup[98_throwaway_check.ipynb]",
         "tests/test_layout.py",
         "tests/test_readme.py::test_the_lessons_table_has_a_row_for_every_lesson",
+        "notebooks/98_throwaway_check.ipynb",  # executed, as `make test` executes every notebook
     ]  # fmt: skip
     done = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
-         "-W", "ignore::pytest.PytestUnknownMarkWarning", *tests],
+         "--nbval-lax", "--nbval-current-env", *tests],
         cwd=scaffolded, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]

@@ -87,6 +87,8 @@ def _notebook(number: str, title: str, lesson: str, module: str) -> str:
             "res = lesson.results()\nlesson.quotes(res)",
         ),
     ]
+    for index, found in enumerate(cells):
+        found["id"] = f"lesson{number}-{index}"  # nbformat 4.5 cells carry an id
     notebook = {
         "cells": cells,
         "metadata": {
