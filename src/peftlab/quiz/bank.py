@@ -35,6 +35,7 @@ TOPICS: tuple[str, ...] = (
     "learning-forgetting",
     "past-one-machine",
     "real-model",
+    "preferences-rewards",
 )
 DIFFICULTIES: tuple[str, ...] = ("easy", "medium", "hard")
 CHEAT_SHEET = "06-interview-cheatsheet.md"  # laid out from the bank: no question points to it
