@@ -17,6 +17,7 @@ def test_reward_is_the_rubric_plus_the_faithful_check():
     assert grpo.reward(good, complaint) == grpo.MAX_REWARD == 2.0
     assert grpo.reward(blunt, complaint) == 1.0  # faithful, no rubric check passed
     assert grpo.reward(elsewhere, complaint) == 1.0  # full rubric, names a kettle: unfaithful
+    assert grpo.reward("", complaint) == 1.0  # an empty reply names nothing: half the reward
 
 
 def test_the_hack_earns_full_reward_and_refuses_every_customer():
