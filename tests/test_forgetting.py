@@ -120,7 +120,7 @@ def test_update_norm_is_what_merging_adds():
 
 @pytest.mark.slow
 def test_overfit_keeps_the_best_epoch_and_stops_early():
-    fit = forgetting.overfit(0, n_examples=4, epochs=6, lr=3e-2, patience=1, protocol=TINY)
+    fit = forgetting.overfit(0, n_examples=4, epochs=6, lr=3e-2, patience=1, budget=TINY)
     assert fit.epochs == list(range(1, fit.stopped_epoch + 1))
     assert len(fit.train_loss) == len(fit.val_loss) == fit.stopped_epoch
     assert fit.best_val_loss == pytest.approx(min(fit.val_loss))

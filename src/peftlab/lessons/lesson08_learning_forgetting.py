@@ -153,7 +153,7 @@ def run_grids(
     runs += forgetting.sweep(extra, [lr], protocol, name, say)
     above = [x for x in sorted(lora_lrs) if x >= lr][:2]  # attention-only may want more
     runs += forgetting.sweep([matched], above, protocol, name, say)
-    fits = [forgetting.overfit(seed, protocol=protocol, name=name, **overfit)
+    fits = [forgetting.overfit(seed, budget=protocol, name=name, **overfit)
             for seed in protocol.seeds]  # fmt: skip
     return {"protocol": protocol, "full_lrs": tuple(full_lrs), "lora_lrs": tuple(lora_lrs),
             "runs": runs, "matched": matched, "overfit": fits, "overfit_settings": dict(overfit),
