@@ -110,4 +110,3 @@ def test_what_needs_the_lessons_files_says_so_in_one_line(installed, command):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"peftlab {command[0]}: error: "), done.stderr
     assert "PEFTLAB_ROOT" in lines[0] and "clone of peft-lab" in lines[0]
-
