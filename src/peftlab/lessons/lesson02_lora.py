@@ -19,6 +19,79 @@ LESSON_TARGETS = {"q_proj, v_proj": ["q_proj", "v_proj"], "all linear layers": "
 LESSON_RANKS = (1, 8, 64)
 
 
+def results(
+    model_name: str | None = None,
+    *,
+    r: int = 8,
+    alpha: float = 16,
+    steps: int = 120,
+    seed: int = 0,
+    full_steps: Sequence[int] = (30, 120),
+) -> dict:
+    """The lesson's counts on Llama-2-7B and on the embedded model, and its training runs: the
+    hand-written loop, LoRA r on q and v, `steps` steps of 16 chats; full fine-tunes of
+    `full_steps` steps with the same loop, for the rank of their updates (cached: a minute)."""
+    from peftlab import base_model
+    from peftlab.lessons.cache import cached
+
+    run = {"r": r, "alpha": alpha, "target_modules": ("q_proj", "v_proj"), "steps": steps,
+           "seed": seed}  # fmt: skip
+    model, _ = base_model.load(model_name)
+    llama = memory.meta_model("llama-2-7b")
+    return {
+        "llama": rank_rows(llama, LESSON_RANKS, LESSON_TARGETS),
+        "model": rank_rows(model, LESSON_RANKS, LESSON_TARGETS),
+        "q_proj entries": llama.model.layers[0].self_attn.q_proj.weight.numel(),
+        "run": cached("lesson02-run", _train, model_name=model_name, run=run),
+        "full": cached(
+            "lesson02-full",
+            _train_full,
+            model_name=model_name,
+            steps=tuple(full_steps),
+            seed=seed,
+            r=r,
+        ),  # fmt: skip
+    }
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 02 and notebook 02 quote, by region name."""
+    llama, model, run = results["llama"], results["model"], results["run"]
+    trained = run["result"]
+    total = model[0]["total"]
+    rows = [
+        {"run": "base model", "steps": 0, "trainable": 0, "total": total, "final_loss": None,
+         "rubric": run["base_rubric"]},
+        {"run": f"LoRA r={run['r']} on q_proj, v_proj, hand-written loop", "steps": run["steps"],
+         "trainable": trained.trainable_params, "total": trained.total_params,
+         "final_loss": trained.losses[-1][1], "rubric": run["lora_rubric"]},
+    ]  # fmt: skip
+    qv, llama_total = llama[1]["q_proj, v_proj"], llama[0]["total"]
+    full = results["full"]
+    short, long = full[min(full)], full[max(full)]
+    lora_run = {"steps": run["steps"], "rubric": run["lora_rubric"],
+                "shares": lora_shares(trained.model, run["r"])}  # fmt: skip
+    return {
+        "llama ranks": rank_table(llama),
+        "model ranks": rank_table(model),
+        "model parameters": f"{total:,}",
+        "llama parameters": f"{llama_total:,}",
+        "llama r=8 q,v": f"{qv:,}",
+        "results": results_table(rows),
+        "spectra": spectra_table(full, lora_run, run["r"]),
+        "full short steps": str(short["steps"]),
+        "full long steps": str(long["steps"]),
+        "full short top": _spread(short["shares"]),
+        "full long top": _spread(long["shares"]),
+        "random top": _spread(short["random shares"]),
+        "notebook: lora of llama": f"{qv / 1e6:.1f} M",
+        "notebook: llama total": f"{llama_total / 1e9:.1f} B",
+        "notebook: lora share": lora.share_text(qv, llama_total + qv),
+        "notebook: q_proj entries": f"{results['q_proj entries'] / 1e6:.1f} M",
+        "notebook: r=8 count": f"$8\\cdot(4096+4096)={8 * (4096 + 4096):,}$".replace(",", "{,}"),
+    }
+
+
 def plot_params_vs_rank(
     ranks: Sequence[int], counts: Mapping[str, Sequence[int]], total: int
 ) -> Figure:
@@ -209,76 +282,3 @@ def _train_full(model_name: str | None, steps: Sequence[int], seed: int, r: int)
             "random spectrum": torch.linalg.svdvals(noise[SPECTRUM_LAYER]),
         }  # fmt: skip
     return runs
-
-
-def results(
-    model_name: str | None = None,
-    *,
-    r: int = 8,
-    alpha: float = 16,
-    steps: int = 120,
-    seed: int = 0,
-    full_steps: Sequence[int] = (30, 120),
-) -> dict:
-    """The lesson's counts on Llama-2-7B and on the embedded model, and its training runs: the
-    hand-written loop, LoRA r on q and v, `steps` steps of 16 chats; full fine-tunes of
-    `full_steps` steps with the same loop, for the rank of their updates (cached: a minute)."""
-    from peftlab import base_model
-    from peftlab.lessons.cache import cached
-
-    run = {"r": r, "alpha": alpha, "target_modules": ("q_proj", "v_proj"), "steps": steps,
-           "seed": seed}  # fmt: skip
-    model, _ = base_model.load(model_name)
-    llama = memory.meta_model("llama-2-7b")
-    return {
-        "llama": rank_rows(llama, LESSON_RANKS, LESSON_TARGETS),
-        "model": rank_rows(model, LESSON_RANKS, LESSON_TARGETS),
-        "q_proj entries": llama.model.layers[0].self_attn.q_proj.weight.numel(),
-        "run": cached("lesson02-run", _train, model_name=model_name, run=run),
-        "full": cached(
-            "lesson02-full",
-            _train_full,
-            model_name=model_name,
-            steps=tuple(full_steps),
-            seed=seed,
-            r=r,
-        ),  # fmt: skip
-    }
-
-
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every table and number lesson 02 and notebook 02 quote, by region name."""
-    llama, model, run = results["llama"], results["model"], results["run"]
-    trained = run["result"]
-    total = model[0]["total"]
-    rows = [
-        {"run": "base model", "steps": 0, "trainable": 0, "total": total, "final_loss": None,
-         "rubric": run["base_rubric"]},
-        {"run": f"LoRA r={run['r']} on q_proj, v_proj, hand-written loop", "steps": run["steps"],
-         "trainable": trained.trainable_params, "total": trained.total_params,
-         "final_loss": trained.losses[-1][1], "rubric": run["lora_rubric"]},
-    ]  # fmt: skip
-    qv, llama_total = llama[1]["q_proj, v_proj"], llama[0]["total"]
-    full = results["full"]
-    short, long = full[min(full)], full[max(full)]
-    lora_run = {"steps": run["steps"], "rubric": run["lora_rubric"],
-                "shares": lora_shares(trained.model, run["r"])}  # fmt: skip
-    return {
-        "llama ranks": rank_table(llama),
-        "model ranks": rank_table(model),
-        "model parameters": f"{total:,}",
-        "llama parameters": f"{llama_total:,}",
-        "llama r=8 q,v": f"{qv:,}",
-        "results": results_table(rows),
-        "spectra": spectra_table(full, lora_run, run["r"]),
-        "full short steps": str(short["steps"]),
-        "full long steps": str(long["steps"]),
-        "full short top": _spread(short["shares"]),
-        "full long top": _spread(long["shares"]),
-        "random top": _spread(short["random shares"]),
-        "notebook: lora of llama": f"{qv / 1e6:.1f} M",
-        "notebook: llama total": f"{llama_total / 1e9:.1f} B",
-        "notebook: lora share": lora.share_text(qv, llama_total + qv),
-        "notebook: q_proj entries": f"{results['q_proj entries'] / 1e6:.1f} M",
-        "notebook: r=8 count": f"$8\\cdot(4096+4096)={8 * (4096 + 4096):,}$".replace(",", "{,}"),
-    }

@@ -64,6 +64,36 @@ def results(
     )  # fmt: skip
 
 
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 07 quotes, by region name."""
+    methods = by_method(results)
+    ref = methods[REFERENCE]
+    full = methods["full fine-tuning"]
+    merging = [r for r in results["results"] if r.merges]
+    top = sum(r.lr == max(r.lr_val_losses) for r in results["results"])
+    return {
+        "protocol": protocol_text(results["protocol"]),
+        "results": results_table(results),
+        "costs": costs_table(results),
+        "lr grid": lr_table(results),
+        "unsupported": unsupported_text(results),
+        "lora params": f"{ref.trainable_params:,}",
+        "full params": f"{full.trainable_params:,}",
+        "lora score": f"{ref.score:.2f}",
+        "prefix score": f"{methods['prefix tuning'].score:.2f}",
+        "prompt score": f"{methods['prompt tuning'].score:.2f}",
+        "dora step ratio": f"{methods['DoRA'].seconds_per_step / ref.seconds_per_step:.1f}x",
+        "dora memory ratio": f"{methods['DoRA'].memory_bytes / ref.memory_bytes:.1f}x",
+        "full memory ratio": f"{full.memory_bytes / ref.memory_bytes:.1f}x",
+        "7b memory ratio": f"{seven_b_memory_ratio(False):.1f}x",
+        "7b memory ratio checkpointed": f"{seven_b_memory_ratio(True):.1f}x",
+        "merge count": f"{sum(r.merge_identical is True for r in merging)} of {len(merging)}",
+        "grid top": f"{top} of {len(results['results'])}",
+        "lora disk": f"{ref.disk_bytes / KB:,.0f} kB",
+        "full disk": f"{full.disk_bytes / 1e6:,.1f} MB",
+    }
+
+
 def _compute(name, protocol, methods, scratch: Path, progress=None) -> dict:
     # two methods at a time in two processes, one thread each: the same results, in about half
     # the time on two cores (compare_family)
@@ -192,33 +222,3 @@ def seven_b_memory_ratio(gradient_checkpointing: bool) -> float:
     full = memory.estimate("llama-2-7b", "full", **kwargs)
     lora = memory.estimate("llama-2-7b", "lora", r=8, target_modules="all-linear", **kwargs)
     return full.total / lora.total
-
-
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every table and number lesson 07 quotes, by region name."""
-    methods = by_method(results)
-    ref = methods[REFERENCE]
-    full = methods["full fine-tuning"]
-    merging = [r for r in results["results"] if r.merges]
-    top = sum(r.lr == max(r.lr_val_losses) for r in results["results"])
-    return {
-        "protocol": protocol_text(results["protocol"]),
-        "results": results_table(results),
-        "costs": costs_table(results),
-        "lr grid": lr_table(results),
-        "unsupported": unsupported_text(results),
-        "lora params": f"{ref.trainable_params:,}",
-        "full params": f"{full.trainable_params:,}",
-        "lora score": f"{ref.score:.2f}",
-        "prefix score": f"{methods['prefix tuning'].score:.2f}",
-        "prompt score": f"{methods['prompt tuning'].score:.2f}",
-        "dora step ratio": f"{methods['DoRA'].seconds_per_step / ref.seconds_per_step:.1f}x",
-        "dora memory ratio": f"{methods['DoRA'].memory_bytes / ref.memory_bytes:.1f}x",
-        "full memory ratio": f"{full.memory_bytes / ref.memory_bytes:.1f}x",
-        "7b memory ratio": f"{seven_b_memory_ratio(False):.1f}x",
-        "7b memory ratio checkpointed": f"{seven_b_memory_ratio(True):.1f}x",
-        "merge count": f"{sum(r.merge_identical is True for r in merging)} of {len(merging)}",
-        "grid top": f"{top} of {len(results['results'])}",
-        "lora disk": f"{ref.disk_bytes / KB:,.0f} kB",
-        "full disk": f"{full.disk_bytes / 1e6:,.1f} MB",
-    }

@@ -64,6 +64,9 @@ TOLERANCE = {
 }
 
 
+FIRST_STEP = {"width": 256, "batch": 64, "alpha": 16, "lr": 1e-4, "seeds": 16}
+
+
 def results(name: str | None = None, *, progress: Callable[[str], None] | None = None) -> dict:
     """Every run of the lesson, on one thread so that losses repeat. About a minute and a half
     the first time on one core, then read from `lessons.cache`."""
@@ -75,7 +78,45 @@ def results(name: str | None = None, *, progress: Callable[[str], None] | None =
     return runs | {"first_step": first_step_rows()}
 
 
-FIRST_STEP = {"width": 256, "batch": 64, "alpha": 16, "lr": 1e-4, "seeds": 16}
+# --- quotes -------------------------------------------------------------------------------------
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 08 quotes, by region name."""
+    full, ref = at_best(results, FULL), at_best(results, REFERENCE)
+    grid, vertex = lr_ratio(results)
+    matched = at_best(results, results["matched"])
+    base = results["base"]
+    best_epochs = [o.best_epoch for o in results["overfit"]]
+    lower = lower_rate(results, FULL, results["full_lrs"])
+    full_lower = forgetting.select(results["runs"], FULL.name, lower)
+    qv = at_best(results, CURVES[-1])
+    return {
+        "protocol": protocol_text(results),
+        "lr table": lr_table(results),
+        "curves": curves_table(results),
+        "rank rule": rank_rule_table(results),
+        "first step": first_step_table(results["first_step"]),
+        "matched": matched_table(results),
+        "overfit": overfit_table(results),
+        "overfit setup": overfit_text(results),
+        "full lr": f"{best(results, FULL):g}",
+        "lora lr": f"{best(results, REFERENCE):g}",
+        "grid ratio": f"{grid:.1f}x",
+        "vertex ratio": f"{vertex:.1f}x",
+        "full val": f"{stat(full, val).mean:.3f}",
+        "lora val": f"{stat(ref, val).mean:.3f}",
+        "full forgetting": f"{stat(full, forgot).mean:+.3f}",
+        "lora forgetting": f"{stat(ref, forgot).mean:+.3f}",
+        "full lower lr": f"{lower:g}",
+        "full lower val": f"{stat(full_lower, val).mean:.3f}",
+        "full lower forgetting": f"{stat(full_lower, forgot).mean:+.3f}",
+        "qv val": f"{stat(qv, val).mean:.3f}",
+        "qv forgetting": f"{stat(qv, forgot).mean:+.3f}",
+        "base val": f"{base.val_loss:.3f}",
+        "base text loss": f"{base.forget_loss:.3f}",
+        "base text ppl": f"{math.exp(base.forget_loss):.2f}",
+        "matched params": f"{matched[0].trainable_params:,}",
+        "best epochs": ", ".join(str(e) for e in best_epochs),
+    }
 
 
 def first_step_rows(ranks: Sequence[int] = RANKS) -> list[tuple[int, str, float, float]]:
@@ -379,44 +420,3 @@ def plot_overfit(results: Mapping) -> Figure:
                  fontsize=9)  # fmt: skip
     ax.legend(fontsize=7, ncol=2)
     return fig
-
-
-# --- quotes -------------------------------------------------------------------------------------
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every table and number lesson 08 quotes, by region name."""
-    full, ref = at_best(results, FULL), at_best(results, REFERENCE)
-    grid, vertex = lr_ratio(results)
-    matched = at_best(results, results["matched"])
-    base = results["base"]
-    best_epochs = [o.best_epoch for o in results["overfit"]]
-    lower = lower_rate(results, FULL, results["full_lrs"])
-    full_lower = forgetting.select(results["runs"], FULL.name, lower)
-    qv = at_best(results, CURVES[-1])
-    return {
-        "protocol": protocol_text(results),
-        "lr table": lr_table(results),
-        "curves": curves_table(results),
-        "rank rule": rank_rule_table(results),
-        "first step": first_step_table(results["first_step"]),
-        "matched": matched_table(results),
-        "overfit": overfit_table(results),
-        "overfit setup": overfit_text(results),
-        "full lr": f"{best(results, FULL):g}",
-        "lora lr": f"{best(results, REFERENCE):g}",
-        "grid ratio": f"{grid:.1f}x",
-        "vertex ratio": f"{vertex:.1f}x",
-        "full val": f"{stat(full, val).mean:.3f}",
-        "lora val": f"{stat(ref, val).mean:.3f}",
-        "full forgetting": f"{stat(full, forgot).mean:+.3f}",
-        "lora forgetting": f"{stat(ref, forgot).mean:+.3f}",
-        "full lower lr": f"{lower:g}",
-        "full lower val": f"{stat(full_lower, val).mean:.3f}",
-        "full lower forgetting": f"{stat(full_lower, forgot).mean:+.3f}",
-        "qv val": f"{stat(qv, val).mean:.3f}",
-        "qv forgetting": f"{stat(qv, forgot).mean:+.3f}",
-        "base val": f"{base.val_loss:.3f}",
-        "base text loss": f"{base.forget_loss:.3f}",
-        "base text ppl": f"{math.exp(base.forget_loss):.2f}",
-        "matched params": f"{matched[0].trainable_params:,}",
-        "best epochs": ", ".join(str(e) for e in best_epochs),
-    }

@@ -41,6 +41,54 @@ RUNS = {  # name: (train_on, eos)
 }
 
 
+def results(steps: int = STEPS, n_heldout: int = N_HELDOUT) -> dict:
+    """Everything the lesson shows: the example's text, tokens and labels, the packed row, and
+    the three runs (cached)."""
+    model, tokenizer = base_model.load()
+    recs = records()
+    record = recs[0]
+    feature = chat_records.tokenize_messages(tokenizer, record.messages)
+    features = chat_records.encode(tokenizer, recs, chat_records.context_length(model))
+    padded, packed = packing.padded_and_packed_loss(model, features[:4], tokenizer.pad_token_id)
+    return {
+        "n_records": len(recs),
+        "text": tokenizer.apply_chat_template(list(record.messages), tokenize=False),
+        "prompt": tokenizer.apply_chat_template(
+            list(record.messages[:1]), tokenize=False, add_generation_prompt=True
+        ),
+        "tokens": [tokenizer.convert_ids_to_tokens(i) for i in feature["input_ids"]],
+        "input_ids": feature["input_ids"],
+        "labels": feature["labels"],
+        "eos": tokenizer.eos_token,
+        "pack_lengths": [len(f["input_ids"]) for f in features[:4]],
+        "pack_positions": packing.packed_batch(features[:4])["position_ids"][0].tolist(),
+        "padded_loss": padded,
+        "packed_loss": packed,
+        "runs": cached("lesson10-runs", _runs, steps=steps, n_heldout=n_heldout),
+        "steps": steps,
+        "n_heldout": n_heldout,
+    }
+
+
+def quotes(results: dict) -> dict[str, str]:
+    trained = sum(label != IGNORE_INDEX for label in results["labels"])
+    runs = results["runs"]
+    masked = runs["reply, end-of-turn masked"]
+    default = runs["reply + end-of-turn (default)"]
+    return {
+        "n records": str(results["n_records"]),
+        "token counts": f"{len(results['labels'])} tokens, {trained} of them trained",
+        "runs": runs_table(results),
+        "steps": str(results["steps"]),
+        "n heldout": str(results["n_heldout"]),
+        "no eos ended": f"{masked['ended']} of {results['n_heldout']}",
+        "default ended": f"{default['ended']} of {results['n_heldout']}",
+        "pack lengths": " + ".join(map(str, results["pack_lengths"]))
+        + f" = {sum(results['pack_lengths'])}",
+        "pack loss": f"{results['padded_loss']:.4f} padded, {results['packed_loss']:.4f} packed",
+    }
+
+
 def data_path() -> Path:
     return paths.course_root() / DATA
 
@@ -78,35 +126,6 @@ def _row(model, tokenizer, val, gen, complaints) -> dict:
         "reply_tokens": sum(g["tokens"] for g in gen) / len(gen),
         "ended": sum(g["ended"] for g in gen),
         "example": gen[0]["reply"],
-    }
-
-
-def results(steps: int = STEPS, n_heldout: int = N_HELDOUT) -> dict:
-    """Everything the lesson shows: the example's text, tokens and labels, the packed row, and
-    the three runs (cached)."""
-    model, tokenizer = base_model.load()
-    recs = records()
-    record = recs[0]
-    feature = chat_records.tokenize_messages(tokenizer, record.messages)
-    features = chat_records.encode(tokenizer, recs, chat_records.context_length(model))
-    padded, packed = packing.padded_and_packed_loss(model, features[:4], tokenizer.pad_token_id)
-    return {
-        "n_records": len(recs),
-        "text": tokenizer.apply_chat_template(list(record.messages), tokenize=False),
-        "prompt": tokenizer.apply_chat_template(
-            list(record.messages[:1]), tokenize=False, add_generation_prompt=True
-        ),
-        "tokens": [tokenizer.convert_ids_to_tokens(i) for i in feature["input_ids"]],
-        "input_ids": feature["input_ids"],
-        "labels": feature["labels"],
-        "eos": tokenizer.eos_token,
-        "pack_lengths": [len(f["input_ids"]) for f in features[:4]],
-        "pack_positions": packing.packed_batch(features[:4])["position_ids"][0].tolist(),
-        "padded_loss": padded,
-        "packed_loss": packed,
-        "runs": cached("lesson10-runs", _runs, steps=steps, n_heldout=n_heldout),
-        "steps": steps,
-        "n_heldout": n_heldout,
     }
 
 
@@ -148,22 +167,3 @@ def runs_table(results: dict) -> str:
         rows,
         ["---", "---:", "---:", "---:", "---:"],
     )
-
-
-def quotes(results: dict) -> dict[str, str]:
-    trained = sum(label != IGNORE_INDEX for label in results["labels"])
-    runs = results["runs"]
-    masked = runs["reply, end-of-turn masked"]
-    default = runs["reply + end-of-turn (default)"]
-    return {
-        "n records": str(results["n_records"]),
-        "token counts": f"{len(results['labels'])} tokens, {trained} of them trained",
-        "runs": runs_table(results),
-        "steps": str(results["steps"]),
-        "n heldout": str(results["n_heldout"]),
-        "no eos ended": f"{masked['ended']} of {results['n_heldout']}",
-        "default ended": f"{default['ended']} of {results['n_heldout']}",
-        "pack lengths": " + ".join(map(str, results["pack_lengths"]))
-        + f" = {sum(results['pack_lengths'])}",
-        "pack loss": f"{results['padded_loss']:.4f} padded, {results['packed_loss']:.4f} packed",
-    }
