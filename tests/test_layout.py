@@ -63,8 +63,6 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "peftlab.serving",
         "peftlab.peft_methods",
         "peftlab.worker_processes",
-        "peftlab.peft_methods",
-        "peftlab.worker_processes",
         "peftlab.peft_family",
         "peftlab.forgetting",
         "peftlab.preferences",
@@ -225,6 +223,27 @@ def describe(group: list[str], edges: Mapping[str, Mapping[str, int]]) -> str:
 # --- the tests -----------------------------------------------------------------------------------
 def _none(found: list[str]) -> None:
     assert not found, "\n".join(["", *found])
+
+
+MAX_LINES = 500  # a module longer than this holds several ideas: split it (lessons/ aside)
+
+
+def too_long(known: Mapping[str, Path], limit: int = MAX_LINES) -> list[str]:
+    """Modules over `limit` lines, outside `lessons/` (a lesson module quotes a whole lesson)."""
+    return [
+        f"{name}: {n} lines (at most {limit}: split it by idea)"
+        for name, path in known.items()
+        if ".lessons." not in f"{name}." and (n := len(path.read_text().splitlines())) > limit
+    ]
+
+
+def test_no_module_outside_the_lessons_is_over_500_lines(tmp_path):
+    _none(too_long(modules()))
+    # the check itself: a long core module is reported, a long lesson module is not
+    (tmp_path / "peftlab" / "lessons").mkdir(parents=True)
+    (tmp_path / "peftlab" / "big.py").write_text("x = 1\n" * 501)
+    (tmp_path / "peftlab" / "lessons" / "long.py").write_text("x = 1\n" * 900)
+    assert [line.split(":")[0] for line in too_long(modules(tmp_path))] == ["peftlab.big"]
 
 
 def test_every_module_is_in_a_layer():
