@@ -123,7 +123,7 @@ def test_the_recipe_gives_the_shipped_tokenizer_and_config_on_any_cpu(tmp_path):
     saved_by_the_model = {"architectures": ["LlamaForCausalLM"], "dtype": "float32"}
     shipped = AutoConfig.from_pretrained(PATH).to_dict() | {"_name_or_path": ""}
     assert config.to_dict() | saved_by_the_model == shipped
-    assert len(tokenizer) == shipped["vocab_size"] == 2048  # the README's figure: the cap, reached
+    assert len(tokenizer) == shipped["vocab_size"] == 2048  # the tokenizer's cap, reached
     assert len(train) + len(held_out) == 150_000 and len(held_out) == 3_000
 
 

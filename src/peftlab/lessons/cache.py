@@ -7,9 +7,9 @@ in strings, as a worker process's code is), the package's assets, the library ve
 CPU's kernel choice and the settings that steer it, the model asked for, and `params`. Change
 any of them and the results are computed afresh: nothing is reused across a code change that
 can reach the computation. An edit to a module the lesson never imports (the quiz, the CLI)
-keeps its results. The
-thread count is not in the key: the lessons' figures came out identical at one and two threads
-(README, "Numbers on your CPU"), and lessons 03 and 04 pin one thread while they compute.
+keeps its results. The thread count is not in the key: the lessons' figures came out identical
+at one and two threads (docs/measurements.md, "Numbers on your CPU"), and lessons 03 and 04 pin
+one thread while they compute.
 
 `PEFTLAB_NO_CACHE=1` computes afresh and leaves the cache as it was. The files live in the
 checkout's `runs/cache/` (`make clean` removes them), or in the user's cache folder when the
@@ -36,7 +36,7 @@ from peftlab import paths
 
 T = TypeVar("T")
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "tokenizers")
-# Environment variables that change what a lesson computes: the kernels (see the README's
+# Environment variables that change what a lesson computes: the kernels (docs/measurements.md,
 # "Numbers on your CPU") and the model the notebooks load.
 KEYED_ENVIRONMENT = (
     "ATEN_CPU_CAPABILITY",
