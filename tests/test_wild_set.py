@@ -15,7 +15,7 @@ WILD = support_data.wild_complaints()
 def test_the_file_is_what_the_demo_reads_and_the_package_loads():
     path = paths.course_root() / support_data.WILD_FILE
     assert support_data.wild_path() == path
-    assert read_prompts(path) == WILD  # `peftlab demo --prompts examples/wild-complaints.txt`
+    assert read_prompts(path) == WILD  # what `peftlab demo --prompts FILE` reads
     assert len(WILD) >= 80
     assert len(set(WILD)) == len(WILD)
 

@@ -437,15 +437,15 @@ def terse_finetune_set(n: int = 400, seed: int = 0) -> list[Example]:
 # Written by hand, one per line, never used to build or select a model: their products, problems
 # and wording come from outside this module's word lists (tests/test_wild_set.py checks that
 # they share no run of words with the base corpus or the fine-tune set).
-WILD_FILE = "examples/wild-complaints.txt"
+# They ship with the package (an installed `peftlab demo` measures them too).
+WILD_FILE = "src/peftlab/assets/wild-complaints.txt"
 
 
 def wild_path():
-    """The checkout's `examples/wild-complaints.txt` (FileNotFoundError, naming the fix, when the
-    package runs without a peft-lab checkout; see `paths.course_root`)."""
+    """The wild set's file, `src/peftlab/assets/wild-complaints.txt`, inside the package."""
     from peftlab import paths
 
-    return paths.course_root() / WILD_FILE
+    return paths.PACKAGE / "assets" / "wild-complaints.txt"
 
 
 def wild_complaints() -> list[str]:

@@ -221,7 +221,7 @@ def render_table(result, width: int = 34) -> str:
     ]
     if "wild" in sets:
         lines.append(
-            "in the wild: examples/wild-complaints.txt, written the way customers write"
+            "in the wild: src/peftlab/assets/wild-complaints.txt, written the way customers write"
             + ("" if result.model != "peftlab-base" else "; the toy model echoes the customer's")
         )
         if result.model == "peftlab-base":

@@ -1,10 +1,11 @@
 """Interview rehearsal: the question bank, Leitner-box scheduling and a typed-answer self-check.
 
-The bank lives in `peftlab/quiz/questions/<topic>.yaml`, shipped with the package. Each key point names the concepts an answer
-must mention to cover it; `check_answer` matches them on word stems and a small synonym table, so
-"quantized the frozen weights" covers a point written as "quantize, freeze"; numbers count when
-they round sensibly to the bank's figure ("~300 MB" for 302 MB: within `NUMBER_TOLERANCE`, 4%,
-or a question's own `tolerance`), in a unit of the same kind.
+The bank lives in `peftlab/quiz/questions/<topic>.yaml`, shipped with the package. Each key
+point names the concepts an answer must mention to cover it; `check_answer` matches them on word
+stems and a small synonym table, so "quantized the frozen weights" covers a point written as
+"quantize, freeze"; numbers count when they round sensibly to the bank's figure ("~300 MB" for
+302 MB: within `NUMBER_TOLERANCE`, 4%, or a question's own `tolerance`), in a unit of the same
+kind.
 
 - `quiz.phrasing`: the ways people say things (abbreviations, symbols, number words, synonyms,
   negations), one table for every question (`rewrite`, `SYNONYM_GROUPS`)
