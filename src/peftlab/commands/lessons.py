@@ -78,7 +78,8 @@ def _new(root: Path, words: list[str], write: bool) -> int:
     for path in scaffold(root, number, name):
         print(f"wrote {_shown(path)}")
     print(
-        f"next: write the lesson, add a quiz topic (docs/ARCHITECTURE.md, 'Adding lesson NN'), "
+        f"next: write the lesson (and, for a course lesson, its quiz topic; docs/ARCHITECTURE.md, "
+        f"'Adding lesson NN'), "
         f"then `peftlab lessons {number}` and re-execute the notebook"
     )
     return 0
