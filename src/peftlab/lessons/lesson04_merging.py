@@ -113,14 +113,23 @@ def mixing_table(rows: Sequence[Mapping]) -> str:
 
 def storage_table(sizes: Mapping[str, int]) -> str:
     """Weight bytes on disk: one base + N adapters versus N merged models."""
-    n = sizes["adapters"]
+    return base_or_merged_table(
+        "what is stored", sizes["adapters"], sizes["base_bytes"], sizes["adapter_bytes"],
+        sizes["base_plus_adapters_bytes"], sizes["merged_models_bytes"],
+    )  # fmt: skip
+
+
+def base_or_merged_table(
+    heading: str, n: int, base: int, adapters: int, shared: int, merged: int
+) -> str:
+    """Bytes of one base serving `n` adapters against `n` merged models (on disk, in memory)."""
     rows = [
-        ("base model", f"{sizes['base_bytes']:,}"),
-        (f"{n} adapters", f"{sizes['adapter_bytes']:,}"),
-        (f"one base + {n} adapters", f"{sizes['base_plus_adapters_bytes']:,}"),
-        (f"{n} merged models", f"{sizes['merged_models_bytes']:,}"),
+        ("base model", f"{base:,}"),
+        (f"{n} adapters", f"{adapters:,}"),
+        (f"one base + {n} adapters", f"{shared:,}"),
+        (f"{n} merged models", f"{merged:,}"),
     ]
-    return markdown_table(("what is stored", "bytes"), rows, ("---", "---:"))
+    return markdown_table((heading, "bytes"), rows, ("---", "---:"))
 
 
 def scale_rows(

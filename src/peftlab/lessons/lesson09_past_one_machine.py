@@ -310,14 +310,14 @@ def qlora_table(rows: Sequence[Mapping]) -> str:
 
 
 def serving_memory_table(sizes: Mapping[str, int]) -> str:
-    n = sizes["adapters"]
-    rows = [
-        ("base model", f"{sizes['base_bytes']:,}"),
-        (f"{n} adapters", f"{sizes['adapter_bytes']:,}"),
-        (f"one base + {n} adapters", f"{sizes['shared_bytes']:,}"),
-        (f"{n} merged models", f"{sizes['merged_bytes']:,}"),
-    ]
-    return markdown_table(("held in memory", "bytes"), rows, ("---", "---:"))
+    """Bytes held in memory: one base serving N adapters versus N merged models (lesson 04's
+    table of the same comparison on disk)."""
+    from peftlab.lessons.lesson04_merging import base_or_merged_table
+
+    return base_or_merged_table(
+        "held in memory", sizes["adapters"], sizes["base_bytes"], sizes["adapter_bytes"],
+        sizes["shared_bytes"], sizes["merged_bytes"],
+    )  # fmt: skip
 
 
 def replies_table(complaints: Sequence[str], names: Sequence[str], mixed: Sequence[str],
