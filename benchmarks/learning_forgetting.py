@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         if min(full_lrs + lora_lrs) <= 0:
             raise ValueError("learning rates must be positive")
         overfit = QUICK_OVERFIT if args.quick else OVERFIT
-        matched = forgetting.lora(forgetting.matched_rank(8, name=args.model), forgetting.ATTENTION)
+        rank = forgetting.matched_rank(8, model_name=args.model)
+        matched = forgetting.lora(rank, forgetting.ATTENTION)
     except ValueError as err:
         print(f"learning_forgetting: {err}", file=sys.stderr)
         return 2

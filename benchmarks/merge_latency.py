@@ -24,14 +24,14 @@ from peftlab.generate import generate
 from peftlab.quiet import muted
 
 
-def models_to_time(name: str | None, r: int) -> tuple[dict[str, torch.nn.Module], object]:
+def models_to_time(model_name: str | None, r: int) -> tuple[dict[str, torch.nn.Module], object]:
     """{"base", "adapter (unmerged)", "merged"} models and the tokenizer."""
     seed_everything(0)
     with muted():
-        base, tokenizer = base_model.load(name)
+        base, tokenizer = base_model.load(model_name)
         config = LoraConfig(r=r, lora_alpha=2 * r, target_modules="all-linear",
                             init_lora_weights=False)  # fmt: skip
-        adapted = get_peft_model(base_model.load(name)[0], config).eval()
+        adapted = get_peft_model(base_model.load(model_name)[0], config).eval()
     return {"base": base, "adapter (unmerged)": adapted,
             "merged": merging.merged_copy(adapted)}, tokenizer  # fmt: skip
 

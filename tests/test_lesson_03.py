@@ -17,7 +17,7 @@ def test_nf4_beats_int4_and_fp4_on_the_trained_weights():
     """Issue 14, item 13: the comparison runs on the embedded model's trained weights; the
     ratios and kurtoses themselves are the lesson's computed regions, checked exactly."""
     results = lesson.results()
-    assert results["name"] == "peftlab-base" == lesson.LESSON_MODEL
+    assert results["model_name"] == "peftlab-base" == lesson.LESSON_MODEL
     trained, random = lesson.code_comparison_rows(
         {"trained": results["weights"], "random": results["random weights"]}
     )

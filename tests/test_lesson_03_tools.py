@@ -176,7 +176,7 @@ def test_code_comparison_counts_layers_and_words_the_margin(weights):
 
 
 def test_quotes_word_the_verdict_from_the_figures(weights):
-    results = {"name": "x", "weights": weights, "random weights": weights, "footprint": []}
+    results = {"model_name": "x", "weights": weights, "random weights": weights, "footprint": []}
     quotes = lesson03.quotes(results)
     assert quotes["nf4 verdict"] == "NF4 keeps its lead"
     assert quotes["nf4 lowest in"] == "2 of 2 layers" and quotes["margin vs normal"] == "close to"

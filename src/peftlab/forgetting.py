@@ -230,7 +230,7 @@ def train_config(
     lr: float,
     seed: int,
     budget: SweepBudget = SweepBudget(),
-    name: str | None = None,
+    model_name: str | None = None,
     score: bool = True,
 ) -> ForgettingRun:
     """Fine-tune a fresh base with `config` at `lr` (`tuning.fit`); learning and forgetting at
@@ -239,8 +239,8 @@ def train_config(
     if lr <= 0 or not math.isfinite(lr):
         raise ValueError(f"lr={lr}: the learning rate must be a positive number")
     with muted():
-        model, tokenizer = base_model.load(name)
-    data, val = tuning.tokenized_support_split(tokenizer, name, budget.n_train, budget.n_val)
+        model, tokenizer = base_model.load(model_name)
+    data, val = tuning.tokenized_support_split(tokenizer, model_name, budget.n_train, budget.n_val)
     forget = tokenized_texts(tokenizer, forget_texts(budget.n_forget))
     pad = tokenizer.pad_token_id
 
@@ -250,7 +250,7 @@ def train_config(
         return p
 
     base_state = {k: v.detach().clone() for k, v in model.named_parameters()} if config.full else {}
-    key = (base_model.canonical_name(name), budget.n_train, budget.n_val, budget.n_forget)
+    key = (base_model.canonical_name(model_name), budget.n_train, budget.n_val, budget.n_forget)
     if key not in _BASE:  # the base model's point, the same for every run
         _BASE[key] = point(0)
     points = [_BASE[key]]
@@ -286,7 +286,7 @@ def sweep(
     configs: Sequence[Config],
     lrs: Sequence[float],
     budget: SweepBudget = SweepBudget(),
-    name: str | None = None,
+    model_name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> list[ForgettingRun]:
     """Every config at every rate with every seed."""
@@ -296,7 +296,7 @@ def sweep(
     for config in configs:
         for lr in lrs:
             for seed in budget.seeds:
-                runs.append(train_config(config, lr, seed, budget, name))
+                runs.append(train_config(config, lr, seed, budget, model_name))
                 if progress:
                     r = runs[-1]
                     progress(f"{config.name} lr={lr:g} seed={seed}: val {r.final.val_loss:.3f} "
@@ -405,7 +405,7 @@ def overfit(
     batch_size: int = 4,
     patience: int | None = None,
     budget: SweepBudget = SweepBudget(),
-    name: str | None = None,
+    model_name: str | None = None,
 ) -> Overfit:
     """LoRA (all linear layers) on the first `n_examples` of the training split for `epochs`
     epochs, through `finetune.build_peft_model` and transformers' Trainer with the course's
@@ -422,7 +422,7 @@ def overfit(
     if patience is not None and patience <= 0:
         raise ValueError(f"patience={patience}: give a positive number of epochs, or None")
     with muted():
-        model, tokenizer = base_model.load(name)
+        model, tokenizer = base_model.load(model_name)
     train_split, val_split = tuning.support_split(budget.n_train, budget.n_val)
     data = [tuning.tokenize_example(tokenizer, ex) for ex in train_split[:n_examples]]
     val = [tuning.tokenize_example(tokenizer, ex) for ex in val_split]
@@ -459,15 +459,17 @@ def overfit(
                    best_step // per_epoch, float(trainer.state.best_metric), n, final)  # fmt: skip
 
 
-def lora_params(config: Config, name: str | None = None) -> int:
+def lora_params(config: Config, model_name: str | None = None) -> int:
     """Trainable parameters of `config` on the model (peft's count)."""
     with muted():
-        model, _ = base_model.load(name)
+        model, _ = base_model.load(model_name)
     return count_trainable(apply_config(config, model))
 
 
-def matched_rank(r: int, targets: str | Sequence[str] = ATTENTION, name: str | None = None) -> int:
+def matched_rank(
+    r: int, targets: str | Sequence[str] = ATTENTION, model_name: str | None = None
+) -> int:
     """The rank at which LoRA on `targets` trains as many parameters as all-linear LoRA at `r`
     (nearest integer: a LoRA's count is its rank times its count at rank 1)."""
-    per_rank = lora_params(lora(1, targets), name)
-    return max(1, round(r * lora_params(lora(1), name) / per_rank))
+    per_rank = lora_params(lora(1, targets), model_name)
+    return max(1, round(r * lora_params(lora(1), model_name) / per_rank))

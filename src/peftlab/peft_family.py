@@ -108,7 +108,7 @@ def train_method(
     lr: float,
     seed: int,
     budget: FamilyBudget,
-    name: str | None = None,
+    model_name: str | None = None,
     on_step: Callable[[tuning.Step], None] | None = None,
 ) -> MethodRun:
     """Fine-tune a fresh base model with `method` under `budget` (`tuning.fit`); validation
@@ -117,8 +117,8 @@ def train_method(
     if lr <= 0:
         raise ValueError(f"lr={lr}: the learning rate must be positive")
     with muted():
-        model, tokenizer = base_model.load(name)
-    data, val = tuning.tokenized_support_split(tokenizer, name, budget.n_train, budget.n_val)
+        model, tokenizer = base_model.load(model_name)
+    data, val = tuning.tokenized_support_split(tokenizer, model_name, budget.n_train, budget.n_val)
     seed_everything(seed)  # the adapter's random init
     model = apply_method(method, model, budget.steps)
     opt = optimizer_for(method, model, lr)
@@ -144,12 +144,12 @@ def train_method(
 
 
 def untrained(
-    method: Method, lr: float, budget: FamilyBudget, name: str | None = None
+    method: Method, lr: float, budget: FamilyBudget, model_name: str | None = None
 ) -> MethodRun:
     """A freshly built model and its optimizer, as `train_method` starts them: what
     `step_seconds` times (a step costs the same whatever the weights hold)."""
     with muted():
-        model, tokenizer = base_model.load(name)
+        model, tokenizer = base_model.load(model_name)
     seed_everything(budget.seeds[0])
     with known_warnings():
         model = apply_method(method, model, budget.steps)
@@ -193,9 +193,7 @@ def activation_bytes(run: MethodRun, budget: FamilyBudget, seq_len: int = 64) ->
         return measure.saved_activation_bytes(run.model, budget.batch_size, seq_len)["total"]
 
 
-def step_seconds(
-    runs: dict[str, MethodRun], budget: FamilyBudget, name: str | None = None
-) -> dict[str, float]:
+def step_seconds(runs: dict[str, MethodRun], budget: FamilyBudget) -> dict[str, float]:
     """Median seconds of one training step per method, timed round-robin in one run
     (`measure.median_ms`), on the same batch, so load on the machine hits all methods alike."""
     first = next(iter(runs.values()))
@@ -269,7 +267,7 @@ def peft_trainable(model) -> int | None:
 def evaluate_method(
     method: Method,
     budget: FamilyBudget,
-    name: str | None,
+    model_name: str | None,
     scratch: str | Path | None,
     say: Callable[[str], None],
 ) -> MethodResult | Unsupported:
@@ -280,12 +278,12 @@ def evaluate_method(
     try:
         grid = {}
         for lr in budget.lr_grid(method):
-            run = train_method(method, lr, budget.seeds[0], budget, name)
+            run = train_method(method, lr, budget.seeds[0], budget, model_name)
             grid[lr] = run
             say(f"{method.name} lr={lr:g}: val loss {run.val_loss:.3f}")
         best_lr = min(grid, key=lambda lr: tuning.finite_or_inf(grid[lr].val_loss))
         runs = [grid[best_lr]] + [
-            train_method(method, best_lr, seed, budget, name) for seed in budget.seeds[1:]
+            train_method(method, best_lr, seed, budget, model_name) for seed in budget.seeds[1:]
         ]
     except Exception as err:  # peft refuses this method on this model: record why
         say(f"{method.name}: {type(err).__name__}: {err}")
@@ -315,17 +313,17 @@ def evaluate_method(
 
 
 def _evaluate_by_name(
-    method_name: str, budget: FamilyBudget, name: str | None, scratch: str | Path | None
+    method_name: str, budget: FamilyBudget, model_name: str | None, scratch: str | Path | None
 ) -> tuple[MethodResult | Unsupported, list[str]]:
     """`evaluate_method` in a worker process: the outcome and its progress lines."""
     lines: list[str] = []
-    return evaluate_method(METHODS[method_name], budget, name, scratch, lines.append), lines
+    return evaluate_method(METHODS[method_name], budget, model_name, scratch, lines.append), lines
 
 
 def compare_family(
     budget: FamilyBudget = FamilyBudget(),
     methods: Sequence[str] = CORE,
-    name: str | None = None,
+    model_name: str | None = None,
     scratch: str | Path | None = None,
     progress: Callable[[str], None] | None = None,
     workers: int = 1,
@@ -346,19 +344,19 @@ def compare_family(
         raise ValueError(f"workers={workers}: give at least one process")
     say = progress or (lambda _msg: None)
     if workers == 1:
-        outcomes = [evaluate_method(m, budget, name, scratch, say) for m in chosen]
+        outcomes = [evaluate_method(m, budget, model_name, scratch, say) for m in chosen]
     else:
         names = [m.name for m in chosen]
         by_name = map_in_processes("peftlab.peft_family:_evaluate_by_name",
-                                   (budget, name, scratch), names, workers)  # fmt: skip
+                                   (budget, model_name, scratch), names, workers)  # fmt: skip
         for n in names:
             for line in by_name[n][1]:
                 say(line)
         outcomes = [by_name[n][0] for n in names]
     results = [o for o in outcomes if isinstance(o, MethodResult)]
     unsupported = [o for o in outcomes if isinstance(o, Unsupported)]
-    fresh = {r.method: untrained(METHODS[r.method], r.lr, budget, name) for r in results}
-    seconds = step_seconds(fresh, budget, name)
+    fresh = {r.method: untrained(METHODS[r.method], r.lr, budget, model_name) for r in results}
+    seconds = step_seconds(fresh, budget)
     for r in results:
         r.seconds_per_step = seconds[r.method]
     return {"protocol": budget, "results": results, "unsupported": unsupported,

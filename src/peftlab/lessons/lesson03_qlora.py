@@ -33,18 +33,18 @@ TRAINS = False
 TOLERANCE: dict = {}  # the lesson's figures are fp32 arithmetic and byte counts: exact
 
 
-def results(name: str = LESSON_MODEL) -> dict:
-    """The lesson's weights (the decoder's linear layers of `name`, and of RANDOM_MODEL for the
-    normal baseline, built on one thread so they repeat) and the footprint of `name` loaded four
-    ways."""
+def results(model_name: str = LESSON_MODEL) -> dict:
+    """The lesson's weights (the decoder's linear layers of `model_name`, and of RANDOM_MODEL for
+    the normal baseline, built on one thread so they repeat) and the footprint of `model_name`
+    loaded four ways."""
     import tempfile
 
     with one_thread(), tempfile.TemporaryDirectory() as scratch:
-        weights = lesson_weights(name)
+        weights = lesson_weights(model_name)
         random_weights = lesson_weights(RANDOM_MODEL)
-        footprint = footprint_rows(model_folder(name, scratch))
+        footprint = footprint_rows(model_folder(model_name, scratch))
     return {
-        "name": name,
+        "model_name": model_name,
         "weights": weights,
         "random weights": random_weights,
         "footprint": footprint,
@@ -64,7 +64,7 @@ def quotes(results: Mapping) -> dict[str, str]:
     blocks = {r["blocksize"]: r for r in blocksize_rows(weights, (32, 64, 4096))}
     trained, random = code_comparison_rows(
         {
-            f"trained ({results['name']})": weights,
+            f"trained ({results['model_name']})": weights,
             f"random N(0, 0.02²) ({RANDOM_MODEL})": (results["random weights"]),
         }
     )
@@ -89,7 +89,7 @@ def quotes(results: Mapping) -> dict[str, str]:
         "blocksizes": blocksize_table(blocksize_rows(weights)),
         "bits": bits_table(),
         "footprint": footprint_table(results["footprint"]),
-        "model": f"`{results['name']}`",
+        "model": f"`{results['model_name']}`",
         "linear layers": f"{len(weights)} linear layers",
         "weights": f"{sum(w.numel() for w in weights.values()):,} weights",
         "int4/nf4 mse": f"{errors['INT4'].mse / nf4_err.mse:.2f}x",
@@ -139,29 +139,29 @@ def quotes(results: Mapping) -> dict[str, str]:
     }
 
 
-def lesson_model(name: str = LESSON_MODEL) -> nn.Module:
+def lesson_model(model_name: str = LESSON_MODEL) -> nn.Module:
     """The fp32 model the lesson measures: a `peftlab.memory` preset is built with random
-    weights (seed 0); any other name is loaded with `peftlab.base_model.load` (the embedded
+    weights (seed 0); any other model is loaded with `peftlab.base_model.load` (the embedded
     model is "peftlab-base")."""
-    if name in presets.PRESETS and name != presets.EMBEDDED_PRESET:
+    if model_name in presets.PRESETS and model_name != presets.EMBEDDED_PRESET:
         from transformers import AutoModelForCausalLM
 
         seed_everything(0)
-        return AutoModelForCausalLM.from_config(memory.preset(name))
+        return AutoModelForCausalLM.from_config(memory.preset(model_name))
     from peftlab import base_model
 
-    return base_model.load(name)[0]
+    return base_model.load(model_name)[0]
 
 
-def model_folder(name: str, scratch: str | os.PathLike) -> str:
-    """A folder `from_pretrained` can load `name` from: the model's own, or for a random preset,
-    the model saved into `scratch`."""
-    if name in presets.PRESETS and name != presets.EMBEDDED_PRESET:
-        lesson_model(name).save_pretrained(scratch)
+def model_folder(model_name: str, scratch: str | os.PathLike) -> str:
+    """A folder `from_pretrained` can load `model_name` from: the model's own, or for a random
+    preset, the model saved into `scratch`."""
+    if model_name in presets.PRESETS and model_name != presets.EMBEDDED_PRESET:
+        lesson_model(model_name).save_pretrained(scratch)
         return str(scratch)
     from peftlab import base_model
 
-    return base_model.resolve(name)
+    return base_model.resolve(model_name)
 
 
 def lesson_weights(model: nn.Module | str = LESSON_MODEL) -> dict[str, torch.Tensor]:

@@ -31,7 +31,7 @@ TOLERANCE: dict = {}  # fp32 training and greedy replies: the figures repeat on 
 
 
 def results(
-    name: str | None = None,
+    model_name: str | None = None,
     *,
     seed: int = 0,
     steps: int = 100,
@@ -63,7 +63,8 @@ def results(
     wild = tuple(support_data.wild_complaints())  # in the key: the file is not package source
     results = cached(
         "lesson05", _compute, files=True, live={"on_loss": record if on_loss else None},
-        name=name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep, wild=wild,
+        model_name=model_name, seed=seed, steps=steps, n_heldout=n_heldout, sweep=sweep,
+        wild=wild,
     )  # fmt: skip
     if on_loss is not None and not seen:  # read back from the cache: replay the curve
         for step, loss in results["losses"]:
@@ -390,26 +391,26 @@ def hyperparameters_markdown(settings: Mapping[str, Mapping]) -> str:
     return "\n".join(lines)
 
 
-def _compute(name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -> dict:
+def _compute(model_name, seed, steps, n_heldout, sweep, wild, scratch, on_loss=None) -> dict:
     seed_everything(seed)  # as notebook 05 does first: the LoRA init draws from this generator
     heldout = [
         support_data.LESSON_COMPLAINT,
         *support_data.heldout_complaints(n_heldout, seed=seed),
     ]
-    base, tokenizer = base_model.load(name)
-    model, _ = base_model.load(name)
+    base, tokenizer = base_model.load(model_name)
+    model, _ = base_model.load(model_name)
     befores = generate(base, tokenizer, heldout)
     wild_befores = generate(base, tokenizer, list(wild))
     run = finetune.train_lora(
         model, tokenizer, support_data.finetune_set(seed=seed), r=8, alpha=16, steps=steps,
-        target_modules=compare.demo_targets(name), seed=seed, run_name="support",
+        target_modules=compare.demo_targets(model_name), seed=seed, run_name="support",
         runs_dir=scratch, progress=False, on_loss=on_loss,
     )  # fmt: skip
     rows = score_rows(heldout, befores, generate(run.model, tokenizer, heldout))
     wild_afters = generate(run.model, tokenizer, list(wild))
     wild_rows = score_rows(list(wild), wild_befores, wild_afters)
-    points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]], model_name=name,
-                       seed=seed)  # fmt: skip
+    points = run_sweep(sweep["ranks"], sweep["steps"], heldout[: sweep["n"]],
+                       model_name=model_name, seed=seed)  # fmt: skip
     return {
         "heldout": heldout, "rows": rows, "losses": run.losses, "adapter_dir": run.adapter_dir,
         "wild_rows": wild_rows, "wild": wild_facts(seed=seed),

@@ -46,7 +46,7 @@ WORKERS = 2
 
 
 def results(
-    name: str | None = None,
+    model_name: str | None = None,
     *,
     protocol: FamilyBudget = LESSON_PROTOCOL,
     methods: Sequence[str] = CORE,
@@ -59,7 +59,7 @@ def results(
     from peftlab.lessons.cache import cached
 
     return cached(
-        "lesson07", _compute, files=True, live={"progress": progress}, name=name,
+        "lesson07", _compute, files=True, live={"progress": progress}, model_name=model_name,
         protocol=protocol, methods=tuple(methods),
     )  # fmt: skip
 
@@ -94,12 +94,12 @@ def quotes(results: Mapping) -> dict[str, str]:
     }
 
 
-def _compute(name, protocol, methods, scratch: Path, progress=None) -> dict:
+def _compute(model_name, protocol, methods, scratch: Path, progress=None) -> dict:
     # two methods at a time in two processes, one thread each: the same results, in about half
     # the time on two cores (compare_family)
     workers = min(WORKERS, os.cpu_count() or 1)
     with one_thread():
-        return peft_family.compare_family(protocol, methods, name, scratch, progress, workers)
+        return peft_family.compare_family(protocol, methods, model_name, scratch, progress, workers)
 
 
 def by_method(results: Mapping) -> dict[str, MethodResult]:

@@ -67,12 +67,14 @@ TOLERANCE = {
 FIRST_STEP = {"width": 256, "batch": 64, "alpha": 16, "lr": 1e-4, "seeds": 16}
 
 
-def results(name: str | None = None, *, progress: Callable[[str], None] | None = None) -> dict:
+def results(
+    model_name: str | None = None, *, progress: Callable[[str], None] | None = None
+) -> dict:
     """Every run of the lesson, on one thread so that losses repeat. About a minute and a half
     the first time on one core, then read from `lessons.cache`."""
     from peftlab.lessons.cache import cached
 
-    runs = cached("lesson08", _compute, live={"progress": progress}, name=name,
+    runs = cached("lesson08", _compute, live={"progress": progress}, model_name=model_name,
                   protocol=LESSON_PROTOCOL, full_lrs=FULL_LRS, lora_lrs=LORA_LRS,
                   overfit=tuple(sorted(OVERFIT.items())))  # fmt: skip
     return runs | {"first_step": first_step_rows()}
@@ -169,9 +171,9 @@ def first_step_table(rows: Sequence[tuple[int, str, float, float]]) -> str:
     return markdown_table(header, body, ("---:", "---", "---:", "---:"))
 
 
-def _compute(name, protocol, full_lrs, lora_lrs, overfit, progress=None) -> dict:
+def _compute(model_name, protocol, full_lrs, lora_lrs, overfit, progress=None) -> dict:
     with one_thread():
-        return run_grids(protocol, full_lrs, lora_lrs, dict(overfit), MATCHED, name, progress)
+        return run_grids(protocol, full_lrs, lora_lrs, dict(overfit), MATCHED, model_name, progress)
 
 
 def run_grids(
@@ -180,21 +182,21 @@ def run_grids(
     lora_lrs: Sequence[float],
     overfit: Mapping,
     matched: Config = MATCHED,
-    name: str | None = None,
+    model_name: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
     """The lesson's runs (the benchmark's too, with wider grids): both rate sweeps, then at
     LoRA's best rate the other curve configs, rsLoRA and `matched` (attention-only, also at the
     next rate up), then `forgetting.overfit` once per seed with `overfit`'s settings."""
     say = progress or (lambda _line: None)
-    runs = forgetting.sweep([FULL], full_lrs, protocol, name, say)
-    runs += forgetting.sweep([REFERENCE], lora_lrs, protocol, name, say)
+    runs = forgetting.sweep([FULL], full_lrs, protocol, model_name, say)
+    runs += forgetting.sweep([REFERENCE], lora_lrs, protocol, model_name, say)
     lr = forgetting.best_lr(runs, REFERENCE.name)
     extra = [c for c in CURVES if c not in (FULL, REFERENCE)] + list(RSLORA)
-    runs += forgetting.sweep(extra, [lr], protocol, name, say)
+    runs += forgetting.sweep(extra, [lr], protocol, model_name, say)
     above = [x for x in sorted(lora_lrs) if x >= lr][:2]  # attention-only may want more
-    runs += forgetting.sweep([matched], above, protocol, name, say)
-    fits = [forgetting.overfit(seed, budget=protocol, name=name, **overfit)
+    runs += forgetting.sweep([matched], above, protocol, model_name, say)
+    fits = [forgetting.overfit(seed, budget=protocol, model_name=model_name, **overfit)
             for seed in protocol.seeds]  # fmt: skip
     return {"protocol": protocol, "full_lrs": tuple(full_lrs), "lora_lrs": tuple(lora_lrs),
             "runs": runs, "matched": matched, "overfit": fits, "overfit_settings": dict(overfit),
