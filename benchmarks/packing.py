@@ -25,6 +25,7 @@ import torch
 
 from peftlab import base_model, chat_records, finetune, packing, support_data
 from peftlab.atomic import atomic_write_text
+from peftlab.generate import context_length
 from peftlab.quiet import muted
 from peftlab.seed import seed_everything
 
@@ -83,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, records in sets.items():
-        features = chat_records.encode(tokenizer, records, chat_records.context_length(model))
+        features = chat_records.encode(tokenizer, records, context_length(model))
         runs = {
             pack: packing.tokens_per_second(
                 model, features, tokenizer.pad_token_id, packing=pack,

@@ -160,11 +160,6 @@ def tokenize_messages(
     return {"input_ids": input_ids, "labels": labels}
 
 
-def context_length(model) -> int:
-    """The longest sequence the model takes (its position embeddings)."""
-    return int(getattr(model.config, "max_position_embeddings", 2048) or 2048)
-
-
 def encode(
     tokenizer,
     records: Sequence[Record],

@@ -19,8 +19,9 @@ import torch
 
 from peftlab import tuning
 from peftlab.atomic import atomic_dir
-from peftlab.chat_records import TRAIN_ON, Record, context_length, encode
+from peftlab.chat_records import TRAIN_ON, Record, encode
 from peftlab.finetune import TRAIN_METHODS, build_peft_model, trainer_fit, trainer_settings
+from peftlab.generate import context_length
 from peftlab.packing import flattening_collator
 
 CONFIG_FILE = "train_config.json"  # beside the adapter: how it was trained

@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from peftlab import base_model, chat_records, own_data, packing, paths, support_data, tuning
+from peftlab.generate import context_length
 from peftlab.lessons.cache import cached
 from peftlab.rubric import mean_score
 from peftlab.seed import one_thread, seed_everything
@@ -48,7 +49,7 @@ def results(steps: int = STEPS, n_heldout: int = N_HELDOUT) -> dict:
     recs = records()
     record = recs[0]
     feature = chat_records.tokenize_messages(tokenizer, record.messages)
-    features = chat_records.encode(tokenizer, recs, chat_records.context_length(model))
+    features = chat_records.encode(tokenizer, recs, context_length(model))
     padded, packed = packing.padded_and_packed_loss(model, features[:4], tokenizer.pad_token_id)
     return {
         "n_records": len(recs),
@@ -105,7 +106,7 @@ def _runs(steps: int, n_heldout: int) -> dict:
     with one_thread():
         seed_everything(0)
         model, tokenizer = base_model.load()
-        val = chat_records.encode(tokenizer, val_records, chat_records.context_length(model))
+        val = chat_records.encode(tokenizer, val_records, context_length(model))
         gen = own_data.reply_lengths(model, tokenizer, complaints, MAX_NEW_TOKENS)
         rows["base model, no fine-tune"] = _row(model, tokenizer, val, gen, complaints)
         for name, (train_on, eos) in RUNS.items():
