@@ -3,6 +3,7 @@
 import pytest
 
 from peftlab.lessons import lesson01_peft_basics as lesson
+from peftlab.lessons import outline_claims as claims
 
 
 def test_published_figures_still_hold():
@@ -12,35 +13,35 @@ def test_published_figures_still_hold():
 
 
 def test_range_verdict_names_the_settings_inside_and_outside():
-    assert lesson.range_verdict({"a": 5.0, "b": 6.0}, 4, 6) == "holds"
-    assert lesson.range_verdict({"a": 3.0}, 4, 6) == "wrong; below it: a (3.0x)"
-    mixed = lesson.range_verdict({"a": 5.0, "b": 9.0, "c": 1.0}, 4, 6)
+    assert claims.range_verdict({"a": 5.0, "b": 6.0}, 4, 6) == "holds"
+    assert claims.range_verdict({"a": 3.0}, 4, 6) == "wrong; below it: a (3.0x)"
+    mixed = claims.range_verdict({"a": 5.0, "b": 9.0, "c": 1.0}, 4, 6)
     assert mixed == "holds only for a (5.0x); below it: c (1.0x); above it: b (9.0x)"
-    assert lesson.range_verdict({"a": 100.0}, 8, None) == "holds"  # "8+": no upper bound
+    assert claims.range_verdict({"a": 100.0}, 8, None) == "holds"  # "8+": no upper bound
 
 
 def test_a100s_needed_is_the_fewest_cards_that_hold_the_sharded_states():
     from peftlab import memory
 
     for model in lesson.LESSON_MODELS:
-        for gib in lesson.A100_GIB:
-            n = lesson.a100s_needed(model, gib)
+        for gib in claims.A100_GIB:
+            n = claims.a100s_needed(model, gib)
             fits = memory.estimate(model, devices=n, sharding="zero3").total <= gib * 2**30
             assert fits, (model, gib, n)
             if n > 1:
                 fewer = memory.estimate(model, devices=n - 1, sharding="zero3")
                 assert fewer.total > gib * 2**30, (model, gib, n)
     with pytest.raises(ValueError, match="not enough"):
-        lesson.a100s_needed("llama-2-70b", 40, most=2)
+        claims.a100s_needed("llama-2-70b", 40, most=2)
 
 
 def test_claims_table_checks_every_claim_of_the_outline():
-    rows = lesson.claims_rows()
-    claims = [row[0] for row in rows]
+    rows = claims.claims_rows()
+    said = [row[0] for row in rows]
     for words in ("4-6x", "1-2 A100s", "2-4 A100s", "8+ A100s", "5-10x", "0.1-1%"):
-        assert any(words in claim for claim in claims), words
+        assert any(words in claim for claim in said), words
     for words in ("attention layers", "single consumer GPU", "lighter than LoRA"):
-        assert any(words in claim for claim in claims), words
+        assert any(words in claim for claim in said), words
     for claim, computed, setting, verdict in rows:
         assert computed and setting, claim
         assert verdict.startswith(("holds", "wrong")), (claim, verdict)
@@ -113,9 +114,10 @@ def test_activation_estimate_matches_the_counted_bytes():
 
 
 def test_like_with_like_a_7b_model_fits_24_gb_with_lora_once_checkpointing_is_on():
-    """Lesson 05's memory claims (its table is built here): with checkpointing on both sides 16-bit LoRA of Llama-2-7B
-    fits a 24 GB card (so QLoRA is not what makes it fit); full fine-tuning fits neither way;
-    QLoRA needs less than LoRA, and checkpointing less than none, for every method."""
+    """Lesson 05's memory claims (its table is built here): with checkpointing on both sides,
+    16-bit LoRA of Llama-2-7B fits a 24 GB card (so QLoRA is not what makes it fit); full
+    fine-tuning fits neither way; QLoRA needs less than LoRA, and checkpointing less than none,
+    for every method."""
     card = lesson.card_24gb()
     memory_rows = lesson.training_memory_rows()
     rows = {row["method"]: row for row in memory_rows if row["model"] == "llama-2-7b"}

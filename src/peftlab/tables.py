@@ -10,6 +10,11 @@ def cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def gb(n_bytes: float) -> str:
+    """Bytes as the lessons write them: gigabytes of 1e9 bytes, one decimal ("13.5 GB")."""
+    return f"{n_bytes / 1e9:,.1f} GB"
+
+
 def markdown_table(
     header: Sequence[str], rows: Sequence[Sequence[Any]], align: Sequence[str] | None = None
 ) -> str:
