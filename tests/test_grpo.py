@@ -112,4 +112,5 @@ def test_grpo_loss_and_gradient_equal_trl_grpo_trainer(tmp_path):
     assert theirs.keys() == ours.keys() and theirs
     largest = max(g.abs().max().item() for g in theirs.values())
     assert largest > 1e-3  # advantages that differ: a real gradient
-    assert max((theirs[n] - ours[n]).abs().max().item() for n in theirs) < 1e-5 * largest * 100
+    difference = max((theirs[n] - ours[n]).abs().max().item() for n in theirs)
+    assert difference < 1e-3 * largest  # relative to the largest gradient
