@@ -138,6 +138,17 @@ def test_adapter_off_is_the_base_model_as_reference(pairs):
     assert preferences.kl_to_reference(policy, batch) > 0
     with pytest.raises(ValueError, match="peft model"):
         preferences.reference_logps(twin, batch)
+    # evaluate: dpo_step's statistics and the KL from one forward pass each of policy and
+    # reference, the same figures, whichever reference
+    with torch.no_grad():
+        _, stats = preferences.dpo_step(policy, batch, beta=0.1)
+    for reference in (None, twin):
+        measured = preferences.evaluate(policy, batch, beta=0.1, reference=reference)
+        assert measured["accuracy"] == stats["accuracy"]
+        for key in ("margin", "reward_chosen", "reward_rejected", "logp_chosen", "logp_rejected"):
+            assert measured[key] == pytest.approx(stats[key], abs=1e-4), key
+        kl = preferences.kl_to_reference(policy, batch, reference)
+        assert kl > 0 and measured["kl"] == pytest.approx(kl, abs=1e-6)
 
 
 def test_free_reference_saves_what_the_estimate_says():

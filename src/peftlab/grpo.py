@@ -7,9 +7,11 @@ model (PPO's critic): reply i's advantage is
     A_i = (r_i - mean(r_1..r_G)) / (std(r_1..r_G) + 1e-4)
 
 and the loss pushes up the log-probability of every token of a reply in proportion to its
-advantage (mean over the reply's tokens, then over the replies; TRL's `loss_type="grpo"`). With
+advantage (mean over the reply's tokens, then over the replies: the paper's form, TRL's
+`loss_type="grpo"`; TRL 1.16 defaults to `"dapo"`, one mean over all the batch's tokens). With
 one update per batch of samples (TRL's default) the PPO ratio is 1 and its clipping never acts;
-with TRL's default `beta=0.0` there is no KL term and no reference model at all.
+with TRL's default `beta=0.0` there is no KL term and no reference model at all (the paper keeps
+one, beta 0.04). The paper divides by std(r) alone; the 1e-4 is TRL's.
 
 The reward here is the course's rubric (greeting, acknowledgement, action, timeline: 0 to 1) plus
 the faithful check (1 when the reply names nothing the customer did not), as TRL sums a list of

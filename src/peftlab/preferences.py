@@ -10,8 +10,9 @@ frozen reference (ref),
 `beta * (log pi - log ref)` is the "implicit reward" of a reply; the loss widens the chosen
 reply's reward over the rejected one's, and the reference keeps the policy from drifting where
 the pairs say nothing. With a LoRA policy the reference is the same network with the adapter
-switched off (`reference_logps`), so it costs no memory: `reference_bytes` counts what a separate
-copy would hold. `tests/test_preferences.py` proves `dpo_loss` equal to TRL's `DPOTrainer`.
+switched off (`reference_logps`), so it needs no weights of its own: `reference_bytes` counts
+what a separate copy would hold. `tests/test_preferences.py` proves `dpo_loss` equal to TRL's
+`DPOTrainer`.
 """
 
 from __future__ import annotations
@@ -168,13 +169,22 @@ def collate(features: Sequence[dict[str, list[int]]], pad_token_id: int) -> dict
 
 
 # --- the loss -------------------------------------------------------------------------------
-def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """log p(reply | prompt) of each row: the sum of its reply tokens' log-probabilities."""
+def next_token_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's log-probabilities of every next token at every position: (2B, T-1, V)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    logps = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (2B, T-1, V)
+    return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+
+
+def reply_logps(logps: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """From `next_token_logps`: each row's sum over its reply tokens of their log-probability."""
     targets = batch["input_ids"][:, 1:]
     token_logps = logps.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (2B, T-1)
     return (token_logps * batch["completion_mask"][:, 1:]).sum(-1)
+
+
+def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """log p(reply | prompt) of each row: the sum of its reply tokens' log-probabilities."""
+    return reply_logps(next_token_logps(model, batch), batch)
 
 
 def dpo_loss(
@@ -220,10 +230,13 @@ def dpo_step(
     ref_chosen, ref_rejected = reference_logps(model, batch, reference).chunk(2)
     chosen, rejected = sequence_logps(model, batch).chunk(2)
     loss = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, beta).mean()
+    return loss, {"loss": loss.item()} | _watch(chosen, rejected, ref_chosen, ref_rejected, beta)
+
+
+def _watch(chosen, rejected, ref_chosen, ref_rejected, beta: float) -> dict[str, float]:
     reward_chosen = beta * (chosen - ref_chosen).detach()
     reward_rejected = beta * (rejected - ref_rejected).detach()
-    stats = {
-        "loss": loss.item(),
+    return {
         "reward_chosen": reward_chosen.mean().item(),
         "reward_rejected": reward_rejected.mean().item(),
         "margin": (reward_chosen - reward_rejected).mean().item(),
@@ -231,7 +244,6 @@ def dpo_step(
         "logp_chosen": chosen.mean().item(),
         "logp_rejected": rejected.mean().item(),
     }
-    return loss, stats
 
 
 @torch.no_grad()
@@ -239,19 +251,33 @@ def kl_to_reference(model, batch: dict[str, torch.Tensor], reference=None) -> fl
     """Mean per-token KL(policy || reference) over the reply tokens of a batch, in nats: how far
     the policy's next-token distribution has moved from the reference's."""
 
-    def logps(m):
-        logits = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    return _kl(*_policy_and_reference(model, batch, reference), batch)
 
-    policy = logps(model)
+
+def _policy_and_reference(model, batch, reference=None) -> tuple[torch.Tensor, torch.Tensor]:
+    policy = next_token_logps(model, batch)
     if reference is not None:
-        ref = logps(reference)
-    else:
-        with adapter_off(model):
-            ref = logps(model)
+        return policy, next_token_logps(reference, batch)
+    with adapter_off(model):
+        return policy, next_token_logps(model, batch)
+
+
+def _kl(policy: torch.Tensor, ref: torch.Tensor, batch: dict[str, torch.Tensor]) -> float:
     per_token = (policy.exp() * (policy - ref)).sum(-1)  # (2B, T-1)
     mask = batch["completion_mask"][:, 1:]
     return ((per_token * mask).sum() / mask.sum()).item()
+
+
+@torch.no_grad()
+def evaluate(model, batch: dict[str, torch.Tensor], beta: float = DEFAULT_BETA,
+             reference=None) -> dict[str, float]:  # fmt: skip
+    """`dpo_step`'s statistics (no loss) and `kl_to_reference` on a batch, from one forward pass
+    of the policy and one of the reference."""
+    policy, ref = _policy_and_reference(model, batch, reference)
+    chosen, rejected = reply_logps(policy, batch).chunk(2)
+    ref_chosen, ref_rejected = reply_logps(ref, batch).chunk(2)
+    kl = _kl(policy, ref, batch)
+    return _watch(chosen, rejected, ref_chosen, ref_rejected, beta) | {"kl": kl}
 
 
 # --- what the reference costs ----------------------------------------------------------------

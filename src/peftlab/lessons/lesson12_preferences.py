@@ -2,7 +2,8 @@
 lessons/12-preferences-and-rewards.md).
 
 `results()` computes everything once (cached): per seed, SFT on the chosen replies, SFT then
-DPO, and DPO alone; GRPO from the SFT model at LoRA ranks 1, 8 and 64 under one budget. The six
+DPO, and DPO alone; GRPO from a shorter SFT (one whose samples still differ in reward) at LoRA
+ranks 1, 8 and 64 under one budget. The six
 jobs run two at a time in worker processes, each on one thread and seeded, so they give what
 one process gives. The pairs, the reference's memory and the reward hack are computed at once.
 """
@@ -41,12 +42,14 @@ class Budget:
     r: int = 8
     alpha: int = 16
     learning_rate: float = 5e-3
-    sft_steps: int = 16
+    sft_steps: int = 32  # past the step (20 to 28 here) where greedy replies turn polite
     sft_batch: int = 8
     dpo_steps: int = 12
     dpo_batch: int = 4  # pairs per step (8 sequences)
     beta: float = preferences.DEFAULT_BETA
     checkpoint_every: int = 6  # DPO steps between evaluations along training
+    logps_every: int = 2  # DPO steps between the held-out pairs' log-probabilities
+    grpo_sft_steps: int = 16  # GRPO's start: SFT stopped before the replies turn polite
     grpo_steps: int = 16
     grpo_prompts: int = 2  # complaints per step
     grpo_group: int = 8  # samples per complaint
@@ -58,11 +61,15 @@ BUDGET = Budget()
 # Replies are generated greedily and losses computed on one thread: they repeat on one CPU; on
 # another CPU's kernels a greedy reply may change (one of n_heldout in a share).
 ONE_REPLY = 1 / BUDGET.n_heldout + 0.01
+LOGP = 0.5  # a reply's log-probability, summed over its tokens
 TOLERANCE = {
     "runs": {"rubric": ONE_REPLY, "faithful": ONE_REPLY, "accuracy": 0.07, "margin": 0.05,
-             "KL": 0.02},
+             "KL": 0.02, "log p chosen": LOGP, "log p rejected": LOGP},
     "grpo": {"reward before": 2 * ONE_REPLY, "reward after": 2 * ONE_REPLY,
              "samples, first 4 steps": 0.1, "samples, last 4 steps": 0.1},
+    "base logp chosen": LOGP, "sft logp chosen": LOGP, "dpo only logp chosen": LOGP,
+    "dpo only logp rejected": LOGP, "base logp rejected": LOGP, "dpo only accuracy": 0.07,
+    "sft logp rejected": LOGP, "sft dpo logp chosen": LOGP, "sft dpo logp rejected": LOGP,
 }  # fmt: skip
 
 
@@ -75,11 +82,13 @@ def results(budget: Budget = BUDGET, workers: int = 2) -> dict:
     pairs = preferences.pairs(budget.n_pairs)
     heldout = support_data.heldout_complaints(budget.n_heldout)
     runs = cached("lesson12-runs", _all_runs, budget=budget, live={"workers": workers})
+    example = runs["grpo"][RANKS[0]]["after"]["example"]
     return {
         "budget": asdict(budget),
         "examples": [asdict(next(p for p in pairs if p.flaw == f)) for f in preferences.FLAWS],
         "memory": _memory(model),
         "hack": _hack(heldout),
+        "grpo example marks": _marks(example, heldout[0]),
         **runs,
     }
 
@@ -130,18 +139,24 @@ class _Judge:
             "example": replies[0],
         }
 
-    def pairs(self, model) -> dict:
+    def logps(self, model) -> dict:
+        """Mean log-probability of the held-out pairs' chosen and rejected replies."""
         import torch
 
         with torch.no_grad():
-            _, stats = preferences.dpo_step(model, self.batch, self.budget.beta)
-        kl = preferences.kl_to_reference(model, self.batch)
-        return {"accuracy": stats["accuracy"], "margin": stats["margin"],
-                "logp_chosen": stats["logp_chosen"], "logp_rejected": stats["logp_rejected"],
-                "kl": kl}  # fmt: skip
+            chosen, rejected = preferences.sequence_logps(model, self.batch).chunk(2)
+        return {"logp_chosen": chosen.mean().item(), "logp_rejected": rejected.mean().item()}
+
+    def pairs(self, model) -> dict:
+        m = preferences.evaluate(model, self.batch, self.budget.beta)
+        return {k: m[k] for k in ("accuracy", "margin", "logp_chosen", "logp_rejected", "kl")}
 
     def __call__(self, model) -> dict:
         return self.replies(model) | self.pairs(model)
+
+
+def _logps(judged: dict) -> dict:
+    return {k: judged[k] for k in ("logp_chosen", "logp_rejected")}
 
 
 def _policy(model, budget: Budget, r: int | None = None, alpha: int | None = None):
@@ -149,13 +164,13 @@ def _policy(model, budget: Budget, r: int | None = None, alpha: int | None = Non
                                      target_modules="all-linear")  # fmt: skip
 
 
-def _sft(seed: int, budget: Budget):
+def _sft(seed: int, budget: Budget, steps: int | None = None):
     """The base model with a LoRA adapter trained on the chosen replies (SFT), and its fit."""
     seed_everything(seed)
     model, tokenizer = base_model.load()
     policy = _policy(model, budget)
     fit = preferences.train_sft(policy, tokenizer, preferences.pairs(budget.n_pairs),
-                                steps=budget.sft_steps, batch_size=budget.sft_batch,
+                                steps=steps or budget.sft_steps, batch_size=budget.sft_batch,
                                 learning_rate=budget.learning_rate, seed=seed)  # fmt: skip
     return policy, tokenizer, fit
 
@@ -164,10 +179,15 @@ def _dpo(policy, tokenizer, judge: _Judge, seed: int, budget: Budget, start: dic
     """DPO on `policy` (its adapter off is the reference), judged along training and at the end;
     `start` is the judgement of the model it starts from (the reference)."""
 
-    def watch(step) -> dict | None:
-        if step.step % budget.checkpoint_every == 0 and step.step < budget.dpo_steps:
-            return {"step": step.step} | judge(step.model)
-        return None
+    def watch(step) -> dict:
+        if step.step == budget.dpo_steps:
+            return {}  # the end is judged below
+        if step.step % budget.checkpoint_every == 0:
+            judged = judge(step.model)
+            return {"judged": {"step": step.step} | judged, "heldout": _logps(judged)}
+        if step.step % budget.logps_every == 0:
+            return {"heldout": judge.logps(step.model)}
+        return {}
 
     fit = preferences.train_dpo(policy, tokenizer, preferences.pairs(budget.n_pairs),
                                 steps=budget.dpo_steps, batch_size=budget.dpo_batch,
@@ -175,10 +195,16 @@ def _dpo(policy, tokenizer, judge: _Judge, seed: int, budget: Budget, start: dic
                                 beta=budget.beta, on_step=watch)  # fmt: skip
     end = judge(policy)
     checkpoints = [{"step": 0} | {k: start[k] for k in ("rubric", "faithful", "reward")}]
-    checkpoints += [m for m in fit.measured if "step" in m] + [{"step": budget.dpo_steps} | end]
+    checkpoints += [m["judged"] for m in fit.measured if "judged" in m]
+    checkpoints.append({"step": budget.dpo_steps} | end)
     train = [{k: m[k] for k in ("loss", "accuracy", "margin", "logp_chosen", "logp_rejected")}
              for m in fit.measured]  # fmt: skip
-    return {"end": end, "checkpoints": checkpoints, "train": train}
+    # the held-out pairs' log-probabilities along training, from the start (the reference)
+    heldout = [{"step": 0} | _logps(start)]
+    heldout += [{"step": i + 1} | m["heldout"]
+                for i, m in enumerate(fit.measured) if "heldout" in m]  # fmt: skip
+    heldout.append({"step": budget.dpo_steps} | _logps(end))
+    return {"end": end, "checkpoints": checkpoints, "train": train, "heldout": heldout}
 
 
 def _dpo_job(seed: int, budget: Budget) -> dict:
@@ -201,7 +227,7 @@ def _dpo_job(seed: int, budget: Budget) -> dict:
 
 
 def _grpo_job(rank: int, budget: Budget) -> dict:
-    sft, tokenizer, _ = _sft(SEEDS[0], budget)
+    sft, tokenizer, _ = _sft(SEEDS[0], budget, steps=budget.grpo_sft_steps)
     judge = _Judge(tokenizer, budget)
     seed_everything(SEEDS[0])
     policy = _policy(sft.merge_and_unload(), budget, r=rank, alpha=budget.grpo_alpha)
@@ -230,6 +256,13 @@ def _memory(model) -> dict:
             "params": memory.count_params(model.config)}  # fmt: skip
 
 
+def _marks(reply: str, complaint: str) -> dict:
+    """The rubric's checks on a reply, its score, its faithfulness and its reward."""
+    marks = rubric.score_reply(reply, complaint)
+    return marks | {"faithful": rubric.faithful(reply, complaint),
+                    "reward": grpo.reward(reply, complaint)}  # fmt: skip
+
+
 def _hack(complaints: Sequence[str]) -> dict:
     replies = [grpo.hack_reply(c) for c in complaints]
     return {
@@ -245,13 +278,17 @@ def _spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+MEASURES = ("rubric", "faithful", "accuracy", "margin", "kl", "logp_chosen", "logp_rejected")
+
+
 def run_rows(results: dict) -> dict[str, dict[str, tuple[float, float]]]:
     """Per run, each end measure's mean and standard deviation over the seeds."""
     rows = {}
     for run in RUNS:
         ends = [results["dpo"][s][run]["end"] for s in SEEDS]
-        rows[run] = {k: _spread([e[k] for e in ends])
-                     for k in ("rubric", "faithful", "accuracy", "margin", "kl")}  # fmt: skip
+        rows[run] = {k: _spread([e[k] for e in ends]) for k in MEASURES}
+    rows["base model"] = {k: _spread([results["dpo"][s]["base"][k] for s in SEEDS])
+                          for k in MEASURES}  # fmt: skip
     return rows
 
 
@@ -268,13 +305,20 @@ def collapses(results: dict, drop: float = 0.3) -> list[dict]:
 
 
 def runs_table(results: dict) -> str:
-    base = results["dpo"][SEEDS[0]]["base"]
-    rows = [["base model", f"{base['rubric']:.2f}", f"{base['faithful']:.2f}", "", "", ""]]
-    for run, m in run_rows(results).items():
-        measures = ("rubric", "faithful", "accuracy", "margin", "kl")
-        rows.append([run] + [f"{m[k][0]:.2f} ± {m[k][1]:.2f}" for k in measures])
-    return markdown_table(["run", "rubric", "faithful", "accuracy", "margin", "KL"], rows,
-                          ["---"] + ["---:"] * 5)  # fmt: skip
+    """The runs' end measures; the base model (one model, whatever the seed) has no DPO
+    measures, only its replies and its log-probabilities of the held-out pairs."""
+    rows = []
+    table = run_rows(results)
+    base = table.pop("base model")
+    rows.append(["base model", f"{base['rubric'][0]:.2f}", f"{base['faithful'][0]:.2f}", "",
+                 "", "", f"{base['logp_chosen'][0]:.1f}",
+                 f"{base['logp_rejected'][0]:.1f}"])  # fmt: skip
+    for run, m in table.items():
+        rows.append([run] + [f"{m[k][0]:.2f} ± {m[k][1]:.2f}" for k in MEASURES[:5]]
+                    + [f"{m[k][0]:.1f} ± {m[k][1]:.1f}" for k in MEASURES[5:]])  # fmt: skip
+    return markdown_table(
+        ["run", "rubric", "faithful", "accuracy", "margin", "KL", "log p chosen",
+         "log p rejected"], rows, ["---"] + ["---:"] * 7)  # fmt: skip
 
 
 def grpo_table(results: dict) -> str:
@@ -311,22 +355,23 @@ def pairs_table(results: dict) -> str:
 
 
 def dpo_figure(results: dict) -> Figure:
-    """Along DPO (seed 0): the training batch's log-probabilities of chosen and rejected, and
-    the held-out rubric at the checkpoints, for DPO after SFT and DPO alone."""
+    """Along DPO (seed 0): the held-out pairs' mean log-probabilities of chosen and rejected
+    (the same pairs at every step), and the held-out rubric at the checkpoints, for DPO after
+    SFT and DPO alone."""
     fig = Figure(figsize=(9, 3.2))
     left, right = fig.subplots(1, 2)
     for run, style in (("SFT then DPO", "-"), ("DPO only", "--")):
         data = results["dpo"][SEEDS[0]][run]
-        steps = range(1, len(data["train"]) + 1)
-        left.plot(steps, [t["logp_chosen"] for t in data["train"]], style, color="tab:green",
+        steps = [t["step"] for t in data["heldout"]]
+        left.plot(steps, [t["logp_chosen"] for t in data["heldout"]], style, color="tab:green",
                   label=f"{run}: chosen")  # fmt: skip
-        left.plot(steps, [t["logp_rejected"] for t in data["train"]], style, color="tab:red",
+        left.plot(steps, [t["logp_rejected"] for t in data["heldout"]], style, color="tab:red",
                   label=f"{run}: rejected")  # fmt: skip
         points = data["checkpoints"]
         right.plot([c["step"] for c in points], [c["rubric"] for c in points], style + "o",
                    label=run)  # fmt: skip
     left.set_xlabel("DPO step")
-    left.set_ylabel("log p(reply), training batch")
+    left.set_ylabel("log p(reply), held-out pairs")
     left.legend(fontsize=7)
     right.set_xlabel("DPO step")
     right.set_ylabel("held-out rubric")
@@ -349,6 +394,14 @@ def grpo_figure(results: dict) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def example_marks(marks: dict) -> str:
+    """The rubric's four checks on a reply, its faithfulness and its reward, in words."""
+    checks = ", ".join(f"{c} {'yes' if marks[c] else 'no'}" for c in rubric.CRITERIA)
+    faithful = "yes" if marks["faithful"] else "no"
+    return (f"{checks}: rubric {marks['score']:.2f}, faithful {faithful}, "
+            f"reward {marks['reward']:.2f} of {grpo.MAX_REWARD:.0f}")  # fmt: skip
 
 
 def quotes(results: dict) -> dict[str, str]:
@@ -382,6 +435,17 @@ def quotes(results: dict) -> dict[str, str]:
         )
         or "none",
         "grpo example": results["grpo"][RANKS[0]]["after"]["example"],
+        "grpo example marks": example_marks(results["grpo example marks"]),
+        "grpo sft steps": str(b["grpo_sft_steps"]),
+        "base logp chosen": f"{rows['base model']['logp_chosen'][0]:.1f}",
+        "base logp rejected": f"{rows['base model']['logp_rejected'][0]:.1f}",
+        "sft logp chosen": f"{rows['SFT only']['logp_chosen'][0]:.1f}",
+        "sft logp rejected": f"{rows['SFT only']['logp_rejected'][0]:.1f}",
+        "sft dpo logp chosen": f"{rows['SFT then DPO']['logp_chosen'][0]:.1f}",
+        "sft dpo logp rejected": f"{rows['SFT then DPO']['logp_rejected'][0]:.1f}",
+        "dpo only logp chosen": f"{rows['DPO only']['logp_chosen'][0]:.1f}",
+        "dpo only logp rejected": f"{rows['DPO only']['logp_rejected'][0]:.1f}",
+        "dpo only accuracy": f"{rows['DPO only']['accuracy'][0]:.2f}",
         "hack reply": results["hack"]["reply"],
         "hack reward": f"{results['hack']['reward']:.2f}",
     }
