@@ -4,7 +4,7 @@ import statistics
 
 import pytest
 
-from peftlab import grpo, memory
+from peftlab import grpo, memory, rubric
 from peftlab.lessons import lesson12_preferences as lesson
 
 pytestmark = pytest.mark.slow  # results() trains 3 seeds x 3 runs and GRPO at 3 ranks (cached)
@@ -98,7 +98,8 @@ def test_grpo_raises_the_reward_at_every_rank_and_the_ranks_end_close(results):
 def test_the_trained_example_earns_reward_for_checks_not_for_help(results):
     marks = results["grpo example marks"]
     assert marks["reward"] == marks["score"] + marks["faithful"]
-    assert marks["reward"] > 1 and not marks["greeting"]  # paid without a proper greeting
+    # paid for the checks it passes, though it fails at least one of the rubric's four
+    assert marks["reward"] > 1 and not all(marks[c] for c in rubric.CRITERIA)
 
 
 def test_a_worker_process_computes_what_this_process_computes():
