@@ -237,22 +237,24 @@ def test_simulated_learner_climbs_the_boxes():
     assert all(sum(h.values()) == len(BANK) for h in mixed)
 
 
-def test_importing_needs_no_checkout(tmp_path):
-    """Installed without the lessons, the package imports; loading the bank says what to do."""
+def test_the_quiz_needs_no_checkout(tmp_path):
+    """With no checkout in sight, the package imports, the bank it ships loads, and what needs
+    the lessons' files says how to point at them (tests/test_installed.py does this installed)."""
     code = (
         "from pathlib import Path\n"
         "from peftlab import paths\n"
-        "paths.PACKAGE = Path('/nonexistent/site-packages/peftlab')\n"
+        "paths.MARKER = Path('no-checkout-has-this.md')\n"
         "from peftlab import quiz\n"
         "from peftlab.lessons import lesson06_interview as lesson\n"
         "import peftlab.commands.quiz\n"
-        "for load in (quiz.load_bank, quiz.default_bank_dir, lesson.results):\n"
-        "    try:\n"
-        "        load()\n"
-        "    except FileNotFoundError as exc:\n"
-        "        assert 'PEFTLAB_ROOT' in str(exc), exc\n"
-        "    else:\n"
-        "        raise AssertionError(load)\n"
+        "assert len(quiz.load_bank()) >= 50\n"
+        "assert lesson.results()['topics']\n"
+        "try:\n"
+        "    paths.lessons_dir()\n"
+        "except FileNotFoundError as exc:\n"
+        "    assert 'PEFTLAB_ROOT' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('a checkout was found')\n"
     )
     env = {k: v for k, v in os.environ.items() if k != "PEFTLAB_ROOT"}
     done = subprocess.run(
