@@ -62,6 +62,104 @@ FP32_BYTES = 4
 MB = 1e6
 
 
+LESSON = "04-merging.md"
+NOTEBOOK = "04_merging.ipynb"
+# The route figures pass through bf16 and NF4 rounding: see ROUTE_TOLERANCE.
+TRAINS = True
+TOLERANCE = {
+    "routes": ROUTE_TOLERANCE,
+    "mixes": MIX_TOLERANCE,
+    "route b top1": ROUTE_TOLERANCE["same next token"],
+    "route b max diff": ROUTE_TOLERANCE["max abs logit diff"],
+    "route b identical": ONE_REPLY_PERCENT,
+    "route d top1": ROUTE_TOLERANCE["same next token"],
+    "route d identical": ONE_REPLY_PERCENT,
+    "4-bit routes top1 low": ROUTE_TOLERANCE["same next token"],
+    "4-bit routes top1 high": ROUTE_TOLERANCE["same next token"],
+    "4-bit routes identical low": ONE_REPLY_PERCENT,
+    "4-bit routes identical high": ONE_REPLY_PERCENT,
+    "codes differ": 0.1,
+    "weights differ": 1,
+}
+
+
+def results(
+    model_name: str | None = None,
+    *,
+    steps: int = LESSON_STEPS,
+    qlora_steps: int = QLORA_STEPS,
+    seed: int = 0,
+    n_complaints: int = LESSON_COMPLAINTS,
+) -> dict:
+    """Everything lesson 04 and notebook 04 compute: two adapters trained, the merge check, a
+    QLoRA adapter trained and merged along each route of `merging_4bit.ROUTES`, both adapters on
+    one base, their mixes and the disk they take. A minute or two on a laptop the first time,
+    then read from `lessons.cache` (on one thread, so that it repeats exactly)."""
+    from peftlab.lessons.cache import cached
+
+    return cached(
+        "lesson04", _compute, files=True, model_name=model_name, steps=steps,
+        qlora_steps=qlora_steps, seed=seed, n_complaints=n_complaints,
+    )  # fmt: skip
+
+
+def quotes(results: Mapping) -> dict[str, str]:
+    """Every table and number lesson 04 quotes, by region name."""
+    sizes, mismatch = results["storage"], results["mismatch"]
+    scale = scale_rows()[-1]
+    routes = {r.route: r for r in results["routes"]}
+    four_bit = [routes[k] for k in ("a", "c", "e")]
+    tensors, requantized = results["adapter_tensors"], results["requantized"]
+    if tensors["dtypes"] != ["F32"]:
+        raise ValueError(f"the lesson's adapters hold {tensors['dtypes']}: its text says fp32")
+    return {
+        "check": merge_check_table(results["check"]),
+        "routes": route_table(results["routes"]),
+        "adapters": adapters_table(results["summaries"]),
+        "mixes": mixing_table(results["mixes"]),
+        "storage": storage_table(results["storage"]),
+        "scale": scale_table(scale_rows()),
+        "n_complaints": f"{len(results['complaints'])} complaints",
+        "steps": str(results["steps"]),
+        "qlora steps": str(results["qlora_steps"]),
+        # the part of the error that names the layer and both shapes
+        "mismatch": f"`{mismatch[mismatch.index('layer ') : mismatch.index(' (lora_B')]}`",
+        "adapter_bytes": f"{sizes['adapter_bytes'] // sizes['adapters']:,} bytes",
+        "adapter_params": f"{tensors['params']:,}",
+        "adapter_fp32_bytes": f"{tensors['params'] * FP32_BYTES:,} bytes",
+        "adapter_bf16_bytes": f"{tensors['params'] * BF16_BYTES:,} bytes",
+        "base_bytes": f"{sizes['base_bytes']:,} bytes",
+        "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",
+        "scale_adapter_fp32_mb": f"{scale['adapter_fp32_bytes'] / MB:,.0f} MB",
+        "scale_base_gb": f"{scale['base_bytes'] / 1e9:.1f} GB",
+        "route b top1": f"{routes['b'].top1:.1%}",
+        "route b max diff": f"{routes['b'].max_logit_diff:.3f}",
+        "route b identical": f"{routes['b'].identical:.0%}",
+        "route d top1": f"{routes['d'].top1:.1%}",
+        "route d identical": f"{routes['d'].identical:.0%}",
+        "4-bit routes top1 low": f"{min(r.top1 for r in four_bit):.1%}",
+        "4-bit routes top1 high": f"{max(r.top1 for r in four_bit):.1%}",
+        "4-bit routes identical low": f"{min(r.identical for r in four_bit):.0%}",
+        "4-bit routes identical high": f"{max(r.identical for r in four_bit):.0%}",
+        "requantized layers": (
+            f"{requantized['a_quantizes_fp32_sum']} of {requantized['layers']} layers"
+            if requantized["a_quantizes_fp32_sum"] == requantized["c_quantizes_bf16_sum"]
+            else f"a: {requantized['a_quantizes_fp32_sum']}, c: "
+            f"{requantized['c_quantizes_bf16_sum']} of {requantized['layers']} layers"
+        ),
+        "codes differ": f"{requantized['codes_differ']:.1%}",
+        "weights differ": f"{requantized['weights_differ']:.0%}",
+        "tolerances": (
+            f"±{ROUTE_TOLERANCE['same next token']:g} points on the next-token share, "
+            f"±{ROUTE_TOLERANCE['max abs logit diff']:g} on the max difference, "
+            f"±{ROUTE_TOLERANCE['mean abs logit diff']:g} on the mean, one reply of "
+            f"{LESSON_COMPLAINTS} on each share of replies and on the rubric score, "
+            f"±{TOLERANCE['codes differ']:g} points on the share of codes and "
+            f"±{TOLERANCE['weights differ']:g} on the share of weights"
+        ),
+    }
+
+
 def lesson_complaints(n: int = LESSON_COMPLAINTS) -> list[str]:
     """The lesson's complaint first, then held-out ones: unseen products, problems, phrasings."""
     return [support_data.LESSON_COMPLAINT, *support_data.heldout_complaints(n - 1)]
@@ -191,47 +289,6 @@ def plot_routes(results: Sequence[merging_4bit.RouteResult]) -> Figure:
     return fig
 
 
-LESSON = "04-merging.md"
-NOTEBOOK = "04_merging.ipynb"
-# The route figures pass through bf16 and NF4 rounding: see ROUTE_TOLERANCE.
-TRAINS = True
-TOLERANCE = {
-    "routes": ROUTE_TOLERANCE,
-    "mixes": MIX_TOLERANCE,
-    "route b top1": ROUTE_TOLERANCE["same next token"],
-    "route b max diff": ROUTE_TOLERANCE["max abs logit diff"],
-    "route b identical": ONE_REPLY_PERCENT,
-    "route d top1": ROUTE_TOLERANCE["same next token"],
-    "route d identical": ONE_REPLY_PERCENT,
-    "4-bit routes top1 low": ROUTE_TOLERANCE["same next token"],
-    "4-bit routes top1 high": ROUTE_TOLERANCE["same next token"],
-    "4-bit routes identical low": ONE_REPLY_PERCENT,
-    "4-bit routes identical high": ONE_REPLY_PERCENT,
-    "codes differ": 0.1,
-    "weights differ": 1,
-}
-
-
-def results(
-    model_name: str | None = None,
-    *,
-    steps: int = LESSON_STEPS,
-    qlora_steps: int = QLORA_STEPS,
-    seed: int = 0,
-    n_complaints: int = LESSON_COMPLAINTS,
-) -> dict:
-    """Everything lesson 04 and notebook 04 compute: two adapters trained, the merge check, a
-    QLoRA adapter trained and merged along each route of `merging_4bit.ROUTES`, both adapters on
-    one base, their mixes and the disk they take. A minute or two on a laptop the first time,
-    then read from `lessons.cache` (on one thread, so that it repeats exactly)."""
-    from peftlab.lessons.cache import cached
-
-    return cached(
-        "lesson04", _compute, files=True, model_name=model_name, steps=steps,
-        qlora_steps=qlora_steps, seed=seed, n_complaints=n_complaints,
-    )  # fmt: skip
-
-
 def _compute(model_name, steps, qlora_steps, seed, n_complaints, scratch: Path) -> dict:
     with one_thread():
         folders = adapters.train_adapters(scratch, model_name=model_name, steps=steps, seed=seed)
@@ -276,60 +333,3 @@ def wrong_base_error(config, adapter_dir: str | os.PathLike) -> str:
         folder = Path(adapter_dir)
         return str(err).replace(str(folder), f"{folder.parent.name}/{folder.name}")
     raise AssertionError("an adapter for another base was accepted")
-
-
-def quotes(results: Mapping) -> dict[str, str]:
-    """Every table and number lesson 04 quotes, by region name."""
-    sizes, mismatch = results["storage"], results["mismatch"]
-    scale = scale_rows()[-1]
-    routes = {r.route: r for r in results["routes"]}
-    four_bit = [routes[k] for k in ("a", "c", "e")]
-    tensors, requantized = results["adapter_tensors"], results["requantized"]
-    if tensors["dtypes"] != ["F32"]:
-        raise ValueError(f"the lesson's adapters hold {tensors['dtypes']}: its text says fp32")
-    return {
-        "check": merge_check_table(results["check"]),
-        "routes": route_table(results["routes"]),
-        "adapters": adapters_table(results["summaries"]),
-        "mixes": mixing_table(results["mixes"]),
-        "storage": storage_table(results["storage"]),
-        "scale": scale_table(scale_rows()),
-        "n_complaints": f"{len(results['complaints'])} complaints",
-        "steps": str(results["steps"]),
-        "qlora steps": str(results["qlora_steps"]),
-        # the part of the error that names the layer and both shapes
-        "mismatch": f"`{mismatch[mismatch.index('layer ') : mismatch.index(' (lora_B')]}`",
-        "adapter_bytes": f"{sizes['adapter_bytes'] // sizes['adapters']:,} bytes",
-        "adapter_params": f"{tensors['params']:,}",
-        "adapter_fp32_bytes": f"{tensors['params'] * FP32_BYTES:,} bytes",
-        "adapter_bf16_bytes": f"{tensors['params'] * BF16_BYTES:,} bytes",
-        "base_bytes": f"{sizes['base_bytes']:,} bytes",
-        "scale_adapter_mb": f"{scale['adapter_bytes'] / MB:,.0f} MB",
-        "scale_adapter_fp32_mb": f"{scale['adapter_fp32_bytes'] / MB:,.0f} MB",
-        "scale_base_gb": f"{scale['base_bytes'] / 1e9:.1f} GB",
-        "route b top1": f"{routes['b'].top1:.1%}",
-        "route b max diff": f"{routes['b'].max_logit_diff:.3f}",
-        "route b identical": f"{routes['b'].identical:.0%}",
-        "route d top1": f"{routes['d'].top1:.1%}",
-        "route d identical": f"{routes['d'].identical:.0%}",
-        "4-bit routes top1 low": f"{min(r.top1 for r in four_bit):.1%}",
-        "4-bit routes top1 high": f"{max(r.top1 for r in four_bit):.1%}",
-        "4-bit routes identical low": f"{min(r.identical for r in four_bit):.0%}",
-        "4-bit routes identical high": f"{max(r.identical for r in four_bit):.0%}",
-        "requantized layers": (
-            f"{requantized['a_quantizes_fp32_sum']} of {requantized['layers']} layers"
-            if requantized["a_quantizes_fp32_sum"] == requantized["c_quantizes_bf16_sum"]
-            else f"a: {requantized['a_quantizes_fp32_sum']}, c: "
-            f"{requantized['c_quantizes_bf16_sum']} of {requantized['layers']} layers"
-        ),
-        "codes differ": f"{requantized['codes_differ']:.1%}",
-        "weights differ": f"{requantized['weights_differ']:.0%}",
-        "tolerances": (
-            f"±{ROUTE_TOLERANCE['same next token']:g} points on the next-token share, "
-            f"±{ROUTE_TOLERANCE['max abs logit diff']:g} on the max difference, "
-            f"±{ROUTE_TOLERANCE['mean abs logit diff']:g} on the mean, one reply of "
-            f"{LESSON_COMPLAINTS} on each share of replies and on the rubric score, "
-            f"±{TOLERANCE['codes differ']:g} points on the share of codes and "
-            f"±{TOLERANCE['weights differ']:g} on the share of weights"
-        ),
-    }

@@ -48,6 +48,45 @@ TERMS = ("frozen_weights", "quantization_constants", "trainable_weights", "gradi
          "optimizer_states")  # fmt: skip
 
 
+def results() -> dict[str, Any]:
+    """Everything lesson 11 shows, computed once per code version and machine (a few minutes
+    cold on two cores): the demo on both sets, the merged replies, QLoRA, the memory counts."""
+    provenance = models.provenance(MODEL)  # a clear error before the cache is locked
+    # the fetched files are part of the key: a refetch with another conversion recomputes
+    files = {name: meta["sha256"] for name, meta in provenance["files"].items()}
+    return cache.cached("lesson11-real-model", _compute, files=True, model_files=files,
+                        weights_note=provenance["weights"])  # fmt: skip
+
+
+def quotes(res: dict[str, Any]) -> dict[str, str]:
+    demo, shapes = res["demo"], res["shapes"]
+    wild, held = demo["sets"]["wild"]["summary"], demo["summary"]
+    merged, precision = res["merged"], demo["precision"]
+    return {
+        "params": f"{shapes['params']:,}",
+        "untied params": f"{shapes['untied_params']:,}",
+        "embedding params": f"{shapes['embedding']:,}",
+        "kv width": f"{shapes['kv_width']}",
+        "lora params": f"{shapes['lora_params']:,}",
+        "lora params mha": f"{shapes['lora_params_mha']:,}",
+        "lora share": f"{100 * demo['trainable_params'] / demo['total_params']:.2f}%",
+        "steps": f"{demo['steps']}",
+        "steps again": f"{demo['steps']}",
+        "precision": precision,
+        "precision again": precision,
+        "measures": measures_table(demo),
+        "held after": f"{held['after']:.2f}",
+        "wild after": f"{wild['after']:.2f}",
+        "wild before": f"{wild['before']:.2f}",
+        "memory": memory_table(res["memory"]),
+        "adapter size": f"{res['adapter_bytes'] / 1e6:.1f} MB",
+        "lead-in echoes": "{} of {}".format(*lead_in_echoes(demo)),
+        "merged same fp32": f"{merged['fp32']['same']} of {merged['fp32']['n']}",
+        "merged same demo": f"{merged[precision]['same']} of {merged[precision]['n']}",
+        "lora vs qlora": lora_qlora_table(res),
+    }
+
+
 def memory_counted() -> list[dict[str, Any]]:
     """Per run of MEMORY_RUNS: each term's bytes held by tensors after one AdamW step on 2 x 32
     tokens (`measure.held_bytes`) and `memory.estimate`'s for the same recipe."""
@@ -160,16 +199,6 @@ def _compute(scratch: Path, **model_identity: Any) -> dict[str, Any]:
     }
 
 
-def results() -> dict[str, Any]:
-    """Everything lesson 11 shows, computed once per code version and machine (a few minutes
-    cold on two cores): the demo on both sets, the merged replies, QLoRA, the memory counts."""
-    provenance = models.provenance(MODEL)  # a clear error before the cache is locked
-    # the fetched files are part of the key: a refetch with another conversion recomputes
-    files = {name: meta["sha256"] for name, meta in provenance["files"].items()}
-    return cache.cached("lesson11-real-model", _compute, files=True, model_files=files,
-                        weights_note=provenance["weights"])  # fmt: skip
-
-
 # --- tables and quotes --------------------------------------------------------------------------
 MEASURE_COLUMNS = {"rubric": "rubric", "acknowledges": "acknowledges", "faithful": "faithful",
                    "distinct": "distinct"}  # fmt: skip
@@ -251,35 +280,6 @@ def lora_qlora_table(res: dict[str, Any]) -> str:
                      f"{s['faithful_after']:.0%}", comparison["precision"]])  # fmt: skip
     headers = ["run", f"rubric before ({n})", "rubric after", "faithful after", "compute"]
     return markdown_table(headers, rows)
-
-
-def quotes(res: dict[str, Any]) -> dict[str, str]:
-    demo, shapes = res["demo"], res["shapes"]
-    wild, held = demo["sets"]["wild"]["summary"], demo["summary"]
-    merged, precision = res["merged"], demo["precision"]
-    return {
-        "params": f"{shapes['params']:,}",
-        "untied params": f"{shapes['untied_params']:,}",
-        "embedding params": f"{shapes['embedding']:,}",
-        "kv width": f"{shapes['kv_width']}",
-        "lora params": f"{shapes['lora_params']:,}",
-        "lora params mha": f"{shapes['lora_params_mha']:,}",
-        "lora share": f"{100 * demo['trainable_params'] / demo['total_params']:.2f}%",
-        "steps": f"{demo['steps']}",
-        "steps again": f"{demo['steps']}",
-        "precision": precision,
-        "precision again": precision,
-        "measures": measures_table(demo),
-        "held after": f"{held['after']:.2f}",
-        "wild after": f"{wild['after']:.2f}",
-        "wild before": f"{wild['before']:.2f}",
-        "memory": memory_table(res["memory"]),
-        "adapter size": f"{res['adapter_bytes'] / 1e6:.1f} MB",
-        "lead-in echoes": "{} of {}".format(*lead_in_echoes(demo)),
-        "merged same fp32": f"{merged['fp32']['same']} of {merged['fp32']['n']}",
-        "merged same demo": f"{merged[precision]['same']} of {merged[precision]['n']}",
-        "lora vs qlora": lora_qlora_table(res),
-    }
 
 
 def criteria_figure(demo: dict[str, Any]):

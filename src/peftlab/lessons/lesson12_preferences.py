@@ -93,6 +93,50 @@ def results(budget: Budget = BUDGET, workers: int = 2) -> dict:
     }
 
 
+def quotes(results: dict) -> dict[str, str]:
+    b = results["budget"]
+    rows = run_rows(results)
+    m = results["memory"]
+    return {
+        "runs": runs_table(results),
+        "grpo": grpo_table(results),
+        "memory": memory_table(results),
+        "pairs": pairs_table(results),
+        "n pairs": str(b["n_pairs"]),
+        "sft steps": str(b["sft_steps"]),
+        "dpo steps": str(b["dpo_steps"]),
+        "grpo steps": str(b["grpo_steps"]),
+        "group": str(b["grpo_group"]),
+        "grpo prompts": str(b["grpo_prompts"]),
+        "grpo alpha": str(b["grpo_alpha"]),
+        "n seeds": str(len(SEEDS)),
+        "beta": str(b["beta"]),
+        "n heldout": str(b["n_heldout"]),
+        "sft rubric": f"{rows['SFT only']['rubric'][0]:.2f}",
+        "sft dpo rubric": f"{rows['SFT then DPO']['rubric'][0]:.2f}",
+        "dpo only rubric": f"{rows['DPO only']['rubric'][0]:.2f}",
+        "reference bytes": f"{m['held']['separate copy']:,}",
+        "7b saved": f"{(m['7b']['separate'] - m['7b']['adapter-off']) / GB:.1f} GB",
+        "dpo collapse": "; ".join(
+            f"seed {c['seed']}: {c['best']['rubric']:.2f} at step {c['best']['step']}, "
+            f"{c['end']['rubric']:.2f} at step {c['end']['step']}"
+            for c in collapses(results)
+        )
+        or "none",
+        "grpo example": results["grpo"][RANKS[0]]["after"]["example"],
+        "grpo example marks": example_marks(results["grpo example marks"]),
+        "grpo sft steps": str(b["grpo_sft_steps"]),
+        **{
+            f"{short} logp {side}": f"{rows[run][f'logp_{side}'][0]:.1f}"
+            for short, run in LOGP_ROWS.items()
+            for side in ("chosen", "rejected")
+        },
+        "dpo only accuracy": f"{rows['DPO only']['accuracy'][0]:.2f}",
+        "hack reply": results["hack"]["reply"],
+        "hack reward": f"{results['hack']['reward']:.2f}",
+    }
+
+
 # --- the runs -------------------------------------------------------------------------------
 def _all_runs(budget: Budget, workers: int) -> dict:
     from peftlab.worker_processes import map_in_processes
@@ -278,6 +322,12 @@ def _spread(values: Sequence[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
+LOGP_ROWS = {
+    "base": "base model",
+    "sft": "SFT only",
+    "sft dpo": "SFT then DPO",
+    "dpo only": "DPO only",
+}
 MEASURES = ("rubric", "faithful", "accuracy", "margin", "kl", "logp_chosen", "logp_rejected")
 
 
@@ -402,50 +452,3 @@ def example_marks(marks: dict) -> str:
     faithful = "yes" if marks["faithful"] else "no"
     return (f"{checks}: rubric {marks['score']:.2f}, faithful {faithful}, "
             f"reward {marks['reward']:.2f} of {grpo.MAX_REWARD:.0f}")  # fmt: skip
-
-
-def quotes(results: dict) -> dict[str, str]:
-    b = results["budget"]
-    rows = run_rows(results)
-    m = results["memory"]
-    return {
-        "runs": runs_table(results),
-        "grpo": grpo_table(results),
-        "memory": memory_table(results),
-        "pairs": pairs_table(results),
-        "n pairs": str(b["n_pairs"]),
-        "sft steps": str(b["sft_steps"]),
-        "dpo steps": str(b["dpo_steps"]),
-        "grpo steps": str(b["grpo_steps"]),
-        "group": str(b["grpo_group"]),
-        "grpo prompts": str(b["grpo_prompts"]),
-        "grpo alpha": str(b["grpo_alpha"]),
-        "n seeds": str(len(SEEDS)),
-        "beta": str(b["beta"]),
-        "n heldout": str(b["n_heldout"]),
-        "sft rubric": f"{rows['SFT only']['rubric'][0]:.2f}",
-        "sft dpo rubric": f"{rows['SFT then DPO']['rubric'][0]:.2f}",
-        "dpo only rubric": f"{rows['DPO only']['rubric'][0]:.2f}",
-        "reference bytes": f"{m['held']['separate copy']:,}",
-        "7b saved": f"{(m['7b']['separate'] - m['7b']['adapter-off']) / GB:.1f} GB",
-        "dpo collapse": "; ".join(
-            f"seed {c['seed']}: {c['best']['rubric']:.2f} at step {c['best']['step']}, "
-            f"{c['end']['rubric']:.2f} at step {c['end']['step']}"
-            for c in collapses(results)
-        )
-        or "none",
-        "grpo example": results["grpo"][RANKS[0]]["after"]["example"],
-        "grpo example marks": example_marks(results["grpo example marks"]),
-        "grpo sft steps": str(b["grpo_sft_steps"]),
-        "base logp chosen": f"{rows['base model']['logp_chosen'][0]:.1f}",
-        "base logp rejected": f"{rows['base model']['logp_rejected'][0]:.1f}",
-        "sft logp chosen": f"{rows['SFT only']['logp_chosen'][0]:.1f}",
-        "sft logp rejected": f"{rows['SFT only']['logp_rejected'][0]:.1f}",
-        "sft dpo logp chosen": f"{rows['SFT then DPO']['logp_chosen'][0]:.1f}",
-        "sft dpo logp rejected": f"{rows['SFT then DPO']['logp_rejected'][0]:.1f}",
-        "dpo only logp chosen": f"{rows['DPO only']['logp_chosen'][0]:.1f}",
-        "dpo only logp rejected": f"{rows['DPO only']['logp_rejected'][0]:.1f}",
-        "dpo only accuracy": f"{rows['DPO only']['accuracy'][0]:.2f}",
-        "hack reply": results["hack"]["reply"],
-        "hack reward": f"{results['hack']['reward']:.2f}",
-    }
