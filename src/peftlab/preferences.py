@@ -8,8 +8,9 @@ frozen reference (ref),
                                  - (log pi(rejected) - log ref(rejected)) ] )
 
 `beta * (log pi - log ref)` is the "implicit reward" of a reply; the loss widens the chosen
-reply's reward over the rejected one's, and the reference keeps the policy from drifting where
-the pairs say nothing. With a LoRA policy the reference is the same network with the adapter
+reply's reward over the rejected one's, measured from where the reference stood; a pair stops
+pushing once its margin is wide (no explicit penalty holds the policy on text outside the
+pairs). With a LoRA policy the reference is the same network with the adapter
 switched off (`reference_logps`), so it needs no weights of its own: `reference_bytes` counts
 what a separate copy would hold. `tests/test_preferences.py` proves `dpo_loss` equal to TRL's
 `DPOTrainer`.
