@@ -123,7 +123,6 @@ def quotes(results: dict) -> dict[str, str]:
             for c in collapses(results)
         )
         or "none",
-        "grpo example": results["grpo"][RANKS[0]]["after"]["example"],
         "grpo example marks": example_marks(results["grpo example marks"]),
         "grpo sft steps": str(b["grpo_sft_steps"]),
         **{
