@@ -29,8 +29,9 @@ demo: setup
 # in one worker, in that order (tests/conftest.py), so a lesson's results are computed once.
 TEST_WORKERS ?= 2
 PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+# PYTEST_ARGS adds pytest options (.ci/run: --durations=30).
 test: setup
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q $(PARALLEL)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests notebooks --nbval-lax --nbval-current-env -q $(PARALLEL) $(PYTEST_ARGS)
 
 # The tests that pin taught numbers, again as another CPU computes them: AVX2 kernels (no
 # AVX-512, no AMX) in torch, oneDNN and MKL, bitsandbytes without its AVX512-BF16 kernel, two
