@@ -104,6 +104,21 @@ def test_compare_puts_three_methods_side_by_side(capsys):
     assert consumer == [False, False, True]
 
 
+def test_dpo_reference_options_cost_one_frozen_copy_or_nothing(capsys):
+    """Lesson 12's calculator: a separate reference holds the frozen base again; the adapter
+    switched off holds nothing more than SFT does."""
+    lora = ["--method", "lora", "--precision", "bf16"]
+    sft = run_json(capsys, *lora)["bytes"]
+    off = run_json(capsys, *lora, "--reference", "adapter-off")["bytes"]
+    separate = run_json(capsys, *lora, "--reference", "separate")
+    assert off == sft
+    assert separate["reference"] == "separate"
+    extra = separate["bytes"]["total"] - off["total"]
+    assert extra == off["frozen_weights"] == memory.count_params("llama-2-7b") * 2  # bf16
+    assert cli.main(["memory", *lora, "--reference", "separate"]) == 0
+    assert "DPO with a separate frozen reference model" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
@@ -121,6 +136,8 @@ def test_compare_puts_three_methods_side_by_side(capsys):
         (["--method", "lora", "--targets", "query"], "q_proj"),
         (["--method", "lora", "--targets", ","], "--targets"),
         (["--batch-size", "two"], "invalid int value"),
+        (["--reference", "copy"], "none, separate, adapter-off"),
+        (["--reference", "adapter-off"], "no adapter to switch off"),
         (["--model", "VIT_DIR"], "not a causal language model"),
         (["--model", "VIT_DIR", "--method", "lora"], "not a causal language model"),
     ],

@@ -54,6 +54,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--accounting", default="zero", help="zero (16 bytes/param) or hf (18) for full mixed"
     )
+    p.add_argument(
+        "--reference",
+        default="none",
+        help="DPO's frozen reference model: none (SFT), separate (a second copy of the base) or "
+        "adapter-off (LoRA/QLoRA: the policy with its adapter off, no extra weights)",
+    )
     p.add_argument("--devices", type=int, default=1, help="data-parallel devices (default: 1)")
     p.add_argument(
         "--sharding",
@@ -97,12 +103,14 @@ def _settings(args: argparse.Namespace) -> dict:
         "gradient_checkpointing": args.gradient_checkpointing,
         "rank": args.rank,
         "targets": args.targets or "default",
+        "reference": args.reference,
     }
 
 
 def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
     """The breakdown, trainable count and GPU fit of one method."""
     from peftlab.presets import fits
+
     targets = _parse_targets(args.targets)
     breakdown = memory.estimate(
         config,
@@ -121,6 +129,7 @@ def _one(memory, config, method: str, args: argparse.Namespace) -> dict:
         prepare_kbit=not args.no_prepare_kbit,
         devices=args.devices,
         sharding=args.sharding,
+        reference=args.reference,
     )
     if method == "full":
         trainable = memory.count_params(config)
@@ -158,7 +167,7 @@ def _header(memory, config, args: argparse.Namespace, settings: dict) -> str:
     return (
         f"{args.model}: {n:,} parameters; {settings['precision']} precision, "
         f"{settings['optimizer']}, batch {args.batch_size} x {args.seq_len} tokens{ckpt}"
-        f"{_per_device(args)}\n"
+        f"{_per_device(args)}{_reference(args)}\n"
         f"(GB = 1e9 bytes, GiB = 2^30 bytes)\n"
     )
 
@@ -167,6 +176,14 @@ def _per_device(args: argparse.Namespace) -> str:
     if args.devices == 1:
         return ""
     return f"; per device of {args.devices}, {args.sharding} (batch per device)"
+
+
+def _reference(args: argparse.Namespace) -> str:
+    return {
+        "none": "",
+        "separate": "; DPO with a separate frozen reference model",
+        "adapter-off": "; DPO with the adapter switched off as the reference",
+    }.get(args.reference, "")
 
 
 def _table(results: dict[str, dict]) -> str:
