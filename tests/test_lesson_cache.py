@@ -37,3 +37,32 @@ def test_the_key_changes_with_the_module_and_the_params():
     assert a != cache.key("x", module="peftlab.lessons.lesson07_peft_methods", n=2)
     assert a != cache.key("x", module="peftlab.lessons.lesson01_peft_basics", n=1)
     assert a != cache.key("x", n=1)  # no module: the whole package
+
+
+def _count_calls(calls: list, n: int) -> int:
+    calls.append(n)
+    return n
+
+
+def test_results_of_other_kernels_are_kept_and_older_code_s_removed(tmp_path, monkeypatch):
+    """`make test` then `make test-isa` then `make test`: each finds its own results again."""
+    monkeypatch.setattr(cache, "folder", lambda: tmp_path)
+    monkeypatch.delenv("PEFTLAB_NO_CACHE", raising=False)
+    calls: list[int] = []
+
+    def run(n: int, capability: str | None) -> int:
+        if capability is None:
+            monkeypatch.delenv("ATEN_CPU_CAPABILITY", raising=False)
+        else:
+            monkeypatch.setenv("ATEN_CPU_CAPABILITY", capability)
+        return cache.cached("probe", _count_calls, live={"calls": calls}, n=n)
+
+    for capability in (None, "avx2", None, "avx2"):
+        run(1, capability)
+    assert calls == [1, 1]  # once per environment, then read back
+    assert len(list(tmp_path.glob("probe-*.pkl"))) == 2
+    run(2, None)  # new parameters (as new code would): the same environment's old result goes
+    assert calls == [1, 1, 2]
+    run(1, "avx2")  # the other environment's result is still there
+    assert calls == [1, 1, 2]
+    assert len(list(tmp_path.glob("probe-*.pkl"))) == 2

@@ -128,6 +128,16 @@ def key(label: str, /, module: str | None = None, **params: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
+def environment() -> str:
+    """A short name for the kernels this process computes with: the CPU's kernel choice and the
+    settings that steer it (`make test` and `make test-isa` each keep their own results)."""
+    import torch
+
+    settings = sorted((k, os.environ.get(k)) for k in KEYED_ENVIRONMENT)
+    text = repr((torch.backends.cpu.get_cpu_capability(), settings))
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
 def folder() -> Path:
     try:
         return paths.course_root() / "runs" / "cache"
@@ -150,8 +160,10 @@ def _write(path: Path, result: Any) -> None:
 
 
 def _prune(label: str, keep: Path) -> None:
-    """Remove the other results of `label` (and their folders): earlier code's, never read again."""
-    for old in keep.parent.glob(f"{label}-*.pkl"):
+    """Remove the other results of `label` computed with the same kernels (and their folders):
+    earlier code's, never read again. Another environment's results stay: `make test-isa` does
+    not undo `make test`'s cache, nor the other way round."""
+    for old in keep.parent.glob(f"{label}-{environment()}-*.pkl"):
         if old != keep:
             old.unlink(missing_ok=True)
             old.with_suffix(".lock").unlink(missing_ok=True)
@@ -183,7 +195,7 @@ def cached(
         scratch = Path(tempfile.mkdtemp(prefix=f"peftlab-{label}-"))
         return compute(scratch=scratch, **params_and_live)
     module = getattr(compute, "__module__", None)
-    path = folder() / f"{label}-{key(label, module=module, **params)}.pkl"
+    path = folder() / f"{label}-{environment()}-{key(label, module=module, **params)}.pkl"
     scratch = path.with_suffix("")
     path.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(path.with_suffix(".lock"))):
