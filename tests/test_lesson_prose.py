@@ -58,6 +58,8 @@ def test_every_tolerance_names_a_quote_and_its_columns(name, lesson_results):
             assert set(tolerance) <= set(header), (
                 f"{region!r}: no columns {set(tolerance) - set(header)}"
             )
+        else:  # a tolerance on words would never apply: the region would have to match exactly
+            assert prose.figure(quotes[region]) is not None, (region, quotes[region])
 
 
 @pytest.mark.parametrize("name", lessons.MODULES)
@@ -111,6 +113,16 @@ def test_a_tolerance_accepts_small_moves_only():
     off = prose.differences({"doc": text}, {"e": "1.8x", "s": "90%"}, tolerance)
     assert len(off) == 2 and "1.8x" in off[0] and "90%" in off[1]
     assert prose.differences({"doc": text}, {"e": "1.7x", "s": "96%"})  # exact without one
+
+
+def test_a_count_moves_within_its_tolerance_against_the_same_total():
+    """ "8 of 12" is a figure too (lesson 11): the count may move, the total not."""
+    text = "kept <!-- computed: n -->1 of 12<!-- /computed --> replies"
+    assert prose.differences({"doc": text}, {"n": "3 of 12"}, {"n": 2}) == []
+    assert prose.differences({"doc": text}, {"n": "4 of 12"}, {"n": 2})
+    assert prose.differences({"doc": text}, {"n": "1 of 13"}, {"n": 2})  # another total
+    assert prose.figure("1,024 of 2,048") == (1024.0, "of 2,048")
+    assert prose.figure("bf16") is None
 
 
 def test_a_table_region_is_compared_cell_by_cell_within_its_columns_tolerance():

@@ -161,13 +161,28 @@ def render(
     return mend(_REGION.sub(fill, text))
 
 
+_COUNT = re.compile(r"(\d[\d,]*) (of \d[\d,]*)")
+
+
+def figure(text: str) -> tuple[float, str] | None:
+    """A one-number region's figure and what it is counted against: "0.91" -> (0.91, ""),
+    "8 of 12" -> (8.0, "of 12"); None for words, which a tolerance cannot move."""
+    if (value := number(text)) is not None:
+        return value, ""
+    if found := _COUNT.fullmatch(text):
+        return float(found[1].replace(",", "")), found[2]
+    return None
+
+
 def _within(expected: str, found: str, tolerance: Tolerance | None) -> list[str]:
     if isinstance(tolerance, Mapping):
         return table_differences(expected, found, tolerance)
-    a, b = number(expected), number(found)
-    if tolerance is None or a is None or b is None:
+    a, b = figure(expected), figure(found)
+    if tolerance is None or a is None or b is None or a[1] != b[1]:
         return [] if expected == found else [f"is {found!r}, computed {expected!r}"]
-    return [] if abs(a - b) <= tolerance else [f"is {found}, computed {expected} (± {tolerance})"]
+    if abs(a[0] - b[0]) <= tolerance:
+        return []
+    return [f"is {found}, computed {expected} (± {tolerance})"]
 
 
 def differences(
