@@ -3,7 +3,8 @@
 `cached(label, compute, **params)` returns `compute(**params)`, kept on disk under a key made of
 everything that changes the result: the source of every package module `compute`'s module can
 reach through its imports (static imports, lazy ones inside functions, and module names written
-in strings, as a worker process's code is), the package's assets, the library versions, the
+in strings, as a worker process's code is; the lessons' registry, prose checks and this cache
+aside, which compute nothing), the package's assets, the library versions, the
 CPU's kernel choice and the settings that steer it, the model asked for, and `params`. Change
 any of them and the results are computed afresh: nothing is reused across a code change that
 can reach the computation. An edit to a module the lesson never imports (the quiz, the CLI)
@@ -81,14 +82,20 @@ def _imports(name: str, path: Path) -> set[str]:
     return {m for m in found if m == "peftlab" or m.startswith("peftlab.")}
 
 
+# The lessons' own machinery: the registry, the prose checks and this cache store and compare
+# results but compute none, so editing them recomputes nothing.
+MACHINERY = ("peftlab.lessons", "peftlab.lessons.prose", "peftlab.lessons.cache")
+
+
 @functools.cache
 def _reachable(module: str) -> tuple[tuple[str, Path], ...]:
-    """`module` and every package module it can reach, with each parent package's __init__."""
+    """`module` and every package module it can reach, with each parent package's __init__
+    (the lessons' machinery aside)."""
     seen: dict[str, Path] = {}
     todo = [module]
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name in MACHINERY:
             continue
         path = _module_file(name)
         if path is None:  # a name imported from a module, not a module
