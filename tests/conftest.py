@@ -32,13 +32,22 @@ def worker_group(nodeid: str) -> str:
     return name
 
 
+# The groups that take longest with cold caches (`make test --durations`, 2 cores), slowest
+# first: they start first, so that no long lesson is left to run alone at the end.
+SLOWEST_FIRST = ("lesson11", "test_demo_end_to_end.py", "lesson07", "lesson04", "lesson08",
+                 "lesson05", "test_real_model.py", "lesson02", "lesson12", "lesson03")  # fmt: skip
+
+
 def pytest_xdist_make_scheduler(config, log):
     """`make test`'s `--dist loadgroup`, grouped by `worker_group`: xdist's own loadgroup reads
     `xdist_group` marks by rewriting node ids, which pytest 9 no longer allows (each test would
-    go its own way). Groups are handed out in collection order, each run whole by one worker."""
+    go its own way). Groups are handed out in collection order (`SLOWEST_FIRST`, then the rest),
+    each run whole by one worker."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # xdist would put the groups with most tests first
 
     class LessonGroups(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
@@ -51,7 +60,10 @@ def pytest_collection_modifyitems(items):
     """Every lesson test pins numbers the lesson teaches: mark them for `make test-isa`. Lesson 11
     is the exception: the real model computes in bf16 where the CPU has it natively and in fp32
     elsewhere, so another instruction set runs another recipe; its prose holds its figures
-    within their tolerances on the machine that runs `make test`."""
+    within their tolerances on the machine that runs `make test`. The slowest groups go first
+    (a stable sort: each group's tests keep their order)."""
+    rank = {group: i for i, group in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(worker_group(item.nodeid), len(rank)))
     for item in items:
         real_model = item.path.name.startswith("test_lesson_11") or "lesson11" in item.nodeid
         if item.path.name.startswith("test_lesson_") and not real_model:
