@@ -101,8 +101,10 @@ def _tiny_build(out, seed):
 
 @pytest.mark.pins
 def test_build_is_reproducible(tmp_path):
+    threads = torch.get_num_threads()
     for name, seed in (("a", 1), ("b", 1), ("c", 2)):
         _tiny_build(tmp_path / name, seed)
+    assert torch.get_num_threads() == threads  # the build's two threads end with it
     read = lambda name, f: (tmp_path / name / f).read_bytes()  # noqa: E731
     assert read("a", "model.safetensors") == read("b", "model.safetensors")
     assert read("a", "tokenizer.json") == read("b", "tokenizer.json")

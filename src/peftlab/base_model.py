@@ -30,7 +30,7 @@ from transformers import (
 from peftlab import models, support_data
 from peftlab.atomic import atomic_dir
 from peftlab.schedule import warmup_cosine
-from peftlab.seed import seed_everything
+from peftlab.seed import num_threads, seed_everything
 
 _print_now = partial(print, flush=True)
 EMBEDDED_PATH = Path(__file__).parent / "assets" / "base-model"
@@ -253,49 +253,51 @@ def build_embedded(
     if steps <= 0:
         raise ValueError(f"steps={steps}: the number of training steps must be positive")
     seed_everything(seed)
-    torch.set_num_threads(threads)
-    start = time.perf_counter()
-    train_texts, val_texts, tokenizer = corpus_and_tokenizer(seed, n_docs, vocab_size)
-    train_blocks = _blocks(tokenizer, train_texts, seq_len)
-    val_blocks = _blocks(tokenizer, val_texts, seq_len)
-    log(f"corpus: {len(train_texts) + len(val_texts)} documents, {train_blocks.numel():,} "
-        "training tokens")  # fmt: skip
+    with num_threads(threads):  # the caller's count comes back after
+        start = time.perf_counter()
+        train_texts, val_texts, tokenizer = corpus_and_tokenizer(seed, n_docs, vocab_size)
+        train_blocks = _blocks(tokenizer, train_texts, seq_len)
+        val_blocks = _blocks(tokenizer, val_texts, seq_len)
+        log(f"corpus: {len(train_texts) + len(val_texts)} documents, {train_blocks.numel():,} "
+            "training tokens")  # fmt: skip
 
-    config = model_config(tokenizer, hidden=hidden, layers=layers)
-    model = LlamaForCausalLM(config)
-    log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95))
-    warmup = max(steps // 20, 1)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(  # warm-up, then cosine down to a tenth
-        optimizer,
-        lambda step: warmup_cosine(step, steps, warmup, floor=0.1, warmup_from_zero=False),
-    )
-    generator = torch.Generator().manual_seed(seed)
-    model.train()
-    for step in range(steps):
-        idx = torch.randint(len(train_blocks), (batch_size,), generator=generator)
-        batch = train_blocks[idx]
-        loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone()).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % 100 == 0 or step == steps - 1:
-            log(f"step {step:5d}  loss {loss.item():.3f}  {time.perf_counter() - start:6.0f} s")
+        config = model_config(tokenizer, hidden=hidden, layers=layers)
+        model = LlamaForCausalLM(config)
+        log(f"model: {sum(p.numel() for p in model.parameters()):,} parameters")
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.95)
+        )
+        warmup = max(steps // 20, 1)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(  # warm-up, then cosine down to a tenth
+            optimizer,
+            lambda step: warmup_cosine(step, steps, warmup, floor=0.1, warmup_from_zero=False),
+        )
+        generator = torch.Generator().manual_seed(seed)
+        model.train()
+        for step in range(steps):
+            idx = torch.randint(len(train_blocks), (batch_size,), generator=generator)
+            batch = train_blocks[idx]
+            loss = model(input_ids=batch[:, :-1], labels=batch[:, :-1].clone()).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            if step % 100 == 0 or step == steps - 1:
+                log(f"step {step:5d}  loss {loss.item():.3f}  {time.perf_counter() - start:6.0f} s")
 
-    ppl = perplexity(model, val_blocks)
-    log(f"held-out perplexity: {ppl:.2f}")
-    model.generation_config = GenerationConfig(
-        eos_token_id=[tokenizer.eos_token_id, tokenizer.bos_token_id],
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id,
-        do_sample=False,
-        max_new_tokens=64,
-    )
-    with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        save_tokenizer(tokenizer, config, tmp)
-    seconds = time.perf_counter() - start
-    log(f"saved to {out} in {seconds:.0f} s")
-    return {"perplexity": ppl, "seconds": seconds, "parameters": model.num_parameters()}
+        ppl = perplexity(model, val_blocks)
+        log(f"held-out perplexity: {ppl:.2f}")
+        model.generation_config = GenerationConfig(
+            eos_token_id=[tokenizer.eos_token_id, tokenizer.bos_token_id],
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            do_sample=False,
+            max_new_tokens=64,
+        )
+        with atomic_dir(out) as tmp:
+            model.save_pretrained(tmp)
+            save_tokenizer(tokenizer, config, tmp)
+        seconds = time.perf_counter() - start
+        log(f"saved to {out} in {seconds:.0f} s")
+        return {"perplexity": ppl, "seconds": seconds, "parameters": model.num_parameters()}
