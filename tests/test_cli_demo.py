@@ -122,7 +122,8 @@ def test_without_the_real_model_the_demo_says_so_in_one_line_and_runs_the_toy(
     assert default_model_name(argparse.Namespace(model=None)) == "embedded"
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not fetched" in err[0] and "peftlab models fetch smollm2" in err[0]
-    assert default_model_name(argparse.Namespace(model="smollm2")) == "smollm2"  # named: no fallback
+    # a model named on the command line: no fallback
+    assert default_model_name(argparse.Namespace(model="smollm2")) == "smollm2"
     monkeypatch.setenv("PEFT_LAB_MODEL", "embedded")
     assert default_model_name(argparse.Namespace(model=None)) == "embedded"
     assert capsys.readouterr().err == ""

@@ -73,9 +73,8 @@ def _kv_bytes_per_token(name: str, bytes_per_value: int = 2) -> int:
     """K and V for every layer: 2 x layers x key-value heads x head size x bytes."""
     c = memory.preset(name)
     kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-    return 2 * c.num_hidden_layers * kv_heads * (c.hidden_size // c.num_attention_heads) * (
-        bytes_per_value
-    )
+    head_size = c.hidden_size // c.num_attention_heads
+    return 2 * c.num_hidden_layers * kv_heads * head_size * bytes_per_value
 
 
 def _mixtral_params() -> tuple[int, int]:
@@ -164,7 +163,9 @@ def _truth() -> dict[str, float]:
     big03 = {r["name"]: r for r in lesson03.weight_memory_rows()}["llama-2-70b"]
     step_full, step_frozen = _step_flops("llama-2-7b")
     act70_32k = activation_memory.activation_bytes(cfg70, 1, 32768, gradient_checkpointing=True)
-    return truth | _compute_and_serving_truth() | {
+    return {
+        **truth,
+        **_compute_and_serving_truth(),
         "llama-2-7b params": params,
         "llama-2-13b params": memory.count_params(memory.preset("llama-2-13b")),
         "llama-2-70b params": memory.count_params(memory.preset("llama-2-70b")),
