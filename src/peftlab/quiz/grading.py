@@ -367,11 +367,14 @@ def _asserts(answer: Text, mistake: _Mistake) -> bool:
     its distinctive words (if it has any), negated as the mistake is."""
     need = max(2, math.ceil(MISTAKE_SHARE * len(mistake.stems)))
     sentence_of = dict(zip(answer.clauses, answer.sentences, strict=True))
+    words_of: dict[int, list[int]] = {}  # each clause's word indices (clauses never go back)
+    for i, c in enumerate(answer.clauses):
+        words_of.setdefault(c, []).append(i)
     for clause, sentence in sentence_of.items():
         idx = [
             i
-            for i, c in enumerate(answer.clauses)
-            if c in (clause, clause + 1) and answer.sentences[i] == sentence
+            for i in words_of[clause] + words_of.get(clause + 1, [])
+            if answer.sentences[i] == sentence
         ]
         said = {answer.stems[i] for i in idx}
         hits = [s for s in mistake.stems if s in said]

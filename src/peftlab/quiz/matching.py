@@ -110,6 +110,7 @@ def _strip_inflection(word: str) -> str:
     return word
 
 
+@functools.lru_cache(maxsize=65536)
 def stem_word(word: str) -> str:
     """Reduce a lowercase word to a crude stem: "quantized", "quantizing", "quantization" agree."""
     if word[0].isdigit():
@@ -233,6 +234,7 @@ class Text:
     cues: tuple[bool, ...] = ()  # whether each word is itself a negation ("not", "never")
 
 
+@functools.lru_cache(maxsize=4096)  # a bank's texts are read again for every answer they meet
 def analyse(text: str) -> Text:
     """Read `text` into a `Text` (see there)."""
     stems: list[str] = []
@@ -271,7 +273,9 @@ def positions(stems: tuple[str, ...] | list[str], phrase: list[str]) -> list[int
     n = len(phrase)
     if n == 0:
         return []
-    return [i for i in range(len(stems) - n + 1) if list(stems[i : i + n]) == phrase]
+    first, whole = phrase[0], tuple(phrase)
+    return [i for i in range(len(stems) - n + 1)
+            if stems[i] == first and tuple(stems[i : i + n]) == whole]  # fmt: skip
 
 
 # Words that name a range of numbers: "a few hundred examples" and "500 examples" both count.
