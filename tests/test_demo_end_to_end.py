@@ -61,17 +61,25 @@ def test_only_a_small_share_is_trained(demo_json):
     assert demo_json["trainable_params"] < 0.06 * demo_json["total_params"]
 
 
-def test_qlora_demo_reaches_the_same_tone(tmp_path, monkeypatch, capsys):
-    """QLoRA: the base in 4-bit NF4, LoRA on every linear layer, the same Trainer path."""
+def test_qlora_demo_runs_from_the_command_line(tmp_path, monkeypatch, capsys):
+    """`--method qlora`: the base loaded in 4-bit NF4, LoRA on every linear layer, the same
+    Trainer path, here for a few steps. The tone it reaches in the demo's 150 steps is lesson 03's
+    test (tests/test_lesson_03.py), on the run notebook 03 shows."""
+    from transformers import AutoConfig
+
+    from peftlab import base_model, memory
+
     prompts = tmp_path / "complaints.txt"
-    prompts.write_text("\n".join(support_data.heldout_complaints()[:20]) + "\n")
+    prompts.write_text("\n".join(support_data.heldout_complaints()[:2]) + "\n")
     monkeypatch.chdir(tmp_path)
     argv = ["demo", "--model", "embedded", "--method", "qlora", "--prompts", str(prompts)]
-    assert cli.main([*argv, "--json"]) == 0
+    assert cli.main([*argv, "--steps", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["method"] == "qlora"
-    assert result["summary"]["before"] <= 0.30
-    assert result["summary"]["after"] >= 0.85
+    assert result["method"] == "qlora" and result["steps"] == 3
+    assert [r["complaint"] for r in result["examples"]] == support_data.heldout_complaints()[:2]
+    config = AutoConfig.from_pretrained(base_model.resolve("embedded"))
+    assert result["trainable_params"] == memory.lora_params(config, 8, "all-linear")
+    assert all(r["after"] for r in result["examples"])
 
 
 @pytest.mark.pins

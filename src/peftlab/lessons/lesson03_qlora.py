@@ -557,3 +557,25 @@ def footprint_table(rows: Sequence[Mapping]) -> str:
     ]
     header = ["stored as", "bytes held", "peftlab.memory predicts", "difference"]
     return markdown_table(header, lines, [":--", "--:", "--:", "--:"])
+
+
+QLORA_DEMO = {"complaints": 12, "steps": 150}  # notebook 03, section 11
+
+
+def qlora_demo() -> dict:
+    """Notebook 03's section 11: `peftlab demo --method qlora` on the embedded model (the base in
+    NF4, LoRA on every linear layer, the demo's Trainer path) answering the first 12 held-out
+    complaints before and after 150 steps; `Comparison.to_dict()`. About a minute cold, then
+    read from `lessons.cache`: the notebook and the lesson's test share one run."""
+    from peftlab.lessons.cache import cached
+
+    return cached("lesson03-qlora-demo", _qlora_demo, model_name=LESSON_MODEL, **QLORA_DEMO)
+
+
+def _qlora_demo(model_name: str, complaints: int, steps: int) -> dict:
+    from peftlab import compare, support_data
+
+    texts = support_data.heldout_complaints()[:complaints]
+    run = compare.before_after(texts, model_name=model_name, method="qlora", steps=steps,
+                               run_name=None, progress=False)  # fmt: skip
+    return run.to_dict()
