@@ -206,12 +206,17 @@ def _question(raw: Any, where: str, topic: str, default_lesson: str | None) -> Q
     )
 
 
+# libyaml's safe loader where PyYAML was built with it (its wheels are): the same documents,
+# parsed about ten times faster than by the pure-Python one
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_topic(path: str | os.PathLike) -> Topic:
     """Read and validate one bank file; errors name the file and the question."""
     path = Path(path)
     where = str(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER)
     except yaml.YAMLError as exc:
         raise ValueError(f"{where}: not valid YAML ({exc})") from None
     _need(isinstance(data, dict), where, "expected a mapping with topic, title, tldr, questions")
