@@ -34,8 +34,9 @@ def worker_group(nodeid: str) -> str:
 
 # The groups that take longest with cold caches (`make test --durations`, 2 cores), slowest
 # first: they start first, so that no long lesson is left to run alone at the end.
-SLOWEST_FIRST = ("lesson11", "test_demo_end_to_end.py", "lesson07", "lesson04", "lesson08",
-                 "lesson05", "test_real_model.py", "lesson02", "lesson12", "lesson03")  # fmt: skip
+SLOWEST_FIRST = ("lesson11", "lesson07", "lesson02", "lesson03", "lesson08", "lesson05",
+                 "lesson12", "lesson04", "test_real_model.py", "test_demo_end_to_end.py",
+                 "lesson09", "test_models.py")  # fmt: skip
 
 
 def pytest_xdist_make_scheduler(config, log):
