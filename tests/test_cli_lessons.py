@@ -71,3 +71,17 @@ def test_a_lesson_that_does_not_exist_is_one_line_and_exit_2(capsys):
     assert out == ""
     assert err.startswith("peftlab lessons: error: no lesson '99'")
     assert err.count("\n") == 1
+
+
+def test_help_says_what_new_writes(capsys):
+    """`peftlab lessons new --help` (argparse shows the command's help) explains NN, NAME and
+    the files `new` writes, as the scaffold names them."""
+    from peftlab.commands import scaffold
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["lessons", "new", "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "peftlab lessons new NN NAME" in out and "Adding lesson NN" in out
+    for path in scaffold.files("NN", "NAME"):
+        assert path in out, path

@@ -11,6 +11,17 @@ regions. Exit code 1 when a lesson is stale, 2 for a lesson number that does not
 import argparse
 from pathlib import Path
 
+NEW_LESSON = """\
+peftlab lessons new NN NAME:
+  NN    two digits, a lesson number not taken yet (12)
+  NAME  lower-case words joined by '-' (reward-models); the title is NAME with
+        spaces, capitalized ("Reward models")
+  writes lessons/NN-NAME.md, notebooks/NN_NAME.ipynb (no outputs yet: execute
+  it before committing), src/peftlab/lessons/lessonNN_NAME.py (in those two,
+  '_' for '-') and tests/test_lesson_NN.py, and adds a row to the README's
+  lessons table. What comes next: docs/ARCHITECTURE.md, "Adding lesson NN".
+"""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -20,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "prose (and the README's regions quoting it) quotes with them; exit 1 if any lesson is "
         "stale. `peftlab lessons new NN NAME` writes a new lesson's markdown, notebook, module "
         "and test, and its README row, instead.",
+        epilog=NEW_LESSON,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "numbers",
