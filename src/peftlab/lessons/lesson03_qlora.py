@@ -136,6 +136,7 @@ def quotes(results: Mapping) -> dict[str, str]:
         "notebook: dq bits, rounded": f"{dq_bits:.2f} bits",
         "notebook: dq constants": f"{dq_bits - 4:.3f} bits",
         "notebook: dq saving": f"{bits - dq_bits:.3f} bits",
+        "notebook: qlora steps": f"{QLORA_DEMO['steps']} steps",
     }
 
 
@@ -564,9 +565,9 @@ QLORA_DEMO = {"complaints": 12, "steps": 150}  # notebook 03, section 11
 
 def qlora_demo() -> dict:
     """Notebook 03's section 11: `peftlab demo --method qlora` on the embedded model (the base in
-    NF4, LoRA on every linear layer, the demo's Trainer path) answering the first 12 held-out
-    complaints before and after 150 steps; `Comparison.to_dict()`. About a minute cold, then
-    read from `lessons.cache`: the notebook and the lesson's test share one run."""
+    NF4, LoRA on every linear layer, the demo's Trainer path) answering the first held-out
+    complaints before and after its steps (`QLORA_DEMO`); `Comparison.to_dict()`. About a
+    minute cold, then read from `lessons.cache`: the notebook and the test share one run."""
     from peftlab.lessons.cache import cached
 
     return cached("lesson03-qlora-demo", _qlora_demo, model_name=LESSON_MODEL, **QLORA_DEMO)
